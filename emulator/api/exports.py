@@ -1,0 +1,242 @@
+"""The export files behind signed URLs: runs CSV (gzipped), run outputs, batch and segment CSVs.
+
+Each producer turns a ``FileSpec`` (made by the endpoint that answered ``{url}``) into a stream of
+chunks. Rows are read a page at a time (keyset paging on the table's sort key where the export can
+be large) and encoded as they go, so memory stays flat whatever the file size. Layouts follow
+REFERENCE.md section 7; where it says "unknown" the choice is documented on the producer.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import zlib
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import orjson
+
+from ..downloads import FileBody, FileSpec, register_producer
+from ..state import EmulatorState
+from ..store import ClickHouseStore
+from .common import Where, lit
+from .facts import RUN_TABLE, run_json, table
+from .limits import EXPORT_PAGE_ROWS, HIDE_DELETED_RUNS
+from .payloads import RunsDownloadOutputsPayload, RunsDownloadPayload, SegmentDownloadPayload
+from .resolver import WorkflowContext, model_record
+from .runs import runs_where
+from .segments import selection_sql
+from .synth import last_executed_slug
+
+RUN_META_COLUMNS = (
+    "_uuid",
+    "_workspace_uuid",
+    "_workflow_uuid",
+    "_record_id",
+    "_record_title",
+    "_created_at",
+    "_finished_at",
+    "_status",
+    "_error_message",
+)
+"""[D] The leading columns of the runs download (and of download-outputs)."""
+
+CSV_ROWS_PER_CHUNK = 500
+
+
+def cell(value: Any) -> str:
+    """One CSV cell: empty for null, ``true``/``false``, JSON text for objects and arrays."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict | list):
+        return orjson.dumps(value).decode()
+    return str(value)
+
+
+def csv_chunks(header: list[str], rows: Iterable[list[Any]]) -> Iterator[bytes]:
+    """RFC 4180 CSV (``\\n`` line ends), yielded every ``CSV_ROWS_PER_CHUNK`` rows."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    pending = 1
+    for row in rows:
+        writer.writerow([cell(v) for v in row])
+        pending += 1
+        if pending >= CSV_ROWS_PER_CHUNK:
+            yield buffer.getvalue().encode()
+            buffer.seek(0)
+            buffer.truncate()
+            pending = 0
+    if pending or buffer.tell():
+        yield buffer.getvalue().encode()
+
+
+def gzip_chunks(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """A gzip member compressed on the fly (the runs download is a ``.csv.gz``)."""
+    compressor = zlib.compressobj(6, zlib.DEFLATED, 31)
+    for chunk in chunks:
+        out = compressor.compress(chunk)
+        if out:
+            yield out
+    yield compressor.flush()
+
+
+def keyset_runs(store: ClickHouseStore, where: Where) -> Iterator[dict[str, Any]]:
+    """Every run matching ``where`` in ``(created_at, uuid)`` order, one page per query (keyset)."""
+    last: tuple[str, str] | None = None
+    while True:
+        predicate = where.sql()
+        if last is not None:
+            predicate += f" AND (created_at, uuid) > (toDateTime64({lit(last[0])}, 3, 'UTC'), toUUID({lit(last[1])}))"
+        rows = store.rows(
+            f"SELECT * FROM {table(store, RUN_TABLE)} WHERE {predicate} "
+            f"ORDER BY created_at, uuid LIMIT {EXPORT_PAGE_ROWS}"
+        )
+        yield from rows
+        if len(rows) < EXPORT_PAGE_ROWS:
+            return
+        last = (str(rows[-1]["created_at"]), str(rows[-1]["uuid"]))
+
+
+def _run_meta(run: dict[str, Any]) -> list[Any]:
+    return [
+        run["uuid"],
+        run["workspaceUuid"],
+        run["workflowUuid"],
+        run["recordId"],
+        run["recordTitle"],
+        run["createdAt"],
+        run["finishedAt"],
+        run["status"],
+        run["errorMessage"],
+    ]
+
+
+def produce_runs(state: EmulatorState, spec: FileSpec) -> FileBody:
+    """Runs download: gzipped CSV, run metadata then one column per live node slug holding the
+    execution ``title`` (the last execution of that node; empty when it did not run)."""
+    payload = RunsDownloadPayload.model_validate(spec.params["payload"])
+    slugs: list[str] = list(spec.params["slugs"])
+    where = runs_where(spec.workspace_uuid, payload)
+
+    def rows() -> Iterator[list[Any]]:
+        for row in keyset_runs(state.store, where):
+            run = run_json(row)
+            titles = {e["nodeSlug"]: e.get("title") for e in run["executions"]}
+            yield [*_run_meta(run), *(titles.get(slug) for slug in slugs)]
+
+    return FileBody("application/gzip", gzip_chunks(csv_chunks([*RUN_META_COLUMNS, *slugs], rows())))
+
+
+def _paged(store: ClickHouseStore, select: str, order: str, offset: int, limit: int | None) -> Iterator[dict[str, Any]]:
+    """Rows ``[offset, offset + limit)`` of ``select`` in ``order``, ``EXPORT_PAGE_ROWS`` per query."""
+    position = offset
+    end = None if limit is None else offset + limit
+    while end is None or position < end:
+        size = EXPORT_PAGE_ROWS if end is None else min(EXPORT_PAGE_ROWS, end - position)
+        rows = store.rows(f"{select} ORDER BY {order} LIMIT {size} OFFSET {position}")
+        yield from rows
+        if len(rows) < size:
+            return
+        position += size
+
+
+def _with_payloads(
+    context: WorkflowContext, rows: Iterable[dict[str, Any]]
+) -> Iterator[tuple[dict[str, Any], dict[str, Any], dict[str, Any], dict[str, Any]]]:
+    """``(run, first output, runContext, computed configs)`` per row, records fetched per page."""
+    page: list[dict[str, Any]] = []
+
+    def flush() -> Iterator[tuple[dict[str, Any], dict[str, Any], dict[str, Any], dict[str, Any]]]:
+        runs = [run_json(r) for r in page]
+        records = context.records(str(r["recordId"]) for r in runs)
+        for run in runs:
+            first, run_context, configs = context.payloads(run, records)
+            yield run, first, run_context, configs
+        page.clear()
+
+    for row in rows:
+        page.append(row)
+        if len(page) >= EXPORT_PAGE_ROWS:
+            yield from flush()
+    yield from flush()
+
+
+def produce_run_outputs(state: EmulatorState, spec: FileSpec) -> FileBody:
+    """Run outputs: one row per run, run metadata + ``input`` (first node's resolved config) +
+    ``output`` (the chosen node's output, default the last executed node; null when it has none).
+
+    [I] CSV cells hold ``input``/``output`` as JSON text; ``format: "json"`` is one JSON array of
+    objects (not NDJSON), not gzipped.
+    """
+    payload = RunsDownloadOutputsPayload.model_validate(spec.params["payload"])
+    where = runs_where(spec.workspace_uuid, payload)
+    context = WorkflowContext(state.store, spec.workspace_uuid, payload.workflowUuid, state.seed)
+    select = f"SELECT * FROM {table(state.store, RUN_TABLE)} WHERE {where.sql()}"
+    source = _paged(state.store, select, "created_at, uuid", payload.offset or 0, payload.limit)
+
+    def items() -> Iterator[tuple[dict[str, Any], Any, Any]]:
+        for run, _, run_context, configs in _with_payloads(context, source):
+            executions = run["executions"]
+            first_slug = executions[0]["nodeSlug"] if executions else None
+            output_slug = payload.outputNodeSlug or last_executed_slug(run)
+            yield run, configs.get(first_slug) if first_slug else None, run_context.get(output_slug or "")
+
+    if payload.format == "json":
+        keys = [*RUN_META_COLUMNS, "input", "output"]
+
+        def json_chunks() -> Iterator[bytes]:
+            yield b"["
+            for index, (run, given, produced) in enumerate(items()):
+                entry = dict(zip(keys, [*_run_meta(run), given, produced], strict=True))
+                yield (b",\n" if index else b"\n") + orjson.dumps(entry)
+            yield b"\n]\n"
+
+        return FileBody("application/json", json_chunks())
+    rows = ([*_run_meta(run), given, produced] for run, given, produced in items())
+    return FileBody("text/csv; charset=utf-8", csv_chunks([*RUN_META_COLUMNS, "input", "output"], rows))
+
+
+def produce_batch(state: EmulatorState, spec: FileSpec) -> FileBody:
+    """Batch download: one row per run of the batch, the record's input fields (the model's columns
+    when the workflow's play has a model) then ``output`` (JSON text of the chosen node's output;
+    empty for a run that errored, REFERENCE.md 7)."""
+    batch_uuid = str(spec.params["batchUuid"])
+    output_node = spec.params.get("outputNodeSlug")
+    context = WorkflowContext(state.store, spec.workspace_uuid, str(spec.params["workflowUuid"]), state.seed)
+    where = Where(spec.workspace_uuid)
+    where.add(f"batch_uuid = toUUID({lit(batch_uuid)})")
+    if HIDE_DELETED_RUNS:
+        where.add("deleted_at IS NULL")
+    columns = context.input_columns()
+
+    def rows() -> Iterator[list[Any]]:
+        for run, first, run_context, _ in _with_payloads(context, keyset_runs(state.store, where)):
+            slug = output_node if isinstance(output_node, str) else last_executed_slug(run)
+            produced = None if run["status"] == "error" else run_context.get(slug or "")
+            yield [*(first.get(c) for c in columns), produced]
+
+    return FileBody("text/csv; charset=utf-8", csv_chunks([*columns, "output"], rows()))
+
+
+def produce_segment(state: EmulatorState, spec: FileSpec) -> FileBody:
+    """Segment download: CSV of the matching model rows, every table column, in the segment's order."""
+    payload = SegmentDownloadPayload.model_validate(spec.params["payload"])
+    members, order, columns = selection_sql(state.store, payload.modelUuid, payload.filter, payload.sort, payload.limit)
+
+    def rows() -> Iterator[list[Any]]:
+        if not columns:
+            return
+        for row in _paged(state.store, members, order, 0, None):
+            record = model_record(row, {})
+            yield [record.get(c) for c in columns]
+
+    return FileBody("text/csv; charset=utf-8", csv_chunks(columns, rows()))
+
+
+register_producer("runs", produce_runs)
+register_producer("run-outputs", produce_run_outputs)
+register_producer("batch", produce_batch)
+register_producer("segment", produce_segment)

@@ -1,0 +1,196 @@
+"""The emulator's embedded ClickHouse (chDB): physical tables, workspace views, caller connections.
+
+chDB runs one embedded server per process. Every ``chdb.connect`` to it is a separate ClickHouse
+session with its own current database and settings, which is what scoping rests on: a caller's
+query runs on a connection whose current database is the caller's workspace database and whose
+settings are Cargo's caps plus ``readonly=1`` (set once, so they can never be changed afterwards).
+Connections are not shared between threads: each workspace has a small pool and a query borrows
+one for its duration; writes go through one admin connection under a lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import queue
+import re
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import chdb
+import orjson
+
+from . import caps, schema
+from .sqlguard import Denial, check_ast
+
+_namespace_counter = itertools.count(1)
+_namespace_lock = threading.Lock()
+
+READERS_PER_WORKSPACE = 8
+"""Connections per workspace; more concurrent queries than this wait for one to be returned."""
+
+
+def _connect(path: str) -> Any:
+    """A new session on the process's embedded ClickHouse (chDB ships no type hints)."""
+    return chdb.connect(path)  # type: ignore[no-untyped-call]
+
+
+class QueryRefused(Exception):
+    """A caller's query failed; ``message`` is the ClickHouse text Cargo forwards as ``errorMessage``."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def _literal(text: str) -> str:
+    """Quote ``text`` as a ClickHouse string literal."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+_NESTED = re.compile(
+    r"^Code: (\d+)\. DB::Exception: Code: \1\. DB::Exception: "
+    r"(?P<inner>.*?)(?: \(version [^)]*\))?\. \((?P<name>\w+)\)$",
+    re.S,
+)
+_VERSION = re.compile(r" \(version [0-9.]+[^)]*\)")
+
+
+def _clean_error(exc: BaseException, *, outer_query: str | None = None) -> str:
+    """ClickHouse's message for ``exc``, minus the wrapper query the emulator added around it."""
+    message = str(exc).strip()
+    if outer_query is not None:
+        message = message.replace(f". : In scope {outer_query}.", ".").replace(
+            f": In scope {outer_query}", ""
+        )
+    nested = _NESTED.match(message)
+    if nested:
+        code = message.split(".", 1)[0]
+        inner = re.sub(r"\.? \(\w+\)$", "", nested.group("inner"))
+        message = f"{code}. DB::Exception: {inner}. ({nested.group('name')})"
+    return _VERSION.sub("", message)
+
+
+class ClickHouseStore:
+    """All emulator data of one instance, in its own namespace of the process's embedded ClickHouse."""
+
+    def __init__(self, path: str | None = None, *, namespace: int | None = None) -> None:
+        with _namespace_lock:
+            self.namespace = namespace if namespace is not None else next(_namespace_counter)
+        self.path = path or ":memory:"
+        self._admin = _connect(self.path)
+        self._admin_lock = threading.Lock()
+        self._pools: dict[str, queue.LifoQueue[Any]] = {}
+        self._pools_lock = threading.Lock()
+        self.truncate_results = False
+        self.cap_overrides: dict[str, int | str] = {}
+        self.database = schema.store_database(self.namespace)
+        self.execute(f"CREATE DATABASE IF NOT EXISTS {self.database}")
+        for layout in schema.ORCHESTRATION_TABLES:
+            self.execute(layout.create_statement(self.database))
+
+    # -- admin side (generator, clock, REST endpoints) ---------------------------------------------
+
+    def execute(self, sql: str) -> None:
+        """Run a statement on the admin connection (writes, DDL)."""
+        with self._admin_lock:
+            self._admin.query(sql)
+
+    def rows(self, sql: str) -> list[dict[str, Any]]:
+        """Run a read on the admin connection and return its rows as dicts."""
+        with self._admin_lock:
+            result = self._admin.query(sql, "JSONEachRow")
+        data = result.bytes()
+        return [orjson.loads(line) for line in data.splitlines() if line]
+
+    def scalar(self, sql: str) -> Any:
+        """First column of the first row, or None."""
+        found = self.rows(sql)
+        return next(iter(found[0].values())) if found else None
+
+    def table(self, name: str) -> str:
+        """Qualified name of a physical table of this instance."""
+        return f"{self.database}.{name}"
+
+    def ensure_workspace(self, workspace_uuid: str) -> None:
+        """Create the workspace's view database (idempotent)."""
+        db = schema.workspace_database(self.namespace, workspace_uuid)
+        self.execute(f"CREATE DATABASE IF NOT EXISTS {db}")
+        for layout in schema.ORCHESTRATION_TABLES:
+            self.execute(schema.view_statement(layout, self.namespace, workspace_uuid))
+
+    def set_truncate_results(self, truncate: bool) -> None:
+        """Switch the result cap between Cargo's error (396) and silent truncation; resets pools."""
+        with self._pools_lock:
+            self.truncate_results = truncate
+            self._pools.clear()
+
+    def override_caps(self, **settings: int | str) -> None:
+        """Lower a cap (tests use this to hit the scan and time caps on small data); resets pools."""
+        unknown = set(settings) - set(caps.cap_settings())
+        if unknown:
+            raise ValueError(f"not a cap setting: {', '.join(sorted(unknown))}")
+        with self._pools_lock:
+            self.cap_overrides = dict(settings)
+            self._pools.clear()
+
+    # -- caller side (orchestration/query) ---------------------------------------------------------
+
+    def _new_reader(self, workspace_uuid: str) -> Any:
+        conn = _connect(self.path)
+        conn.query(f"USE {schema.workspace_database(self.namespace, workspace_uuid)}")
+        settings = {**caps.cap_settings(self.truncate_results), **self.cap_overrides}
+        assignments = ", ".join(
+            f"{key} = {_literal(value) if isinstance(value, str) else value}"
+            for key, value in settings.items()
+        )
+        conn.query(f"SET {assignments}")
+        conn.query("SET readonly = 1")
+        return conn
+
+    @contextlib.contextmanager
+    def reader(self, workspace_uuid: str) -> Iterator[Any]:
+        """Borrow a scoped, capped, read-only connection of the workspace."""
+        with self._pools_lock:
+            pool = self._pools.get(workspace_uuid)
+            if pool is None:
+                pool = queue.LifoQueue()
+                for _ in range(READERS_PER_WORKSPACE):
+                    pool.put(None)
+                self._pools[workspace_uuid] = pool
+        conn = pool.get()
+        try:
+            if conn is None:
+                conn = self._new_reader(workspace_uuid)
+            yield conn
+        finally:
+            pool.put(conn)
+
+    def caller_query(self, workspace_uuid: str, sql: str) -> bytes:
+        """Run a caller's SQL as Cargo would and return the ``{"rows": [...]}`` body.
+
+        Raises QueryRefused with ClickHouse's own message for syntax errors, denied statements and
+        every cap.
+        """
+        with self.reader(workspace_uuid) as conn:
+            outer = f"SELECT formatQuerySingleLine({_literal(sql)})"
+            try:
+                canonical = conn.query(outer, "TSVRaw").bytes().decode().rstrip("\n")
+            except Exception as exc:
+                raise QueryRefused(_clean_error(exc, outer_query=outer)) from None
+            try:
+                dump = conn.query(f"EXPLAIN AST {canonical}", "TSVRaw").bytes().decode()
+            except Exception as exc:
+                raise QueryRefused(_clean_error(exc)) from None
+            denial: Denial | None = check_ast(dump)
+            if denial is not None:
+                raise QueryRefused(denial.message())
+            try:
+                result = conn.query(canonical, "JSONEachRow")
+            except Exception as exc:
+                raise QueryRefused(_clean_error(exc)) from None
+        body = result.bytes()
+        if not body:
+            return b'{"rows":[]}'
+        return b'{"rows":[' + b",".join(body.rstrip(b"\n").split(b"\n")) + b"]}"

@@ -1,0 +1,98 @@
+"""The ``cargo-elt`` command: the emulator today; ``sync`` and ``demo`` join it with the source."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from datetime import datetime
+
+
+def _iso_datetime(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO date or datetime: {text!r}") from None
+    if value.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"give a time zone (e.g. {text}Z): {text!r}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """All subcommands and their options."""
+    parser = argparse.ArgumentParser(
+        prog="cargo-elt", description="Move a Cargo workspace's data into a warehouse."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    emulator = commands.add_parser("emulator", help="the local Cargo API emulator")
+    emulator_commands = emulator.add_subparsers(dest="emulator_command", required=True)
+    serve = emulator_commands.add_parser("serve", help="serve Cargo's API on embedded ClickHouse (chDB)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8787, help="0 picks a free port")
+    serve.add_argument("--seed", type=int, default=1, help="same seed, same data, byte for byte")
+    serve.add_argument("--scale", default="small", choices=["tiny", "small", "medium", "large"])
+    serve.add_argument("--workspaces", type=int, default=2, help="number of workspaces (default 2)")
+    serve.add_argument(
+        "--token", action="append", default=[], help="fix the token of workspace one, two, ... (repeatable)"
+    )
+    serve.add_argument("--data-dir", default=None, help="keep the data here between starts")
+    serve.add_argument("--admin", action="store_true", help="enable /_emulator/* (clock, truth, faults)")
+    serve.add_argument(
+        "--faults", default="", help="e.g. 429=0.05,500=0.05,503=0.03,reset=0.02,truncate=0.01,slow=0.05"
+    )
+    serve.add_argument(
+        "--fault-seed", type=int, default=None, help="seed of the fault draws (default: --seed)"
+    )
+    serve.add_argument(
+        "--now", type=_iso_datetime, default=None, help="virtual clock start (ISO, default: 6 h ago)"
+    )
+    serve.add_argument(
+        "--truncate-results", action="store_true", help="truncate over-cap results instead of Code 396"
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script."""
+    args = build_parser().parse_args(argv)
+    if args.command == "emulator" and args.emulator_command == "serve":
+        return _serve(args)
+    return 2
+
+
+def _serve(args: argparse.Namespace) -> int:
+    try:
+        from emulator.faults import FaultSpecError
+        from emulator.server import DataDirMismatch, EmulatorOptions, serve_forever
+    except ImportError as exc:
+        print(
+            f"error: the emulator needs its extra: pip install 'cargo-elt[emulator]' ({exc})", file=sys.stderr
+        )
+        return 2
+    options = EmulatorOptions(
+        host=args.host,
+        port=args.port,
+        seed=args.seed,
+        scale=args.scale,
+        workspaces=args.workspaces,
+        tokens=tuple(args.token),
+        data_dir=args.data_dir,
+        admin=args.admin,
+        faults=args.faults,
+        fault_seed=args.fault_seed,
+        now=args.now,
+        truncate_results=args.truncate_results,
+    )
+    try:
+        serve_forever(options)
+    except (FaultSpecError, DataDirMismatch, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 0
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

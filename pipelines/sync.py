@@ -1,0 +1,120 @@
+"""``cargo-elt sync``: one dlt pipeline run of the Cargo source into a destination, with a summary.
+
+Everything that can be wrong in the user's input is checked before the pipeline is created, so a
+bad setting never leaves a half-written pipeline state behind.
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any
+
+PIPELINE_NAME = "cargo"
+DEFAULT_DATASET = "cargo"
+DEFAULT_DESTINATION = "duckdb"
+
+DESTINATION_EXTRAS = {
+    "bigquery": ("google.cloud.bigquery", "bigquery"),
+    "snowflake": ("snowflake.connector", "snowflake"),
+    "postgres": ("psycopg2", "postgres"),
+    "motherduck": ("duckdb", "motherduck"),
+}
+"""Destination -> (module its dlt extra installs, the pip extra that brings it)."""
+
+
+class UserInputError(Exception):
+    """Bad input from the user: the message says what was wrong and which setting to change."""
+
+
+@dataclass
+class SyncRequest:
+    """What one ``cargo-elt sync`` was asked to do."""
+
+    base_url: str | None = None
+    destination: str = DEFAULT_DESTINATION
+    dataset: str = DEFAULT_DATASET
+    tables: Sequence[str] | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    full_refresh: bool = False
+    progress: str = "log"
+    pipeline_name: str = PIPELINE_NAME
+    pipelines_dir: str | None = None
+    duckdb_path: str | None = None
+    api_token: str | None = None
+    extra_source_args: dict[str, Any] = field(default_factory=dict)
+
+
+def parse_when(text: str, setting: str) -> datetime:
+    """A date or datetime from the command line, in UTC; the error names the option."""
+    cleaned = text.strip().replace("Z", "+00:00")
+    try:
+        if len(cleaned) == 10:
+            day = date.fromisoformat(cleaned)
+            return datetime(day.year, day.month, day.day, tzinfo=UTC)
+        value = datetime.fromisoformat(cleaned)
+    except ValueError:
+        raise UserInputError(
+            f"{setting} {text!r} is not a date (YYYY-MM-DD) or an ISO datetime (YYYY-MM-DDTHH:MM:SSZ)"
+        ) from None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def check_destination(name: str) -> None:
+    """Refuse an unknown destination, or one whose extra is not installed, before anything runs."""
+    from dlt.common.destination.reference import DestinationReference
+
+    try:
+        DestinationReference.from_reference(name)
+    except Exception as exc:
+        raise UserInputError(
+            f"unknown destination {name!r} (--destination): use a dlt destination name such as "
+            f"duckdb, bigquery, snowflake, postgres, filesystem ({type(exc).__name__})"
+        ) from None
+    needed = DESTINATION_EXTRAS.get(name)
+    if needed is not None:
+        module, extra = needed
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            raise UserInputError(
+                f"destination {name!r} needs its extra: pip install 'cargo-elt[{extra}]'"
+            ) from None
+
+
+def check_dates(since: datetime | None, until: datetime | None, now: datetime) -> None:
+    """``--until`` after ``--since``, and neither in the future."""
+    for label, value in (("--since", since), ("--until", until)):
+        if value is not None and value > now:
+            raise UserInputError(f"{label} {value.isoformat()} is in the future")
+    if since is not None and until is not None and until <= since:
+        raise UserInputError(f"--until {until.isoformat()} must be after --since {since.isoformat()}")
+
+
+@dataclass
+class TableSummary:
+    """One line of the end-of-sync report."""
+
+    table: str
+    rows: int
+    queries: int
+    retries: int
+    seconds: float
+
+
+def format_summary(summaries: Sequence[TableSummary], total_seconds: float) -> str:
+    """The per-table report printed at the end of a sync."""
+    lines = [f"{'table':<16}{'rows loaded':>14}{'queries':>10}{'retries':>10}{'seconds':>10}"]
+    for s in summaries:
+        lines.append(f"{s.table:<16}{s.rows:>14,}{s.queries:>10,}{s.retries:>10,}{s.seconds:>10.1f}")
+    lines.append(f"total {total_seconds:.1f} s")
+    return "\n".join(lines)
+
+
+def monotonic() -> float:
+    """Wall-clock seconds for the report."""
+    return time.monotonic()

@@ -1,0 +1,1 @@
+"""Cargo source for dlt: orchestration tables (runs, batches, spans, records) via orchestration/query."""

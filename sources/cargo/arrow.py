@@ -1,0 +1,177 @@
+"""Rows of an ``orchestration/query`` answer to a ``pyarrow.Table`` with the table's fixed schema.
+
+dlt takes arrow tables on its fast path (no per-row normalisation), and a fixed schema keeps the
+destination's column types stable whatever a page happens to contain (an all-null page still types
+its columns). The API's value encoding is loosely specified (REFERENCE.md 4.5), so each column
+first tries arrow's native conversion of the whole column and falls back only when that fails:
+
+* timestamps: ``YYYY-MM-DD hh:mm:ss[.fff]`` in UTC, or ISO with ``Z``; parsed by arrow's cast;
+* integers and floats: JSON numbers, or strings (ClickHouse quotes 64-bit integers by default);
+* booleans: ``true``/``false`` or ``1``/``0``;
+* JSON text columns: strings, or objects re-serialised, with secret keys removed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .errors import CargoProtocolError
+from .planner import parse_timestamp
+from .specs import TIMESTAMP_TYPE, ColumnSpec, TableSpec, ValueKind
+
+logger = logging.getLogger(__name__)
+
+_UTC_SUFFIX = r"(Z|[+-]00:?00)$"
+_ARROW_ERRORS = (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, TypeError, ValueError, OverflowError)
+_BOOL_WORDS: dict[object, bool] = {"true": True, "false": False, "1": True, "0": False}
+
+
+def rows_to_table(spec: TableSpec, rows: Sequence[Mapping[str, Any]]) -> pa.Table:
+    """A table with ``spec.arrow_schema()`` from the API's row objects.
+
+    Raises ``CargoProtocolError`` if the answer lacks a selected column (the server always sends
+    nulls, so a missing key means the column list and the server disagree) or a key column is null.
+    """
+    schema = spec.arrow_schema()
+    if rows:
+        missing = [name for name in spec.column_names if name not in rows[0]]
+        if missing:
+            raise CargoProtocolError(f"{spec.name}: the answer has no columns {missing}")
+    arrays = [convert_column(c, [row.get(c.name) for row in rows]) for c in spec.columns]
+    table = pa.Table.from_arrays(arrays, schema=schema)
+    nulls = sorted(name for name in spec.required_columns if table.column(name).null_count)
+    if nulls:
+        raise CargoProtocolError(f"{spec.name}: null values in key columns {nulls}")
+    return table
+
+
+def convert_column(column: ColumnSpec, values: list[Any]) -> pa.Array:
+    """One column's JSON values as an arrow array of the column's type."""
+    try:
+        if column.kind is ValueKind.TIMESTAMP:
+            return _timestamps(values)
+        if column.kind is ValueKind.BOOL:
+            return _booleans(values)
+        if column.kind in (ValueKind.INT, ValueKind.FLOAT):
+            return _numbers(values, column.arrow_type)
+        array = _strings(values)
+        if column.kind is ValueKind.JSON and column.secret_keys:
+            array = strip_secret_keys(array, column.secret_keys)
+        return array
+    except _ARROW_ERRORS as exc:
+        raise CargoProtocolError(f"column {column.name!r}: cannot read values as {column.arrow_type}: {exc}") from exc
+
+
+def _strings(values: list[Any]) -> pa.Array:
+    try:
+        return pa.array(values, type=pa.string())
+    except _ARROW_ERRORS:
+        return pa.array([_as_text(v) for v in values], type=pa.string())
+
+
+def _as_text(value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict | list):
+        return orjson.dumps(value).decode()
+    return str(value)
+
+
+def _numbers(values: list[Any], arrow_type: pa.DataType) -> pa.Array:
+    try:
+        return pa.array(values, type=arrow_type)
+    except _ARROW_ERRORS:
+        # quoted numbers: let arrow parse the text column-wise
+        return pa.array([None if v is None else str(v) for v in values], type=pa.string()).cast(arrow_type)
+
+
+def _booleans(values: list[Any]) -> pa.Array:
+    try:
+        return pa.array(values, type=pa.bool_())
+    except _ARROW_ERRORS:
+        pass
+    try:
+        return pa.array(values, type=pa.int64()).cast(pa.bool_())
+    except _ARROW_ERRORS:
+        pass
+    words: list[bool | None] = []
+    for value in values:
+        if value is None or isinstance(value, bool):
+            words.append(value)
+            continue
+        key = value.strip().lower() if isinstance(value, str) else str(value)
+        if key not in _BOOL_WORDS:
+            raise ValueError(f"not a boolean: {value!r}")
+        words.append(_BOOL_WORDS[key])
+    return pa.array(words, type=pa.bool_())
+
+
+def _timestamps(values: list[Any]) -> pa.Array:
+    try:
+        text = pa.array(values, type=pa.string())
+        naive = pc.replace_substring_regex(text, pattern=_UTC_SUFFIX, replacement="")
+        parsed = naive.cast(pa.timestamp("ns"))
+    except _ARROW_ERRORS:
+        # other offsets, odd forms: parse each value (validates and converts to UTC)
+        moments = [None if v is None else parse_timestamp(v) for v in values]
+        return pa.array(moments, type=pa.timestamp("us", tz="UTC")).cast(TIMESTAMP_TYPE, safe=False)
+    return parsed.cast(pa.timestamp("ms"), safe=False).cast(TIMESTAMP_TYPE)
+
+
+def strip_secret_keys(array: pa.Array, keys: Sequence[str]) -> pa.Array:
+    """JSON texts with ``keys`` removed at any depth; only texts that mention a key are parsed.
+
+    A text that mentions a key but is not valid JSON is dropped (null) rather than loaded as is.
+    """
+    needle = "|".join(f'"{key}"' for key in keys)
+    mentions = pc.match_substring_regex(array, pattern=needle).fill_null(False)
+    if not pc.any(mentions).as_py():
+        return array
+    texts: list[str | None] = array.to_pylist()
+    for index in pc.indices_nonzero(mentions).to_pylist():
+        try:
+            document = orjson.loads(texts[index] or "null")
+        except orjson.JSONDecodeError:
+            logger.warning("dropped a JSON value that names a secret key but does not parse")
+            texts[index] = None
+            continue
+        texts[index] = orjson.dumps(_without_keys(document, frozenset(keys))).decode()
+    return pa.array(texts, type=pa.string())
+
+
+def _without_keys(document: Any, keys: frozenset[str]) -> Any:
+    if isinstance(document, dict):
+        return {k: _without_keys(v, keys) for k, v in document.items() if k not in keys}
+    if isinstance(document, list):
+        return [_without_keys(v, keys) for v in document]
+    return document
+
+
+# -- values the incremental state needs ------------------------------------------------------------
+
+
+def max_timestamp(table: pa.Table, column: str) -> datetime | None:
+    """Largest value of a timestamp column (``max_updated`` of the incremental state)."""
+    value = pc.max(table.column(column)).as_py()
+    return None if value is None else value.astimezone(UTC)
+
+
+def min_open_time(spec: TableSpec, table: pa.Table) -> datetime | None:
+    """Smallest time-column value among rows not yet in a terminal status (the ``open_horizon``).
+
+    Rows with a null status count as open: nothing says they are finished.
+    """
+    status = table.column(spec.status_column)
+    terminal = pc.is_in(status, value_set=pa.array(sorted(spec.terminal_statuses), type=pa.string()))
+    open_rows = pc.invert(pc.fill_null(terminal, False))
+    value = pc.min(pc.filter(table.column(spec.time_column), open_rows)).as_py()
+    return None if value is None else value.astimezone(UTC)

@@ -1,0 +1,166 @@
+"""The two query loops on top of the planner: plan a range into windows, and read one window.
+
+Both take anything with a ``query(sql) -> rows`` method (``CargoClient`` in production), so the
+dlt resources can run windows in a thread pool, each fetch on the shared client. Errors that need a
+decision the loop cannot take alone propagate: a window over the scan/time/memory cap comes back as
+``WindowTooLarge`` carrying the part still to read, for the caller to bisect and schedule.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Any, Protocol
+
+from .errors import CargoQueryError, KeysetStalled, ResultCapExceeded, WindowTooLarge
+from .planner import (
+    Bucket,
+    HistogramRequest,
+    Predicate,
+    QueryWindow,
+    cursor_after,
+    histogram_query,
+    pack_windows,
+    page_query,
+    parse_histogram,
+    plan_step,
+    refinement_requests,
+    replace_buckets,
+)
+from .settings import (
+    DEFAULT_WINDOW_SCAN_ROWS,
+    DEFAULT_WINDOW_TARGET_ROWS,
+    HISTOGRAM_MAX_BUCKETS,
+    HISTOGRAM_MAX_REFINE_DEPTH,
+    HISTOGRAM_REFINE_BUDGET_MIN,
+    HISTOGRAM_REFINE_BUDGET_SHARE,
+    MIN_PAGE_LIMIT,
+    PAGE_LIMIT,
+)
+from .specs import TableSpec
+
+logger = logging.getLogger(__name__)
+
+Row = dict[str, Any]
+
+
+class QueryExecutor(Protocol):
+    """Runs one ``orchestration/query`` statement and returns its rows."""
+
+    def query(self, sql: str) -> list[Row]: ...
+
+
+def run_histogram(
+    executor: QueryExecutor, spec: TableSpec, request: HistogramRequest, extra_predicate: Predicate | None = None
+) -> list[Bucket]:
+    """The buckets of one histogram request, bisecting its window while the server refuses it.
+
+    A histogram reads every row of its window, so a range holding more than 10 M rows fails with
+    the scan cap (158) or the time cap (159); halves are planned separately, each with its own step.
+    """
+    pending = [request]
+    buckets: list[Bucket] = []
+    while pending:
+        current = pending.pop()
+        try:
+            rows = executor.query(histogram_query(spec, current.window, current.step_ms, extra_predicate))
+        except WindowTooLarge:
+            if not current.window.can_split():
+                raise
+            halves = current.window.bisect()
+            logger.info("histogram of %s %s too large; planning halves", spec.name, current.window)
+            pending.extend(HistogramRequest(half, min(current.step_ms, plan_step(half))) for half in halves)
+            continue
+        buckets.extend(parse_histogram(rows, current.window, current.step_ms))
+    return sorted(buckets, key=lambda b: b.start)
+
+
+def plan_windows(
+    executor: QueryExecutor,
+    spec: TableSpec,
+    window: QueryWindow,
+    extra_predicate: Predicate | None = None,
+    *,
+    target_rows: int = DEFAULT_WINDOW_TARGET_ROWS,
+    max_scan_rows: int = DEFAULT_WINDOW_SCAN_ROWS,
+    max_buckets: int = HISTOGRAM_MAX_BUCKETS,
+) -> list[QueryWindow]:
+    """Windows covering ``window`` exactly, each expected to fit one page.
+
+    One histogram at the finest step that stays under ``max_buckets``, then at most
+    ``HISTOGRAM_MAX_REFINE_DEPTH`` rounds of finer histograms over stretches too dense to pack well,
+    within a budget of queries proportional to the pages they help save.
+    """
+    buckets = run_histogram(executor, spec, HistogramRequest(window, plan_step(window, max_buckets)), extra_predicate)
+    expected_pages = sum(b.rows for b in buckets) / target_rows
+    budget = max(HISTOGRAM_REFINE_BUDGET_MIN, int(expected_pages * HISTOGRAM_REFINE_BUDGET_SHARE))
+    min_step_ms = 1
+    for _ in range(HISTOGRAM_MAX_REFINE_DEPTH):
+        requests = refinement_requests(buckets, target_rows, max_buckets, budget, min_step_ms)
+        if not requests:
+            break
+        budget -= len(requests)
+        for request in requests:
+            if request.step_ms < min_step_ms:
+                continue
+            try:
+                fine = run_histogram(executor, spec, request, extra_predicate)
+            except CargoQueryError as exc:
+                if isinstance(exc, WindowTooLarge) or request.step_ms % 1000 == 0:
+                    raise
+                # sub-second buckets need DateTime64; without them bursts are just packed coarser
+                logger.warning("%s: sub-second histogram refused (code %s); using whole seconds", spec.name, exc.code)
+                min_step_ms = 1000
+                continue
+            buckets = replace_buckets(buckets, request.window, fine)
+    windows = pack_windows(buckets, window, target_rows, max_scan_rows)
+    logger.debug(
+        "%s %s: %d windows for %d expected rows",
+        spec.name,
+        window,
+        len(windows),
+        sum(w.expected_rows or 0 for w in windows),
+    )
+    return windows
+
+
+def fetch_window(
+    executor: QueryExecutor,
+    spec: TableSpec,
+    window: QueryWindow,
+    extra_predicate: Predicate | None = None,
+    *,
+    page_limit: int = PAGE_LIMIT,
+) -> Iterator[list[Row]]:
+    """Pages of the window's rows in ``(time, primary key)`` order, until a page comes back short.
+
+    A full page continues after its last row (keyset), which also covers one second holding more
+    than a page and rows that arrived after planning. On the result cap (396) the page shrinks and
+    reading continues from the same cursor. On the scan, time or memory cap the exception is raised
+    with ``exc.window`` set to what is still unread (pages already yielded stay delivered).
+    """
+    limit = page_limit
+    current = window
+    while True:
+        try:
+            rows = executor.query(page_query(spec, current, extra_predicate, limit))
+        except ResultCapExceeded:
+            if limit <= MIN_PAGE_LIMIT:
+                raise
+            limit = max(MIN_PAGE_LIMIT, limit // 2)
+            logger.warning("%s %s: result cap hit, continuing with pages of %d rows", spec.name, current, limit)
+            continue
+        except WindowTooLarge as exc:
+            exc.window = current
+            raise
+        if rows:
+            yield rows
+        if len(rows) < limit:
+            return
+        cursor = cursor_after(spec, rows[-1])
+        if cursor == current.cursor:
+            raise KeysetStalled(
+                f"{spec.name} {current}: a full page ended where it started ({cursor}); "
+                f"the table's key {spec.sort_key} does not order its rows strictly"
+            )
+        current = current.resumed_at(cursor)

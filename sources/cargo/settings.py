@@ -1,0 +1,122 @@
+"""Constants of the Cargo source: the API's documented caps and the defaults derived from them.
+
+Everything numeric that the planner, the fetcher or the client relies on lives here, so that a cap
+measured differently on the live API is a one-line change. Caps come from REFERENCE.md section 4.3.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Final
+
+# -- the API ---------------------------------------------------------------------------------------
+
+DEFAULT_BASE_URL: Final = "https://api.getcargo.io"
+"""Production host; the client appends ``/v1`` itself (REFERENCE.md 1.1)."""
+
+API_VERSION_PREFIX: Final = "/v1"
+QUERY_ENDPOINT: Final = "orchestration/query"
+"""``POST {base}/v1/orchestration/query`` with ``{"query": sql}``."""
+
+ORIGIN: Final = "cargo-elt"
+"""Sent as ``x-cargo-origin`` so Cargo can tell this connector's traffic apart."""
+
+API_TOKEN_SETTING: Final = "sources.cargo.api_token"
+API_TOKEN_ENV: Final = "SOURCES__CARGO__API_TOKEN"
+"""Where dlt looks for the token; named in authentication errors so the user knows what to fix."""
+
+# -- server-side caps of orchestration/query (REFERENCE.md 4.3) -------------------------------------
+
+MAX_RESULT_ROWS: Final = 10_000
+MAX_ROWS_TO_READ: Final = 10_000_000
+MAX_EXECUTION_TIME_S: Final = 30
+MAX_COLUMNS_TO_READ: Final = 50
+
+# -- planning and paging ----------------------------------------------------------------------------
+
+PAGE_LIMIT: Final = MAX_RESULT_ROWS
+"""``LIMIT`` of a data page. ClickHouse refuses only results *above* ``max_result_rows``."""
+
+MIN_PAGE_LIMIT: Final = 500
+"""Smallest page the fetcher shrinks to after a result-cap error before giving up."""
+
+DEFAULT_WINDOW_TARGET_ROWS: Final = 9_500
+"""Rows a planned window should hold at most.
+
+Below the 10,000-row page so rows that land between planning and fetching still fit in one page,
+but not so far below that the query count drifts more than 10 % above ``ceil(rows / 10_000)``:
+with 9,000 even perfect packing would cost 11 % extra queries.
+"""
+
+DEFAULT_WINDOW_SCAN_ROWS: Final = 8_000_000
+"""Rows a window may span before filtering (changed-rows reads): under the 10 M scan cap with room
+for ClickHouse reading whole granules at both ends of a range."""
+
+HISTOGRAM_MAX_BUCKETS: Final = 4_000
+"""Most buckets one histogram query may return; well under the 10,000-row result cap."""
+
+HISTOGRAM_BUCKET_FRACTION: Final = 16
+"""Planning refines buckets until each holds at most ``target_rows / 16`` rows, which bounds the
+packing loss (a window closes early by less than one bucket) to about 6 %."""
+
+HISTOGRAM_MAX_REFINE_DEPTH: Final = 2
+"""How many times a dense stretch is re-histogrammed at a finer step: bounds planning queries."""
+
+HISTOGRAM_REFINE_BUDGET_MIN: Final = 4
+HISTOGRAM_REFINE_BUDGET_SHARE: Final = 0.05
+"""Refinement queries of one plan: at most ``max(4, 5 % of the expected page queries)``, so planning
+stays a handful of queries next to the pages it saves."""
+
+MIN_WINDOW: Final = timedelta(milliseconds=1)
+"""The time columns are ``DateTime64(3)``: a window narrower than one millisecond cannot be split."""
+
+# -- incremental defaults (used by the resources) --------------------------------------------------
+
+DEFAULT_MAX_LOOKBACK: Final = timedelta(days=7)
+"""Changed rows are looked for at most this far back, so runs stuck in ``pending`` stay cheap."""
+
+DEFAULT_OVERLAP: Final = timedelta(minutes=5)
+"""Re-read behind the frontier and ``max_updated``: ClickHouse inserts can become visible late."""
+
+DEFAULT_SETTLE: Final = timedelta(minutes=2)
+"""New rows are read up to ``now - settle``, not ``now``: the newest seconds are still arriving."""
+
+DEFAULT_CONCURRENCY: Final = 4
+"""Window fetches in flight at once; also the size of the HTTP connection pool."""
+
+# -- HTTP transport ---------------------------------------------------------------------------------
+
+CONNECT_TIMEOUT_S: Final = 10.0
+READ_TIMEOUT_S: Final = 60.0
+"""Above the server's 30 s query cap, so a slow query ends with the server's own 159 error rather
+than a client timeout that would hide which query was too slow."""
+
+WRITE_TIMEOUT_S: Final = 30.0
+POOL_TIMEOUT_S: Final = 60.0
+
+RETRY_MAX_ATTEMPTS: Final = 8
+RETRY_MAX_TOTAL_S: Final = 300.0
+"""Budget of one query, sleeping included; past it the client raises ``CargoRetryBudgetExceeded``."""
+
+RETRY_INITIAL_BACKOFF_S: Final = 1.0
+RETRY_MAX_BACKOFF_S: Final = 60.0
+RETRY_JITTER_S: Final = 1.0
+
+RETRYABLE_STATUSES: Final = frozenset({408, 429, 500, 502, 503, 504, 520, 521, 522, 523, 524})
+"""Throttling, gateway and proxy failures (52x: CDN edge errors). A ClickHouse ``Code:`` in the body
+takes precedence: a 500 carrying code 158 is a cap, not a hiccup."""
+
+RETRYABLE_CLICKHOUSE_CODES: Final = frozenset(
+    {
+        202,  # TOO_MANY_SIMULTANEOUS_QUERIES
+        203,  # NO_FREE_CONNECTION
+        209,  # SOCKET_TIMEOUT
+        210,  # NETWORK_ERROR
+        279,  # ALL_CONNECTION_TRIES_FAILED
+        439,  # CANNOT_SCHEDULE_TASK
+    }
+)
+"""ClickHouse errors about the server's load, not the query: the same query can succeed later."""
+
+ERROR_QUERY_PREVIEW_CHARS: Final = 2_000
+"""How much of a failed query an error message repeats."""

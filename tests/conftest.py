@@ -1,0 +1,40 @@
+"""Shared fixtures: one in-process emulator per test session, served over real HTTP on a free port."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+
+import httpx
+import pytest
+
+FIXED_NOW = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
+"""The virtual clock of test emulators: fixed, so the seeded data is the same on every run."""
+
+
+@pytest.fixture(scope="session")
+def emulator() -> Iterator[object]:
+    """A tiny two-workspace emulator with admin endpoints, shared by read-only tests."""
+    from emulator.server import EmulatorOptions, running_emulator
+
+    options = EmulatorOptions(port=0, seed=1, scale="tiny", workspaces=2, admin=True, now=FIXED_NOW)
+    with running_emulator(options) as running:
+        yield running
+
+
+@pytest.fixture()
+def api(emulator: object) -> Iterator[Callable[..., httpx.Client]]:
+    """Factory of HTTP clients for the shared emulator: ``api()`` is workspace one, ``api(1)`` two."""
+    clients: list[httpx.Client] = []
+
+    def make(index: int = 0, *, token: str | None = None) -> httpx.Client:
+        ws = emulator.state.workspaces[index]  # type: ignore[attr-defined]
+        chosen = ws.token if token is None else token
+        headers = {"authorization": f"Bearer {chosen}"} if chosen else {}
+        client = httpx.Client(base_url=emulator.base_url + "/v1", headers=headers, timeout=60)  # type: ignore[attr-defined]
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.close()
