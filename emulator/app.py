@@ -189,9 +189,7 @@ async def orchestration_query(request: Request) -> Response:
                     "expected": "string",
                     "received": received,
                     "path": ["query"],
-                    "message": "Required"
-                    if received == "undefined"
-                    else f"Expected string, received {received}",
+                    "message": "Required" if received == "undefined" else f"Expected string, received {received}",
                 }
             ]
         )
@@ -273,9 +271,7 @@ async def admin_settings(request: Request) -> Response:
         state.store.set_truncate_results(bool(payload["truncateResults"]))
     if "signedUrlTtl" in payload:
         state.signed_url_ttl_s = int(payload["signedUrlTtl"])
-    return json_response(
-        {"truncateResults": state.store.truncate_results, "signedUrlTtl": state.signed_url_ttl_s}
-    )
+    return json_response({"truncateResults": state.store.truncate_results, "signedUrlTtl": state.signed_url_ttl_s})
 
 
 async def admin_queries(request: Request) -> Response:
@@ -295,9 +291,7 @@ async def admin_queries(request: Request) -> Response:
 async def admin_workspaces(request: Request) -> Response:
     """Workspaces with their tokens (admin only: this is how a test harness finds them)."""
     state = _emulator(request)
-    return json_response(
-        {"workspaces": [{"uuid": w.uuid, "name": w.name, "token": w.token} for w in state.workspaces]}
-    )
+    return json_response({"workspaces": [{"uuid": w.uuid, "name": w.name, "token": w.token} for w in state.workspaces]})
 
 
 def _as_json(value: Any) -> Any:

@@ -13,7 +13,6 @@ first generation: everything here is a pure function of (seed, workspace, genera
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -645,7 +644,6 @@ class Catalog:
     dataset_uuid: str
     segments: list[Segment]
     connector_created_ms: int
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def flows(self) -> list[Flow]:
@@ -1317,8 +1315,3 @@ def entities(catalog: Catalog, derived: Derived) -> list[Entity]:
             )
         )
     return out
-
-
-def sorted_entities(items: Sequence[Entity]) -> list[Entity]:
-    """Entities in a stable order (kind, uuid)."""
-    return sorted(items, key=lambda e: (e.workspace_uuid, e.kind, e.uuid))

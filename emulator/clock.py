@@ -92,7 +92,7 @@ def advance(store: ClickHouseStore, workspaces: list[Workspace], seconds: int, *
         boost = max(1.0, floor / expected) if expected > 0 else 1.0
         planner.plan_regular({k: v * boost for k, v in rates.items()}, old_now, new_now)
         if seconds >= LATE_MIN_SECONDS:
-            late_flow = gen._flow_by_key(catalog, "find-emails")
+            late_flow = gen.flow_by_key(catalog, "find-emails")
             planner.add(
                 late_flow,
                 kind="stream",
@@ -236,12 +236,17 @@ def _advance_records(store: ClickHouseStore, report: AdvanceReport, scope: str) 
         f"(workspace_uuid, workflow_uuid, id) IN (SELECT workspace_uuid, workflow_uuid, id FROM ({existing}))"
     )
     changed = int(store.scalar(f"SELECT count() FROM {stage} WHERE {key_in_existing}") or 0)
-    moved = f"SELECT workspace_uuid, workflow_uuid, id, created_at FROM {stage} WHERE {key_in_existing}"
-    store.execute(
-        f"DELETE FROM {store.table('records')} WHERE {scope} AND (workspace_uuid, workflow_uuid, id) IN "
-        f"(SELECT workspace_uuid, workflow_uuid, id FROM ({moved})) "
-        f"AND (workspace_uuid, workflow_uuid, id, created_at) NOT IN ({moved})"
+    moved = (
+        f"SELECT workspace_uuid, workflow_uuid, id, created_at FROM {stage} WHERE (workspace_uuid, workflow_uuid, id) "
+        f"IN (SELECT workspace_uuid, workflow_uuid, id FROM ({existing})) AND (workspace_uuid, workflow_uuid, id, "
+        f"created_at) NOT IN (SELECT workspace_uuid, workflow_uuid, id, created_at FROM ({existing}))"
     )
+    if int(store.scalar(f"SELECT count() FROM ({moved})") or 0) > 0:
+        store.execute(
+            f"DELETE FROM {store.table('records')} WHERE {scope} AND (workspace_uuid, workflow_uuid, id) IN "
+            f"(SELECT workspace_uuid, workflow_uuid, id FROM ({moved})) "
+            f"AND (workspace_uuid, workflow_uuid, id, created_at) NOT IN ({moved})"
+        )
     report.new_rows["records"] = total - changed
     report.changed_rows["records"] = changed
     store.execute(f"INSERT INTO {store.table('records')} SELECT * FROM {stage}{gen.BULK}")

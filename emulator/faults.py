@@ -36,9 +36,7 @@ def parse_fault_spec(spec: str) -> dict[str, float]:
         try:
             rate = float(value)
         except ValueError:
-            raise FaultSpecError(
-                f"bad rate {value!r} for {kind} in --faults: expected a number 0..1"
-            ) from None
+            raise FaultSpecError(f"bad rate {value!r} for {kind} in --faults: expected a number 0..1") from None
         if not 0.0 <= rate <= 1.0:
             raise FaultSpecError(f"rate {rate} for {kind} in --faults is outside 0..1")
         rates[kind] = rate

@@ -98,7 +98,7 @@ SCALES: dict[str, ScaleSpec] = {
         ),
         ScaleSpec(
             "large",
-            runs=2_600_000,
+            runs=2_400_000,
             companies=1_000_000,
             contacts=2_000_000,
             bursts=(15_000, 12_000, 11_000),
@@ -170,11 +170,12 @@ STUCK_QUEUE_MS = 10_000_000_000_000
 
 NIL_UUID = "00000000-0000-0000-0000-000000000000"
 
-AUX_TABLES = ("entities", "meta", "gen_groups", "gen_releases")
+AUX_TABLES = ("entities", "meta", "gen_groups", "gen_paths")
 
-BULK = " SETTINGS optimize_on_insert = 0"
+BULK = " SETTINGS optimize_on_insert = 0, max_insert_threads = 4"
 """Appended to bulk inserts: ReplacingMergeTree's in-insert dedup sorts and merges every block (5x
-slower here) and is useless, since no insert ever carries two versions of one key."""
+slower here) and is useless, since no insert ever carries two versions of one key; parallel insert
+threads cut the remaining cost (sorting and compressing wide parts) by about a third."""
 
 PATTERN_SHARE = {"hourly": 0.35, "daily": 0.2, "realtime": 0.25, "api": 0.2}
 
@@ -214,14 +215,14 @@ def _aux_ddl(db: str) -> list[str]:
         "cnt UInt32, spread_mode UInt8, model_kind UInt8, model_salt UInt64, model_size UInt64, "
         "record_offset UInt64, record_mode UInt8, error_pm UInt32, cancel_pm UInt32, queue_max_ms UInt64, "
         "queue_floor_ms Int64, stuck UInt8) ENGINE = MergeTree ORDER BY (epoch, workspace_uuid, start_ms, group_key)",
-        f"CREATE TABLE IF NOT EXISTS {db}.gen_releases ("
-        "rel_uuid UUID, n_uuid Array(UUID), n_slug Array(String), n_kind Array(LowCardinality(String)), "
-        "n_action Array(Nullable(String)), n_connector Array(Nullable(UUID)), n_integration Array(Nullable(String)), "
-        "n_tool Array(Nullable(UUID)), n_agent Array(Nullable(UUID)), n_release Array(Nullable(UUID)), "
-        "n_wait Array(Bool), n_icon Array(Nullable(String)), n_title Array(String), n_cost Array(Float64), "
-        "n_dmin Array(UInt32), n_dmax Array(UInt32), n_errors Array(Array(String)), path_a Array(UInt8), "
-        "path_b Array(UInt8), fail_a Array(UInt8), fail_b Array(UInt8), branch_idx UInt8) "
-        "ENGINE = ReplacingMergeTree ORDER BY rel_uuid",
+        f"CREATE TABLE IF NOT EXISTS {db}.gen_paths ("
+        "rel_uuid UUID, variant UInt8, p_len UInt8, p_uuid Array(UUID), p_slug Array(String), "
+        "p_kind Array(LowCardinality(String)), p_action Array(Nullable(String)), p_connector Array(Nullable(UUID)), "
+        "p_integration Array(Nullable(String)), p_tool Array(Nullable(UUID)), p_agent Array(Nullable(UUID)), "
+        "p_release Array(Nullable(UUID)), p_wait Array(Bool), p_icon Array(Nullable(String)), p_title Array(String), "
+        "p_cost Array(Float64), p_is_agent Array(UInt8), p_dmin Array(UInt32), p_dmax Array(UInt32), "
+        "p_errors Array(Array(String)), p_child Array(Nullable(UInt32)), p_next Array(Nullable(UUID)), "
+        "p_fail Array(UInt8)) ENGINE = ReplacingMergeTree ORDER BY (rel_uuid, variant)",
     ]
 
 
@@ -257,6 +258,8 @@ def set_meta(store: ClickHouseStore, values: dict[str, str]) -> None:
 
 def read_meta(store: ClickHouseStore) -> dict[str, str]:
     """Every meta key (empty before the first generation)."""
+    if not int(store.scalar(f"EXISTS TABLE {store.table('meta')}") or 0):
+        return {}
     rows = store.rows(f"SELECT key, value FROM {store.table('meta')} FINAL")
     return {str(r["key"]): str(r["value"]) for r in rows}
 
@@ -427,31 +430,29 @@ def groups_source(store: ClickHouseStore, where: str) -> str:
 
 
 def runs_select(store: ClickHouseStore, *, seed: int, at_ms: int, source: str, with_deletes: bool) -> str:
-    """SELECT producing ``runs`` rows (columns in ``run_insert_columns()`` order) observed at ``at_ms``.
+    """SELECT producing ``runs`` rows (columns in ``run_select_columns()`` order) observed at ``at_ms``.
 
     ``source`` yields group columns plus ``i`` (the run's index in its group). Everything about a run
     is a function of ``cityHash64(seed, group_key, i)``; only what has happened by ``at_ms`` shows.
+    The run's path through its release (branch taken or not) selects a ``gen_paths`` row whose node
+    arrays are already in path order, so most execution columns are a plain ``arraySlice`` (lambdas
+    that capture arrays copy them for every element: several times slower at ten million rows).
     With ``with_deletes`` a few finished runs are soft-deleted some hours after they finished (only
     the generation does this: the clock deletes explicitly, never by formula).
     """
     t = str(int(at_ms))
-    r = "range(1, x_obs + 1)"
-    fin = f"x_e[j] <= {t}"
-    failed = "(x_err AND j = x_n)"
-    ok = f"({fin} AND NOT {failed})"
-    node = "x_p[j]"
+    obs = "1, x_obs"
     title_sql = f"if(model_kind = 0, {company_name_sql('model_salt', 'x_k')}, {contact_name_sql('model_salt', 'x_k')})"
     deletes = "1" if with_deletes else "0"
+    null_uuids = "arrayResize(CAST([], 'Array(Nullable(UUID))'), x_obs)"
     return f"""
 SELECT
     x_uuid AS uuid, workspace_uuid, workflow_uuid, user_uuid, toNullable(release_uuid) AS release_uuid,
     CAST(NULL, 'Nullable(String)') AS nodes, batch_uuid, x_trace AS trace_uuid,
     concat('run-', toString(x_uuid)) AS temporal_workflow_id,
     {record_id_sql("model_kind", "x_k")} AS record_id, x_title AS record_title,
-    concat('workspaces/', toString(workspace_uuid), '/runs/', toString(x_uuid), '/context.json')
-        AS context_s3_filename,
-    concat('workspaces/', toString(workspace_uuid), '/runs/', toString(x_uuid), '/computed-configs.json')
-        AS computed_configs_s3_filename,
+    concat('contexts/', toString(x_uuid), '.json') AS context_s3_filename,
+    concat('computed-configs/', toString(x_uuid), '.json') AS computed_configs_s3_filename,
     CAST(NULL, 'Nullable(UUID)') AS parent_uuid, CAST(NULL, 'Nullable(UUID)') AS parent_node_uuid,
     CAST(NULL, 'Nullable(UUID)') AS parent_batch_uuid, CAST(NULL, 'Nullable(UUID)') AS parent_agent_uuid,
     CAST(NULL, 'Nullable(UUID)') AS parent_chat_uuid, CAST(NULL, 'Nullable(UUID)') AS parent_message_uuid,
@@ -465,43 +466,45 @@ SELECT
     if(x_done, toNullable({ts("x_e[x_n]")}), NULL) AS finished_at,
     if(x_del, toNullable({ts("x_del_ms")}), NULL) AS deleted_at,
     toUInt64(x_upd) AS _version,
-    arrayMap(j -> n_uuid[{node}], {r}) AS e_node_uuid,
-    arrayMap(j -> n_slug[{node}], {r}) AS e_node_slug,
-    arrayMap(j -> n_kind[{node}], {r}) AS e_node_kind,
-    arrayMap(j -> CAST(NULL, 'Nullable(UUID)'), {r}) AS e_node_batch_uuid,
-    arrayMap(j -> CAST(NULL, 'Nullable(UUID)'), {r}) AS e_node_run_uuid,
-    arrayMap(j -> CAST(NULL, 'Nullable(UUID)'), {r}) AS e_node_message_uuid,
-    arrayMap(j -> if({ok} AND j < x_len, toNullable(toUInt32(if({node} = branch_idx, x_b, 0))), NULL), {r})
-        AS e_node_child_index,
-    arrayMap(j -> if({ok} AND j < x_len, toNullable(n_uuid[x_p[j + 1]]), NULL), {r}) AS e_next_node_uuid,
-    arrayMap(j -> if({fin}, if({failed}, 'error', 'success'), 'pending'), {r}) AS e_status,
-    arrayMap(j -> if({fin} AND {failed}, toNullable(x_errtext), NULL), {r}) AS e_error_message,
-    arrayMap(j -> if({ok} AND n_title[{node}] != '',
-                     toNullable(replaceOne(n_title[{node}], '{{record}}', x_title)), NULL), {r}) AS e_title,
-    arrayMap(j -> n_icon[{node}], {r}) AS e_icon_url,
+    arraySlice(p_uuid, {obs}) AS e_node_uuid,
+    arraySlice(p_slug, {obs}) AS e_node_slug,
+    arraySlice(p_kind, {obs}) AS e_node_kind,
+    {null_uuids} AS e_node_batch_uuid,
+    {null_uuids} AS e_node_run_uuid,
+    {null_uuids} AS e_node_message_uuid,
+    arrayMap((o, c) -> if(o, c, NULL), o_ok, arraySlice(p_child, {obs})) AS e_node_child_index,
+    arrayMap((o, nx) -> if(o, nx, NULL), o_ok, arraySlice(p_next, {obs})) AS e_next_node_uuid,
+    arrayMap((f, b) -> if(f, if(b, 'error', 'success'), 'pending'), o_fin, o_fail) AS e_status,
+    arrayMap((f, b) -> if(f AND b, toNullable(x_errtext), NULL), o_fin, o_fail) AS e_error_message,
+    arrayMap((o, tpl) -> if(o AND tpl != '', toNullable(replaceOne(tpl, '{{record}}', x_title)), NULL),
+             o_ok, arraySlice(p_title, {obs})) AS e_title,
+    arraySlice(p_icon, {obs}) AS e_icon_url,
     x_credits AS e_credits_used_count,
-    arrayMap(j -> {ts("x_s[j]")}, {r}) AS e_started_at,
-    arrayMap(j -> {ts(f"if({fin}, x_e[j], x_s[j])")}, {r}) AS e_updated_at,
-    arrayMap(j -> if({fin}, toNullable({ts("x_e[j]")}), NULL), {r}) AS e_finished_at,
-    arrayMap(j -> n_wait[{node}], {r}) AS e_node_wait_until_finished,
-    arrayMap(j -> n_action[{node}], {r}) AS e_node_action_slug,
-    arrayMap(j -> n_connector[{node}], {r}) AS e_node_connector_uuid,
-    arrayMap(j -> n_integration[{node}], {r}) AS e_node_integration_slug,
-    arrayMap(j -> n_tool[{node}], {r}) AS e_node_tool_uuid,
-    arrayMap(j -> n_agent[{node}], {r}) AS e_node_agent_uuid,
-    arrayMap(j -> n_release[{node}], {r}) AS e_node_release_uuid
+    arrayMap(v -> {ts("v")}, o_s) AS e_started_at,
+    arrayMap((f, sv, ev) -> {ts("if(f, ev, sv)")}, o_fin, o_s, o_e) AS e_updated_at,
+    arrayMap((f, ev) -> if(f, toNullable({ts("ev")}), NULL), o_fin, o_e) AS e_finished_at,
+    arraySlice(p_wait, {obs}) AS e_node_wait_until_finished,
+    arraySlice(p_action, {obs}) AS e_node_action_slug,
+    arraySlice(p_connector, {obs}) AS e_node_connector_uuid,
+    arraySlice(p_integration, {obs}) AS e_node_integration_slug,
+    arraySlice(p_tool, {obs}) AS e_node_tool_uuid,
+    arraySlice(p_agent, {obs}) AS e_node_agent_uuid,
+    arraySlice(p_release, {obs}) AS e_node_release_uuid
 FROM (
     SELECT *,
         {uuid_sql("x_h", "cityHash64(x_h, 1)")} AS x_uuid,
         {uuid_sql("cityHash64(x_h, 2)", "cityHash64(x_h, 3)")} AS x_trace,
         {title_sql} AS x_title,
-        arrayElement(n_errors[x_p[x_n]], 1 + cityHash64(x_h, 10) % greatest(length(n_errors[x_p[x_n]]), 1))
-            AS x_errtext_raw,
+        arrayElement(p_errors[x_n], 1 + cityHash64(x_h, 10) % greatest(length(p_errors[x_n]), 1)) AS x_errtext_raw,
         if(x_errtext_raw = '', 'Node execution failed', x_errtext_raw) AS x_errtext,
-        arrayMap(j -> if({ok}, n_cost[{node}] * if(n_kind[{node}] = 'agent',
-                                                    (2 + cityHash64(x_h, 200 + j) % 7) / 4, 1), 0), {r})
-            AS x_credits,
-        arrayMax(arrayMap(j -> if({fin}, x_e[j], x_s[j]), {r})) AS x_progress,
+        arraySlice(x_s, {obs}) AS o_s,
+        arraySlice(x_e, {obs}) AS o_e,
+        arrayMap(ev -> ev <= {t}, o_e) AS o_fin,
+        arrayMap(j -> x_err AND j = x_n, range(1, x_obs + 1)) AS o_fail,
+        arrayMap((f, b) -> f AND NOT b, o_fin, o_fail) AS o_ok,
+        arrayMap((o, c, a, j) -> if(o, c * if(a = 1, (2 + cityHash64(x_h, 200 + j) % 7) / 4, 1), 0),
+                 o_ok, arraySlice(p_cost, {obs}), arraySlice(p_is_agent, {obs}), range(1, x_obs + 1)) AS x_credits,
+        arrayMax(arrayMap((f, sv, ev) -> if(f, ev, sv), o_fin, o_s, o_e)) AS x_progress,
         x_e[x_n] + 3600000 + toInt64(cityHash64(x_h, 12) % 432000000) AS x_del_ms,
         {deletes} = 1 AND x_done AND cityHash64(x_h, 11) % 1000 < 3 AND x_del_ms <= {t} AS x_del,
         if(x_del, x_del_ms, x_progress) AS x_upd
@@ -511,35 +514,34 @@ FROM (
             x_e[x_n] <= {t} AS x_done
         FROM (
             SELECT *,
-                arrayMap(j -> toInt64(n_dmin[x_p[j]] + cityHash64(x_h, 100 + j) % (n_dmax[x_p[j]] - n_dmin[x_p[j]] + 1))
-                              + if(j = 1, x_q, 0), range(1, x_n + 1)) AS x_d,
+                arrayMap((lo, hi, j) -> toInt64(lo + cityHash64(x_h, 100 + j) % (hi - lo + 1)) + if(j = 1, x_q, 0),
+                         arraySlice(p_dmin, 1, x_n), arraySlice(p_dmax, 1, x_n), range(1, x_n + 1)) AS x_d,
                 arrayCumSum(x_d) AS x_cum,
-                arrayMap(j -> x_c + x_cum[j] - x_d[j], range(1, x_n + 1)) AS x_s,
-                arrayMap(j -> x_c + x_cum[j], range(1, x_n + 1)) AS x_e
+                arrayMap((c, d) -> x_c + c - d, x_cum, x_d) AS x_s,
+                arrayMap(c -> x_c + c, x_cum) AS x_e
             FROM (
-                SELECT src.*, rel.*,
-                    cityHash64({int(seed)}, src.group_key, src.i) AS x_h,
-                    toInt64(if(src.spread_mode = 0,
-                               src.start_ms + intDiv(toInt64(src.i) * src.spread_ms, greatest(toInt64(src.cnt), 1)),
-                               src.start_ms + 1 + toInt64(cityHash64(x_h, 4) % greatest(toUInt64(src.spread_ms), 1))))
+                SELECT s1.*, p.*,
+                    toInt64(if(s1.spread_mode = 0,
+                               s1.start_ms + intDiv(toInt64(s1.i) * s1.spread_ms, greatest(toInt64(s1.cnt), 1)),
+                               s1.start_ms + 1 + toInt64(cityHash64(s1.x_h, 4) % greatest(toUInt64(s1.spread_ms), 1))))
                         AS x_c,
-                    if(src.record_mode = 0, (src.record_offset + src.i) % src.model_size,
-                       cityHash64(x_h, 5) % src.model_size) AS x_k,
-                    rel.branch_idx > 0 AND cityHash64(x_h, 6) % 100 < 35 AS x_b,
-                    if(x_b, rel.path_b, rel.path_a) AS x_p,
-                    toUInt32(length(x_p)) AS x_len,
-                    if(x_b, rel.fail_b, rel.fail_a) AS x_fc,
-                    cityHash64(x_h, 7) % 1000 AS x_roll,
-                    x_roll < src.error_pm AS x_err,
-                    NOT x_err AND x_roll < src.error_pm + src.cancel_pm AS x_cancel,
-                    toUInt32(multiIf(x_err, x_fc[1 + cityHash64(x_h, 8) % length(x_fc)],
-                                     x_cancel, 1 + cityHash64(x_h, 8) % (x_len - 1), x_len)) AS x_n,
-                    if(src.stuck = 1, toInt64({STUCK_QUEUE_MS}),
-                       greatest(src.queue_floor_ms - x_c, 0)
-                       + toInt64(intDiv(src.queue_max_ms * pow(cityHash64(x_h, 9) % 1000, 3)::UInt64, 1000000000)))
+                    if(s1.record_mode = 0, (s1.record_offset + s1.i) % s1.model_size,
+                       cityHash64(s1.x_h, 5) % s1.model_size) AS x_k,
+                    cityHash64(s1.x_h, 7) % 1000 AS x_roll,
+                    x_roll < s1.error_pm AS x_err,
+                    NOT x_err AND x_roll < s1.error_pm + s1.cancel_pm AS x_cancel,
+                    toUInt32(multiIf(x_err, p.p_fail[1 + cityHash64(s1.x_h, 8) % length(p.p_fail)],
+                                     x_cancel, 1 + cityHash64(s1.x_h, 8) % (p.p_len - 1), p.p_len)) AS x_n,
+                    if(s1.stuck = 1, toInt64({STUCK_QUEUE_MS}),
+                       greatest(s1.queue_floor_ms - x_c, 0)
+                       + toInt64(intDiv(s1.queue_max_ms * pow(cityHash64(s1.x_h, 9) % 1000, 3)::UInt64, 1000000000)))
                         AS x_q
-                FROM ({source}) AS src
-                INNER JOIN {store.table("gen_releases")} AS rel ON rel.rel_uuid = src.release_uuid
+                FROM (
+                    SELECT src.*, cityHash64({int(seed)}, src.group_key, src.i) AS x_h,
+                        toUInt8(cityHash64(x_h, 6) % 100 < 35) AS x_b
+                    FROM ({source}) AS src
+                ) AS s1
+                INNER JOIN {store.table("gen_paths")} AS p ON p.rel_uuid = s1.release_uuid AND p.variant = s1.x_b
             )
         )
     )
@@ -877,7 +879,8 @@ class Planner:
             slot += HOUR_MS
 
 
-def _flow_by_key(catalog: Catalog, *keys: str) -> Flow:
+def flow_by_key(catalog: Catalog, *keys: str) -> Flow:
+    """The first flow of ``catalog`` whose template key is one of ``keys`` (else the first play)."""
     for key in keys:
         for flow in catalog.flows:
             if flow.template.key == key:
@@ -897,8 +900,8 @@ def plan_generation(catalog: Catalog, sizes: Sizes, *, seed: int, now_ms: int) -
     planner = Planner(catalog, sizes, seed=seed, epoch=0, tag="gen")
     rng = random.Random(f"generation/{seed}/{catalog.workspace.uuid}")
     window_start = (now_ms - sizes.days * DAY_MS) // HOUR_MS * HOUR_MS
-    companies_flow = _flow_by_key(catalog, "enrich-new-companies")
-    contacts_flow = _flow_by_key(catalog, "find-emails")
+    companies_flow = flow_by_key(catalog, "enrich-new-companies")
+    contacts_flow = flow_by_key(catalog, "find-emails")
 
     # One-second enrollment bursts (a segment enrolled by hand): each holds > 10,000 runs in one second.
     offsets = rng.sample(range(2, max(sizes.days - 2, 3)), min(len(sizes.bursts), max(sizes.days - 4, 1)))
@@ -919,7 +922,7 @@ def plan_generation(catalog: Catalog, sizes: Sizes, *, seed: int, now_ms: int) -
 
     # The backfill day: one UTC day holding more spans than one query may scan.
     if sizes.backfill_spans > 0:
-        flow = _flow_by_key(catalog, "route-new-leads", "find-emails")
+        flow = flow_by_key(catalog, "route-new-leads", "find-emails")
         day = (now_ms - 10 * DAY_MS) // DAY_MS * DAY_MS
         release = flow.release_at(day)
         runs = math.ceil(sizes.backfill_spans / (expected_spans_per_run(release, flow.error_pm) * 0.97))
@@ -947,7 +950,7 @@ def plan_generation(catalog: Catalog, sizes: Sizes, *, seed: int, now_ms: int) -
     planner.plan_regular(rates, window_start, now_ms)
 
     # In-flight work: a batch enrolled a few seconds ago (its runs are pending or running at now).
-    recent_flow = _flow_by_key(catalog, "route-new-leads", "enrich-new-companies")
+    recent_flow = flow_by_key(catalog, "route-new-leads", "enrich-new-companies")
     planner.add(
         recent_flow,
         kind="batch",
@@ -959,7 +962,7 @@ def plan_generation(catalog: Catalog, sizes: Sizes, *, seed: int, now_ms: int) -
     )
 
     # Runs stuck in pending for more than eight days: they never finish.
-    stuck_flow = _flow_by_key(catalog, "find-emails")
+    stuck_flow = flow_by_key(catalog, "find-emails")
     planner.add(
         stuck_flow,
         kind="stream",
@@ -987,47 +990,55 @@ def plan_generation(catalog: Catalog, sizes: Sizes, *, seed: int, now_ms: int) -
     return planner.groups
 
 
-def release_rows(catalogs: Sequence[Catalog]) -> list[dict[str, Any]]:
-    """``gen_releases`` rows: node arrays and paths of every release of every workspace."""
+def path_rows(catalogs: Sequence[Catalog]) -> list[dict[str, Any]]:
+    """``gen_paths`` rows: for every release, its nodes in the order of each path through it.
+
+    Variant 0 follows the branch's first child (condition matched, every node), variant 1 its second
+    (one node skipped). A linear release has two identical variants. Per position: what an execution
+    of that node copies, its cost and duration bounds, its possible errors, the child index followed
+    and the next node (both null on the last node), and the positions where a run may fail (its
+    non-native nodes).
+    """
     rows: list[dict[str, Any]] = []
     for catalog in catalogs:
         for flow in catalog.flows:
             for release in flow.releases:
-                path_a, path_b = release.paths()
-
-                def fails(path: list[int], rel: Release = release) -> list[int]:
-                    positions = [pos for pos, n in enumerate(path, 1) if rel.nodes[n - 1].template.kind != "native"]
-                    return positions or [len(path)]
-
-                nodes = release.nodes
-                rows.append(
-                    {
-                        "rel_uuid": release.uuid,
-                        "n_uuid": [n.uuid for n in nodes],
-                        "n_slug": [n.template.slug for n in nodes],
-                        "n_kind": [n.template.kind for n in nodes],
-                        "n_action": [
-                            n.template.action if n.template.kind in ("native", "connector") else None for n in nodes
-                        ],
-                        "n_connector": [n.connector_uuid for n in nodes],
-                        "n_integration": [n.integration for n in nodes],
-                        "n_tool": [n.tool_uuid for n in nodes],
-                        "n_agent": [n.agent_uuid for n in nodes],
-                        "n_release": [n.tool_release_uuid for n in nodes],
-                        "n_wait": [n.template.kind in ("tool", "agent") for n in nodes],
-                        "n_icon": [n.icon_url for n in nodes],
-                        "n_title": [n.template.title for n in nodes],
-                        "n_cost": [n.template.cost for n in nodes],
-                        "n_dmin": [n.template.dur[0] for n in nodes],
-                        "n_dmax": [min(n.template.dur[1], MAX_NODE_MS) for n in nodes],
-                        "n_errors": [list(n.template.errors) for n in nodes],
-                        "path_a": path_a,
-                        "path_b": path_b,
-                        "fail_a": fails(path_a),
-                        "fail_b": fails(path_b),
-                        "branch_idx": release.branch_index,
-                    }
-                )
+                for variant, path in enumerate(release.paths()):
+                    nodes = [release.nodes[p - 1] for p in path]
+                    fails = [j for j, n in enumerate(nodes, 1) if n.template.kind != "native"] or [len(nodes)]
+                    skipped = variant == 1 and len(path) < len(release.nodes)
+                    rows.append(
+                        {
+                            "rel_uuid": release.uuid,
+                            "variant": variant,
+                            "p_len": len(nodes),
+                            "p_uuid": [n.uuid for n in nodes],
+                            "p_slug": [n.template.slug for n in nodes],
+                            "p_kind": [n.template.kind for n in nodes],
+                            "p_action": [
+                                n.template.action if n.template.kind in ("native", "connector") else None for n in nodes
+                            ],
+                            "p_connector": [n.connector_uuid for n in nodes],
+                            "p_integration": [n.integration for n in nodes],
+                            "p_tool": [n.tool_uuid for n in nodes],
+                            "p_agent": [n.agent_uuid for n in nodes],
+                            "p_release": [n.tool_release_uuid for n in nodes],
+                            "p_wait": [n.template.kind in ("tool", "agent") for n in nodes],
+                            "p_icon": [n.icon_url for n in nodes],
+                            "p_title": [n.template.title for n in nodes],
+                            "p_cost": [n.template.cost for n in nodes],
+                            "p_is_agent": [1 if n.template.kind == "agent" else 0 for n in nodes],
+                            "p_dmin": [n.template.dur[0] for n in nodes],
+                            "p_dmax": [min(n.template.dur[1], MAX_NODE_MS) for n in nodes],
+                            "p_errors": [list(n.template.errors) for n in nodes],
+                            "p_child": [
+                                None if j == len(nodes) - 1 else (1 if skipped and n.template.slug == "branch" else 0)
+                                for j, n in enumerate(nodes)
+                            ],
+                            "p_next": [nodes[j + 1].uuid if j + 1 < len(nodes) else None for j in range(len(nodes))],
+                            "p_fail": fails,
+                        }
+                    )
     return rows
 
 
@@ -1243,7 +1254,7 @@ def generate(
     report.rows["model_records"] = records_written
     step("models")
 
-    insert_json_rows(store, store.table("gen_releases"), release_rows(catalogs))
+    insert_json_rows(store, store.table("gen_paths"), path_rows(catalogs))
     groups: list[Group] = []
     for catalog in catalogs:
         sizes = workspace_sizes(spec, catalog.workspace.index)

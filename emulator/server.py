@@ -83,15 +83,11 @@ def build_state(options: EmulatorOptions, store: ClickHouseStore | None = None) 
         logger.info("reusing data in %s (virtual now %s)", options.data_dir, current_now(store))
     else:
         generate(store, workspaces, seed=options.seed, scale=options.scale, now=options.now or default_now())
-        store.execute(
-            f"INSERT INTO {store.database}.meta (key, value) VALUES ('workspaces', '{options.workspaces}')"
-        )
+        store.execute(f"INSERT INTO {store.database}.meta (key, value) VALUES ('workspaces', '{options.workspaces}')")
     store.set_truncate_results(options.truncate_results)
     if options.cap_overrides:
         store.override_caps(**options.cap_overrides)
-    faults = FaultInjector(
-        rates=rates, seed=options.fault_seed if options.fault_seed is not None else options.seed
-    )
+    faults = FaultInjector(rates=rates, seed=options.fault_seed if options.fault_seed is not None else options.seed)
     return EmulatorState(
         store=store,
         workspaces=workspaces,
@@ -103,9 +99,7 @@ def build_state(options: EmulatorOptions, store: ClickHouseStore | None = None) 
 
 
 def _stored_meta(store: ClickHouseStore) -> dict[str, str]:
-    exists = store.scalar(
-        f"SELECT count() FROM system.tables WHERE database = '{store.database}' AND name = 'meta'"
-    )
+    exists = store.scalar(f"SELECT count() FROM system.tables WHERE database = '{store.database}' AND name = 'meta'")
     if not exists:
         return {}
     rows = store.rows(f"SELECT key, value FROM {store.database}.meta FINAL")
@@ -156,9 +150,7 @@ class RunningEmulator:
 
 
 @contextlib.contextmanager
-def running_emulator(
-    options: EmulatorOptions, store: ClickHouseStore | None = None
-) -> Iterator[RunningEmulator]:
+def running_emulator(options: EmulatorOptions, store: ClickHouseStore | None = None) -> Iterator[RunningEmulator]:
     """Build and serve an emulator for the duration of a ``with`` block (port 0 = a free port)."""
     state = build_state(options, store)
     emulator = RunningEmulator(state, bind_socket(options.host, options.port)).start()
@@ -176,9 +168,7 @@ def serve_forever(options: EmulatorOptions, announce: bool = True) -> None:
     state.base_url = f"http://{host}:{port}"
     if announce:
         print(f"Cargo API emulator listening on {state.base_url} (API base {state.base_url}/v1)", flush=True)
-        print(
-            f"seed {options.seed}, scale {options.scale}, admin endpoints {'on' if options.admin else 'off'}"
-        )
+        print(f"seed {options.seed}, scale {options.scale}, admin endpoints {'on' if options.admin else 'off'}")
         for ws in state.workspaces:
             print(f"workspace {ws.index + 1}: uuid {ws.uuid}  token {ws.token}  ({ws.name})", flush=True)
     config = uvicorn.Config(create_app(state), log_level="warning", access_log=False, lifespan="off")

@@ -61,9 +61,7 @@ def _clean_error(exc: BaseException, *, outer_query: str | None = None) -> str:
     """ClickHouse's message for ``exc``, minus the wrapper query the emulator added around it."""
     message = str(exc).strip()
     if outer_query is not None:
-        message = message.replace(f". : In scope {outer_query}.", ".").replace(
-            f": In scope {outer_query}", ""
-        )
+        message = message.replace(f". : In scope {outer_query}.", ".").replace(f": In scope {outer_query}", "")
     nested = _NESTED.match(message)
     if nested:
         code = message.split(".", 1)[0]
@@ -142,8 +140,7 @@ class ClickHouseStore:
         conn.query(f"USE {schema.workspace_database(self.namespace, workspace_uuid)}")
         settings = {**caps.cap_settings(self.truncate_results), **self.cap_overrides}
         assignments = ", ".join(
-            f"{key} = {_literal(value) if isinstance(value, str) else value}"
-            for key, value in settings.items()
+            f"{key} = {_literal(value) if isinstance(value, str) else value}" for key, value in settings.items()
         )
         conn.query(f"SET {assignments}")
         conn.query("SET readonly = 1")

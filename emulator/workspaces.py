@@ -42,9 +42,7 @@ def make_workspaces(seed: int, count: int, tokens: Sequence[str] = ()) -> list[W
             if index < len(tokens)
             else "crg_" + hashlib.sha256(f"token/{seed}/{index}".encode()).hexdigest()[:40]
         )
-        name = WORKSPACE_NAMES[index % len(WORKSPACE_NAMES)] + (
-            "" if index < len(WORKSPACE_NAMES) else f" {index}"
-        )
+        name = WORKSPACE_NAMES[index % len(WORKSPACE_NAMES)] + ("" if index < len(WORKSPACE_NAMES) else f" {index}")
         result.append(
             Workspace(
                 index=index,

@@ -1,4 +1,7 @@
-"""The ``cargo-elt`` command: the emulator today; ``sync`` and ``demo`` join it with the source."""
+"""The ``cargo-elt`` command: ``sync`` (the connector), ``demo`` (all of it, locally), ``emulator serve``.
+
+Exit codes: 0 success, 1 the sync failed while running, 2 bad input (nothing was changed).
+"""
 
 from __future__ import annotations
 
@@ -20,10 +23,25 @@ def _iso_datetime(text: str) -> datetime:
 
 def build_parser() -> argparse.ArgumentParser:
     """All subcommands and their options."""
-    parser = argparse.ArgumentParser(
-        prog="cargo-elt", description="Move a Cargo workspace's data into a warehouse."
-    )
+    parser = argparse.ArgumentParser(prog="cargo-elt", description="Move a Cargo workspace's data into a warehouse.")
     commands = parser.add_subparsers(dest="command", required=True)
+
+    sync = commands.add_parser("sync", help="load Cargo's orchestration tables into a warehouse")
+    sync.add_argument("--base-url", default=None, help="Cargo API host (default: sources.cargo.base_url)")
+    sync.add_argument("--destination", default="duckdb", help="any dlt destination name (default duckdb)")
+    sync.add_argument("--dataset", default="cargo", help="dataset / schema name (default cargo)")
+    sync.add_argument("--tables", default=None, help="comma-separated: runs,batches,spans,records (default all)")
+    sync.add_argument("--since", default=None, help="backfill chunk start (date or ISO datetime); state untouched")
+    sync.add_argument("--until", default=None, help="backfill chunk end (needs --since)")
+    sync.add_argument("--full-refresh", action="store_true", help="drop this source's tables and state first")
+    sync.add_argument("--progress", default="log", choices=["bar", "log", "none"])
+    sync.add_argument("--pipeline-name", default="cargo", help="dlt pipeline name (default cargo)")
+    sync.add_argument("--duckdb-path", default=None, help="DuckDB file (default <pipeline-name>.duckdb here)")
+
+    demo = commands.add_parser("demo", help="emulator + backfill + incremental sync into DuckDB, then answers")
+    demo.add_argument("--scale", default="small", choices=["tiny", "small", "medium"])
+    demo.add_argument("--seed", type=int, default=1)
+    demo.add_argument("--database", default="cargo_demo.duckdb", help="DuckDB file to create")
 
     emulator = commands.add_parser("emulator", help="the local Cargo API emulator")
     emulator_commands = emulator.add_subparsers(dest="emulator_command", required=True)
@@ -41,15 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--faults", default="", help="e.g. 429=0.05,500=0.05,503=0.03,reset=0.02,truncate=0.01,slow=0.05"
     )
-    serve.add_argument(
-        "--fault-seed", type=int, default=None, help="seed of the fault draws (default: --seed)"
-    )
-    serve.add_argument(
-        "--now", type=_iso_datetime, default=None, help="virtual clock start (ISO, default: 6 h ago)"
-    )
-    serve.add_argument(
-        "--truncate-results", action="store_true", help="truncate over-cap results instead of Code 396"
-    )
+    serve.add_argument("--fault-seed", type=int, default=None, help="seed of the fault draws (default: --seed)")
+    serve.add_argument("--now", type=_iso_datetime, default=None, help="virtual clock start (ISO, default: 6 h ago)")
+    serve.add_argument("--truncate-results", action="store_true", help="truncate over-cap results instead of Code 396")
     return parser
 
 
@@ -58,7 +70,60 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "emulator" and args.emulator_command == "serve":
         return _serve(args)
+    if args.command == "sync":
+        return _sync(args)
+    if args.command == "demo":
+        return _demo(args)
     return 2
+
+
+def _sync(args: argparse.Namespace) -> int:
+    from .sync import SyncRequest, UserInputError, format_summary, parse_when, run_sync
+
+    try:
+        request = SyncRequest(
+            base_url=args.base_url,
+            destination=args.destination,
+            dataset=args.dataset,
+            tables=args.tables.split(",") if args.tables else None,
+            since=parse_when(args.since, "--since") if args.since else None,
+            until=parse_when(args.until, "--until") if args.until else None,
+            full_refresh=args.full_refresh,
+            progress=args.progress,
+            pipeline_name=args.pipeline_name,
+            duckdb_path=args.duckdb_path,
+        )
+        summaries, seconds = run_sync(request)
+    except UserInputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        print(f"error: the sync failed: {_root_cause(exc)}", file=sys.stderr)
+        return 1
+    print(format_summary(summaries, seconds))
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    try:
+        run_demo(scale=args.scale, seed=args.seed, database=args.database)
+    except Exception as exc:
+        print(f"error: the demo failed: {_root_cause(exc)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _root_cause(exc: BaseException) -> str:
+    """The innermost error of dlt's wrapped step failures: the one that says what to fix."""
+    seen = exc
+    while True:
+        inner = getattr(seen, "exception", None) or seen.__cause__
+        if not isinstance(inner, BaseException) or inner is seen:
+            break
+        seen = inner
+    return f"{seen}" if str(seen) else type(seen).__name__
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -66,9 +131,7 @@ def _serve(args: argparse.Namespace) -> int:
         from emulator.faults import FaultSpecError
         from emulator.server import DataDirMismatch, EmulatorOptions, serve_forever
     except ImportError as exc:
-        print(
-            f"error: the emulator needs its extra: pip install 'cargo-elt[emulator]' ({exc})", file=sys.stderr
-        )
+        print(f"error: the emulator needs its extra: pip install 'cargo-elt[emulator]' ({exc})", file=sys.stderr)
         return 2
     options = EmulatorOptions(
         host=args.host,

@@ -41,8 +41,9 @@ class ValueKind(Enum):
     TIMESTAMP = "timestamp"
 
 
-TIMESTAMP_TYPE: Final = pa.timestamp("ms", tz="UTC")
-"""``DateTime64(3, 'UTC')`` in arrow: millisecond precision, UTC."""
+TIMESTAMP_TYPE: Final = pa.timestamp("us", tz="UTC")
+"""``DateTime64(3, 'UTC')`` in arrow, held as microseconds: the precision every warehouse (and DuckDB's
+TIMESTAMPTZ) stores natively, so no destination warns about or truncates it."""
 
 _ARROW_TYPES: Final[dict[ValueKind, pa.DataType]] = {
     ValueKind.STRING: pa.string(),

@@ -148,9 +148,7 @@ def test_counts_per_workspace_match_the_stored_rows(api: Api, emulator: object) 
 
 def test_concurrent_queries_are_all_answered_correctly(api: Api, emulator: object) -> None:
     clients = [api(i % 2) for i in range(8)]
-    expected = [
-        query(c, "SELECT count() AS n, sum(credits_used_count) AS c FROM spans").json() for c in clients[:2]
-    ]
+    expected = [query(c, "SELECT count() AS n, sum(credits_used_count) AS c FROM spans").json() for c in clients[:2]]
 
     def ask(i: int) -> tuple[int, dict[str, object]]:
         client = clients[i % 8]
@@ -216,9 +214,7 @@ def _capped_client(capped: object) -> httpx.Client:
 def test_scan_cap_is_158(capped_emulator: object) -> None:
     with _capped_client(capped_emulator) as client:
         message = error_of(query(client, "SELECT count() FROM spans"))
-    assert message.startswith(
-        "Code: 158. DB::Exception: Limit for rows (controlled by 'max_rows_to_read' setting)"
-    )
+    assert message.startswith("Code: 158. DB::Exception: Limit for rows (controlled by 'max_rows_to_read' setting)")
 
 
 def test_time_cap_is_159(capped_emulator: object) -> None:

@@ -30,7 +30,7 @@ def test_schema_is_fixed_even_for_empty_and_all_null_pages() -> None:
     assert rows_to_table(RUNS, []).schema == RUNS.arrow_schema()
     table = rows_to_table(SPANS, [_row(SPANS)])
     assert table.schema == SPANS.arrow_schema()
-    assert table.column("execution_finished_at").type == pa.timestamp("ms", tz="UTC")
+    assert table.column("execution_finished_at").type == pa.timestamp("us", tz="UTC")
 
 
 @pytest.mark.parametrize(
@@ -46,7 +46,7 @@ def test_schema_is_fixed_even_for_empty_and_all_null_pages() -> None:
 )
 def test_timestamps(text: str | None, expected: datetime | None) -> None:
     array = convert_column(column("t", "Nullable(DateTime64(3, 'UTC'))"), [text, "2024-01-01 00:00:00.000"])
-    assert array.type == pa.timestamp("ms", tz="UTC")
+    assert array.type == pa.timestamp("us", tz="UTC")
     assert array[0].as_py() == expected
 
 

@@ -60,8 +60,8 @@ def test_runs_spans_records_batches_sizes() -> None:
 
 def test_arrow_types() -> None:
     schema = SPANS.arrow_schema()
-    assert schema.field("execution_started_at").type == pa.timestamp("ms", tz="UTC")
-    assert schema.field("execution_finished_at").type == pa.timestamp("ms", tz="UTC")
+    assert schema.field("execution_started_at").type == pa.timestamp("us", tz="UTC")
+    assert schema.field("execution_finished_at").type == pa.timestamp("us", tz="UTC")
     assert schema.field("execution_index").type == pa.int64()
     assert schema.field("node_child_index").type == pa.int64()
     assert schema.field("execution_credits_used_count").type == pa.float64()

@@ -1,0 +1,129 @@
+"""Read one table's range: plan windows, fetch them in parallel, yield arrow tables.
+
+Windows are fetched by a bounded pool of threads sharing one HTTP client. A window over the scan or
+time cap is bisected and its halves are queued again; pages already read from it are kept. Tables
+are yielded in completion order (the load merges on the primary key, so order does not matter), and
+at most ``concurrency * 2`` windows are in flight, which bounds memory whatever the range's size.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+from .arrow import rows_to_table
+from .errors import WindowTooLarge
+from .fetch import fetch_window, plan_windows
+from .planner import Predicate, QueryWindow
+from .specs import TableSpec
+
+logger = logging.getLogger(__name__)
+
+Row = dict[str, Any]
+
+
+@dataclass
+class TableStats:
+    """What one table's sync cost; printed by ``cargo-elt sync`` and read by the benchmarks."""
+
+    table: str
+    rows: int = 0
+    data_queries: int = 0
+    planning_queries: int = 0
+    retries: int = 0
+    windows: int = 0
+    splits: int = 0
+    seconds: float = 0.0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def add(self, **amounts: int) -> None:
+        """Thread-safe increments."""
+        with self._lock:
+            for name, amount in amounts.items():
+                setattr(self, name, getattr(self, name) + amount)
+
+    @property
+    def queries(self) -> int:
+        """All queries of the table."""
+        return self.data_queries + self.planning_queries
+
+
+class CountingExecutor:
+    """Counts the queries of one kind (planning or data) on their way to the client."""
+
+    def __init__(self, client: Any, stats: TableStats, counter: str) -> None:
+        self.client = client
+        self.stats = stats
+        self.counter = counter
+
+    def query(self, sql: str) -> list[Row]:
+        """One query, counted."""
+        self.stats.add(**{self.counter: 1})
+        rows: list[Row] = self.client.query(sql)
+        return rows
+
+
+@dataclass
+class _WindowResult:
+    tables: list[pa.Table]
+    remainder: tuple[QueryWindow, ...] = ()
+
+
+def _read_window(
+    executor: CountingExecutor, spec: TableSpec, window: QueryWindow, predicate: Predicate | None
+) -> _WindowResult:
+    tables: list[pa.Table] = []
+    try:
+        for page in fetch_window(executor, spec, window, predicate):
+            tables.append(rows_to_table(spec, page))
+    except WindowTooLarge as exc:
+        unread = exc.window or window
+        if not unread.can_split():
+            raise
+        return _WindowResult(tables, unread.bisect())
+    return _WindowResult(tables)
+
+
+def read_range(
+    client: Any,
+    spec: TableSpec,
+    window: QueryWindow,
+    predicate: Predicate | None,
+    *,
+    concurrency: int,
+    stats: TableStats,
+) -> Iterator[pa.Table]:
+    """Every row of ``window`` (matching ``predicate``), as arrow tables with the spec's schema."""
+    started = time.monotonic()
+    planner = CountingExecutor(client, stats, "planning_queries")
+    fetcher = CountingExecutor(client, stats, "data_queries")
+    queue: deque[QueryWindow] = deque(plan_windows(planner, spec, window, predicate))
+    stats.add(windows=len(queue))
+    in_flight: set[Future[_WindowResult]] = set()
+    with ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix=f"cargo-{spec.name}") as pool:
+        try:
+            while queue or in_flight:
+                while queue and len(in_flight) < max(1, concurrency) * 2:
+                    in_flight.add(pool.submit(_read_window, fetcher, spec, queue.popleft(), predicate))
+                done, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
+                for future in done:
+                    result = future.result()
+                    if result.remainder:
+                        stats.add(splits=1, windows=len(result.remainder))
+                        queue.extend(result.remainder)
+                    for table in result.tables:
+                        if table.num_rows:
+                            yield table
+        finally:
+            for future in in_flight:
+                future.cancel()
+            stats.add()
+            stats.seconds += time.monotonic() - started
