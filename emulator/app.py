@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 
@@ -143,6 +143,8 @@ async def orchestration_query(request: Request) -> Response:
     workspace = request.state.workspace
     try:
         payload = orjson.loads(await request.body())
+    except ClientDisconnect:
+        return Response(status_code=499)  # the caller went away (e.g. killed) before sending its query
     except orjson.JSONDecodeError:
         return _invalid(
             [
