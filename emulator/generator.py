@@ -1302,7 +1302,8 @@ def generate(
             "seed": str(seed),
             "scale": scale,
             "epoch": "0",
-            "workspaces": ",".join(ws.uuid for ws in workspaces),
+            "workspaces": str(len(workspaces)),
+            "workspace_uuids": ",".join(ws.uuid for ws in workspaces),
         },
     )
     step("entities")

@@ -16,10 +16,12 @@ long after they finished, records re-run. Departure from DESIGN.md: there is no 
 the changed-rows read by the oldest *open* row would miss them; the read is bounded by
 ``max_lookback`` instead, and, being filtered, costs one query per ~8 M rows scanned.
 
-``records`` is the exception: a record keeps the ``created_at`` of its first run while every later run
-updates it, so a record first seen months ago changes today. Its changed-rows read reaches back to
-``start_date`` (the table has one row per record, far fewer than runs or spans, so this stays a
-handful of scan-bounded queries).
+Only ``spans`` is bounded by ``max_lookback``: an execution never changes once it has finished, so
+what can still change is recent. ``runs``, ``batches`` and ``records`` change at any age (a run is
+soft-deleted months after it finished, a record keeps the ``created_at`` of its first run while every
+later run updates it), so their changed-rows read reaches back to ``start_date``. They hold one row
+per run (or fewer), so this stays one filtered query per ~8 M rows; the emulator's soft-deletes of
+runs older than a week are what showed the need.
 
 Rows of the band that come back unchanged are dropped before loading, so a sync with nothing new
 loads nothing, without keeping per-row state beyond the ``overlap`` band.
@@ -65,7 +67,7 @@ class ReadPlan:
         return self.end <= self.start
 
 
-UNBOUNDED_LOOKBACK_TABLES = frozenset({"records"})
+UNBOUNDED_LOOKBACK_TABLES = frozenset({"runs", "batches", "records"})
 """Tables whose rows change long after their time-column value (see the module docstring)."""
 
 
