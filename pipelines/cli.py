@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     sync.add_argument("--full-refresh", action="store_true", help="drop this source's tables and state first")
     sync.add_argument("--progress", default="log", choices=["bar", "log", "none"])
     sync.add_argument("--pipeline-name", default="cargo", help="dlt pipeline name (default cargo)")
-    sync.add_argument("--duckdb-path", default=None, help="DuckDB file (default <pipeline-name>.duckdb here)")
+    sync.add_argument("--duckdb-path", default=None, help="DuckDB file (default <pipeline-name>_warehouse.duckdb here)")
 
     demo = commands.add_parser("demo", help="emulator + backfill + incremental sync into DuckDB, then answers")
     demo.add_argument("--scale", default="small", choices=["tiny", "small", "medium"])

@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import dlt
+import orjson
 import pyarrow as pa
 from dlt.extract.resource import DltResource
 
@@ -68,7 +69,12 @@ def resolve_tables(tables: Sequence[str] | str | None) -> list[str]:
     """The requested tables, validated; ``None`` means all of them."""
     if tables is None:
         return list(TABLE_NAMES)
-    names = [t.strip() for t in (tables.split(",") if isinstance(tables, str) else tables) if t.strip()]
+    if isinstance(tables, str):
+        text = tables.strip()
+        # dlt hands a TOML/env list over as its JSON text when the setting may also be a plain string
+        listed = orjson.loads(text) if text.startswith("[") else text.split(",")
+        tables = [str(t) for t in listed]
+    names = [t.strip() for t in tables if t.strip()]
     unknown = [t for t in names if t not in TABLE_SPECS]
     if unknown or not names:
         raise CargoConfigurationError(
@@ -84,7 +90,7 @@ def cargo_source(
     base_url: str = DEFAULT_BASE_URL,
     workspace_uuid: str | None = None,
     start_date: str | None = None,
-    tables: Sequence[str] | None = None,
+    tables: str | Sequence[str] | None = None,
     concurrency: int = DEFAULT_CONCURRENCY,
     max_lookback_days: float = DEFAULT_MAX_LOOKBACK.total_seconds() / 86400,
     overlap_seconds: float = DEFAULT_OVERLAP.total_seconds(),

@@ -174,17 +174,25 @@ def retry_after_seconds(value: str | None, now: datetime | None = None) -> float
     return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
-def _server_message(content: bytes) -> str:
-    """``errorMessage`` (or ``reason``) of an error body; the raw text if it is not JSON."""
+def _server_message(content: bytes, redact: Callable[[str], str]) -> str:
+    """``errorMessage`` (or ``reason``) of an error body; the raw text if it is not JSON.
+
+    ``redact`` runs on the whole text before it is cut, so a token echoed by a proxy can never be
+    left half visible at the cut.
+    """
+    body: Any = None
+    parsed = True
     try:
         body = orjson.loads(content) if content else None
     except orjson.JSONDecodeError:
-        return content[:500].decode("utf-8", "replace").strip()
+        parsed = False
+    if not parsed:
+        return redact(content.decode("utf-8", "replace")).strip()[:500]
     if isinstance(body, dict):
         for key in ("errorMessage", "reason"):
             if isinstance(body.get(key), str):
-                return str(body[key])
-    return "" if body is None else orjson.dumps(body)[:500].decode("utf-8", "replace")
+                return redact(str(body[key]))
+    return "" if body is None else redact(orjson.dumps(body).decode("utf-8", "replace"))[:500]
 
 
 class CargoClient:
@@ -294,15 +302,18 @@ class CargoClient:
     def _attempt(self, sql: str, body: bytes) -> list[Row]:
         self._count(requests=1)
         try:
-            response = self._http.post(self._url, content=body)
+            # Streamed and joined here rather than ``response.content``: httpx keeps a response in a
+            # reference cycle with its stream, so a cached body (megabytes per page) would live until
+            # the next full garbage collection; a local ``bytes`` is freed as soon as it is parsed.
+            with self._http.stream("POST", self._url, content=body) as response:
+                content = b"".join(response.iter_bytes())
         except httpx.TransportError as exc:
             raise _Transient(type(exc).__name__, self._redact(f"{type(exc).__name__}: {exc}")) from None
-        content = response.content
         self._count(bytes_received=len(content))
         status = response.status_code
         if 200 <= status < 300:
             return self._rows(content)
-        message = self._redact(_server_message(content))
+        message = _server_message(content, self._redact)
         if status in (401, 403):
             raise CargoAuthError(status, message)
         code = clickhouse_code(message)
@@ -320,14 +331,17 @@ class CargoClient:
         raise CargoQueryError(status, None, message, sql)
 
     def _rows(self, content: bytes) -> list[Row]:
+        failure = None
         try:
             payload = orjson.loads(content)
         except orjson.JSONDecodeError as exc:
-            description = f"unparsable JSON body ({len(content)} bytes, likely truncated): {exc}"
-            raise _Transient("bad_json", description) from None
+            failure = f"unparsable JSON body ({len(content)} bytes, likely truncated): {exc.msg}"
+        if failure is not None:  # raised outside ``except``: the decode error (holding the body) is not chained
+            raise _Transient("bad_json", failure)
         rows = payload.get("rows") if isinstance(payload, dict) else None
         if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows[:1]):
-            raise CargoProtocolError(f"expected a body of the form {{'rows': [{{...}}]}}, got {str(payload)[:200]!r}")
+            shown = self._redact(str(payload))[:200]
+            raise CargoProtocolError(f"expected a body of the form {{'rows': [{{...}}]}}, got {shown!r}")
         return rows
 
     # -- retry plumbing ---------------------------------------------------------------------------
