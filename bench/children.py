@@ -38,7 +38,9 @@ def run_sync(args: dict[str, Any]) -> dict[str, Any]:
     )
     pipeline.extract(source)
     extracted = time.monotonic()
+    extract_rss = peak_rss_mb()
     pipeline.normalize()
+    normalize_rss = peak_rss_mb()
     pipeline.load().raise_on_failed_jobs()
     finished = time.monotonic()
     return {
@@ -54,6 +56,8 @@ def run_sync(args: dict[str, Any]) -> dict[str, Any]:
         },
         "extract_seconds": extracted - started,
         "total_seconds": finished - started,
+        "extract_peak_rss_mb": extract_rss,
+        "normalize_peak_rss_mb": normalize_rss,
         "peak_rss_mb": peak_rss_mb(),
     }
 

@@ -105,7 +105,10 @@ def main() -> None:
     print(f"raw-fetch ceiling (httpx, same q) {raw_s:8.2f} s  {total_rows / raw_s:>10,.0f} rows/s")
     print(f"extract / ceiling                 {raw_s / extract_s:8.2f}   (target >= {TARGET_CEILING_RATIO})")
     print(f"data queries / ideal              {total_data / total_ideal:8.2f}   (target <= {TARGET_QUERY_RATIO})")
+    extract_rss = median([s.payload["extract_peak_rss_mb"] for s in syncs])
+    normalize_rss = median([s.payload["normalize_peak_rss_mb"] for s in syncs])
     print(f"peak RSS of the sync              {rss:8.0f} MB (target < {TARGET_RSS_MB} MB)")
+    print(f"  of which by the end of extract  {extract_rss:8.0f} MB, of normalize {normalize_rss:.0f} MB")
 
 
 if __name__ == "__main__":

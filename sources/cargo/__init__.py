@@ -15,6 +15,7 @@ Usage as a library::
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -189,6 +190,8 @@ class _Connection:
         self.workspace_uuid = workspace_uuid
         self.timeout = timeout
         self.concurrency = concurrency
+        self.gate = threading.Semaphore(concurrency)
+        """Windows being read at once across all tables of the source."""
 
     def __repr__(self) -> str:
         return f"_Connection(base_url={self.base_url!r}, token=***)"
@@ -230,6 +233,7 @@ def _incremental(
                         plan.updated_after,
                         concurrency=connection.concurrency,
                         stats=stats,
+                        gate=connection.gate,
                     ):
                         admitted = band.admit(table)
                         if admitted.num_rows:
@@ -248,7 +252,13 @@ def _backfill(spec: TableSpec, connection: _Connection, stats: TableStats, since
         with connection.open() as client:
             try:
                 for table in read_range(
-                    client, spec, QueryWindow(since, until), None, concurrency=connection.concurrency, stats=stats
+                    client,
+                    spec,
+                    QueryWindow(since, until),
+                    None,
+                    concurrency=connection.concurrency,
+                    stats=stats,
+                    gate=connection.gate,
                 ):
                     stats.add(rows=table.num_rows)
                     yield table

@@ -45,7 +45,11 @@ def rows_to_table(spec: TableSpec, rows: Sequence[Mapping[str, Any]]) -> pa.Tabl
         if missing:
             raise CargoProtocolError(f"{spec.name}: the answer has no columns {missing}")
     arrays = [convert_column(c, [row.get(c.name) for row in rows]) for c in spec.columns]
-    table = pa.Table.from_arrays(arrays, schema=schema)
+    return finish_table(spec, pa.Table.from_arrays(arrays, schema=schema))
+
+
+def finish_table(spec: TableSpec, table: pa.Table) -> pa.Table:
+    """Refuse a page whose key or cursor columns hold nulls (whatever form it arrived in)."""
     nulls = sorted(name for name in spec.required_columns if table.column(name).null_count)
     if nulls:
         raise CargoProtocolError(f"{spec.name}: null values in key columns {nulls}")

@@ -2,8 +2,10 @@
 
 Windows are fetched by a bounded pool of threads sharing one HTTP client. A window over the scan or
 time cap is bisected and its halves are queued again; pages already read from it are kept. Tables
-are yielded in completion order (the load merges on the primary key, so order does not matter), and
-at most ``concurrency * 2`` windows are in flight, which bounds memory whatever the range's size.
+are yielded in completion order (the load merges on the primary key, so order does not matter).
+At most ``concurrency`` windows per table are in flight, and a ``gate`` shared by all tables of a
+source caps the windows being read at once: dlt pulls its resources round-robin, so without it four
+tables would put four times the configured load on the server and four times the pages in memory.
 """
 
 from __future__ import annotations
@@ -19,10 +21,10 @@ from typing import Any
 
 import pyarrow as pa
 
-from .arrow import rows_to_table
-from .errors import WindowTooLarge
-from .fetch import fetch_window, plan_windows
-from .planner import Predicate, QueryWindow
+from .errors import CargoProtocolError, CargoQueryError, ResultCapExceeded, WindowTooLarge
+from .fetch import fetch_pages, plan_windows
+from .pages import CodecChoice, RowObjects
+from .planner import Predicate, QueryWindow, cursor_after
 from .specs import TableSpec
 
 logger = logging.getLogger(__name__)
@@ -78,18 +80,44 @@ class _WindowResult:
 
 
 def _read_window(
-    executor: CountingExecutor, spec: TableSpec, window: QueryWindow, predicate: Predicate | None
+    executor: CountingExecutor,
+    spec: TableSpec,
+    window: QueryWindow,
+    predicate: Predicate | None,
+    codecs: CodecChoice,
+    gate: threading.Semaphore,
+) -> _WindowResult:
+    with gate:
+        return _read_window_ungated(executor, spec, window, predicate, codecs)
+
+
+def _read_window_ungated(
+    executor: CountingExecutor,
+    spec: TableSpec,
+    window: QueryWindow,
+    predicate: Predicate | None,
+    codecs: CodecChoice,
 ) -> _WindowResult:
     tables: list[pa.Table] = []
-    try:
-        for page in fetch_window(executor, spec, window, predicate):
-            tables.append(rows_to_table(spec, page))
-    except WindowTooLarge as exc:
-        unread = exc.window or window
-        if not unread.can_split():
-            raise
-        return _WindowResult(tables, unread.bisect())
-    return _WindowResult(tables)
+    current = window
+    while True:
+        codec = codecs.codec
+        try:
+            for page in fetch_pages(executor, spec, current, predicate, codec=codec):
+                if page.table is not None:
+                    tables.append(page.table)
+                    current = current.resumed_at(cursor_after(spec, page.last)) if page.last else current
+            return _WindowResult(tables)
+        except WindowTooLarge as exc:
+            unread = exc.window or current
+            if not unread.can_split():
+                raise
+            return _WindowResult(tables, unread.bisect())
+        except (CargoQueryError, CargoProtocolError) as exc:
+            if isinstance(exc, ResultCapExceeded) or isinstance(codec, RowObjects):
+                raise
+            logger.warning("%s: the server refused packed pages (%s); reading row objects instead", spec.name, exc)
+            codecs.fall_back()
 
 
 def read_range(
@@ -100,8 +128,12 @@ def read_range(
     *,
     concurrency: int,
     stats: TableStats,
+    codecs: CodecChoice | None = None,
+    gate: threading.Semaphore | None = None,
 ) -> Iterator[pa.Table]:
     """Every row of ``window`` (matching ``predicate``), as arrow tables with the spec's schema."""
+    codecs = codecs or CodecChoice()
+    gate = gate or threading.Semaphore(max(1, concurrency))
     started = time.monotonic()
     planner = CountingExecutor(client, stats, "planning_queries")
     fetcher = CountingExecutor(client, stats, "data_queries")
@@ -111,8 +143,9 @@ def read_range(
     with ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix=f"cargo-{spec.name}") as pool:
         try:
             while queue or in_flight:
-                while queue and len(in_flight) < max(1, concurrency) * 2:
-                    in_flight.add(pool.submit(_read_window, fetcher, spec, queue.popleft(), predicate))
+                while queue and len(in_flight) < max(1, concurrency):
+                    window_to_read = queue.popleft()
+                    in_flight.add(pool.submit(_read_window, fetcher, spec, window_to_read, predicate, codecs, gate))
                 done, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
                 for future in done:
                     result = future.result()

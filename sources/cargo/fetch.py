@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from typing import Any, Protocol
 
 from .errors import CargoQueryError, KeysetStalled, ResultCapExceeded, WindowTooLarge
+from .pages import Page, PageCodec, RawRows, RowObjects
 from .planner import (
     Bucket,
     HistogramRequest,
@@ -21,7 +22,6 @@ from .planner import (
     cursor_after,
     histogram_query,
     pack_windows,
-    page_query,
     parse_histogram,
     plan_step,
     refinement_requests,
@@ -124,14 +124,15 @@ def plan_windows(
     return windows
 
 
-def fetch_window(
+def fetch_pages(
     executor: QueryExecutor,
     spec: TableSpec,
     window: QueryWindow,
     extra_predicate: Predicate | None = None,
     *,
+    codec: PageCodec | None = None,
     page_limit: int = PAGE_LIMIT,
-) -> Iterator[list[Row]]:
+) -> Iterator[Page]:
     """Pages of the window's rows in ``(time, primary key)`` order, until a page comes back short.
 
     A full page continues after its last row (keyset), which also covers one second holding more
@@ -139,11 +140,12 @@ def fetch_window(
     reading continues from the same cursor. On the scan, time or memory cap the exception is raised
     with ``exc.window`` set to what is still unread (pages already yielded stay delivered).
     """
+    codec = codec or RowObjects()
     limit = page_limit
     current = window
     while True:
         try:
-            rows = executor.query(page_query(spec, current, extra_predicate, limit))
+            page = codec.decode(spec, executor.query(codec.sql(spec, current, extra_predicate, limit)))
         except ResultCapExceeded:
             if limit <= MIN_PAGE_LIMIT:
                 raise
@@ -153,14 +155,27 @@ def fetch_window(
         except WindowTooLarge as exc:
             exc.window = current
             raise
-        if rows:
-            yield rows
-        if len(rows) < limit:
+        if page.count:
+            yield page
+        if page.count < limit or page.last is None:
             return
-        cursor = cursor_after(spec, rows[-1])
+        cursor = cursor_after(spec, page.last)
         if cursor == current.cursor:
             raise KeysetStalled(
                 f"{spec.name} {current}: a full page ended where it started ({cursor}); "
                 f"the table's key {spec.sort_key} does not order its rows strictly"
             )
         current = current.resumed_at(cursor)
+
+
+def fetch_window(
+    executor: QueryExecutor,
+    spec: TableSpec,
+    window: QueryWindow,
+    extra_predicate: Predicate | None = None,
+    *,
+    page_limit: int = PAGE_LIMIT,
+) -> Iterator[list[Row]]:
+    """``fetch_pages`` with the pages left as the row objects the server sent."""
+    for page in fetch_pages(executor, spec, window, extra_predicate, codec=RawRows(), page_limit=page_limit):
+        yield page.rows or []
