@@ -43,7 +43,10 @@ PAGE_SPANS = (
     "SELECT {columns} FROM spans WHERE execution_started_at >= toDateTime64('{start}', 3, 'UTC') "
     "ORDER BY execution_started_at, run_uuid, node_uuid, execution_index LIMIT 10000"
 )
-PAGE_RUNS = "SELECT {columns} FROM runs WHERE created_at >= toDateTime64('{start}', 3, 'UTC') ORDER BY created_at, uuid LIMIT 10000"
+PAGE_RUNS = (
+    "SELECT {columns} FROM runs WHERE created_at >= toDateTime64('{start}', 3, 'UTC') "
+    "ORDER BY created_at, uuid LIMIT 10000"
+)
 
 
 def _generate(scale: str) -> dict[str, object]:

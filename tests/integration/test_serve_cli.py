@@ -15,11 +15,13 @@ from pathlib import Path
 
 import httpx
 
+SERVE = (sys.executable, "-m", "pipelines.cli", "emulator", "serve")
+
 
 @contextmanager
 def serve(*args: str) -> Iterator[tuple[str, list[str]]]:
     """Start the emulator's command; yields its base URL and the lines it printed up to readiness."""
-    command = [sys.executable, "-m", "pipelines.cli", "emulator", "serve", "--port", "0", *args]
+    command = [*SERVE, "--port", "0", *args]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert process.stdout is not None
     lines: list[str] = []
@@ -70,8 +72,7 @@ def test_serve_refuses_a_data_dir_made_with_other_options(tmp_path: Path) -> Non
     with serve("--scale", "tiny", "--seed", "4", "--data-dir", str(data)):
         pass
     result = subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", "emulator", "serve", "--port", "0", "--scale", "tiny"]
-        + ["--seed", "5", "--data-dir", str(data)],
+        [*SERVE, "--port", "0", "--scale", "tiny", "--seed", "5", "--data-dir", str(data)],
         capture_output=True,
         text=True,
         timeout=120,
@@ -83,7 +84,7 @@ def test_serve_refuses_a_data_dir_made_with_other_options(tmp_path: Path) -> Non
 
 def test_serve_refuses_a_bad_fault_spec() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", "emulator", "serve", "--port", "0", "--faults", "429=lots"],
+        [*SERVE, "--port", "0", "--faults", "429=lots"],
         capture_output=True,
         text=True,
         timeout=120,
