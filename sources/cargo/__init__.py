@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -190,8 +191,16 @@ class _Connection:
         self.workspace_uuid = workspace_uuid
         self.timeout = timeout
         self.concurrency = concurrency
-        self.gate = threading.Semaphore(concurrency)
-        """Windows being read at once across all tables of the source."""
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
+
+    @property
+    def pool(self) -> ThreadPoolExecutor:
+        """The reader threads shared by all tables of the source (``concurrency`` of them)."""
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="cargo-reader")
+            return self._pool
 
     def __repr__(self) -> str:
         return f"_Connection(base_url={self.base_url!r}, token=***)"
@@ -233,7 +242,7 @@ def _incremental(
                         plan.updated_after,
                         concurrency=connection.concurrency,
                         stats=stats,
-                        gate=connection.gate,
+                        pool=connection.pool,
                     ):
                         admitted = band.admit(table)
                         if admitted.num_rows:
@@ -258,7 +267,7 @@ def _backfill(spec: TableSpec, connection: _Connection, stats: TableStats, since
                     None,
                     concurrency=connection.concurrency,
                     stats=stats,
-                    gate=connection.gate,
+                    pool=connection.pool,
                 ):
                     stats.add(rows=table.num_rows)
                     yield table

@@ -3,9 +3,10 @@
 Windows are fetched by a bounded pool of threads sharing one HTTP client. A window over the scan or
 time cap is bisected and its halves are queued again; pages already read from it are kept. Tables
 are yielded in completion order (the load merges on the primary key, so order does not matter).
-At most ``concurrency`` windows per table are in flight, and a ``gate`` shared by all tables of a
-source caps the windows being read at once: dlt pulls its resources round-robin, so without it four
-tables would put four times the configured load on the server and four times the pages in memory.
+At most ``concurrency`` windows per table are in flight, and the thread pool that reads them is
+shared by all tables of a source: dlt pulls its resources round-robin, so with a pool per table four
+tables would put four times the configured load on the server, and four times the threads (each
+with its own malloc arena: measured as 190 MB more peak RSS on the medium benchmark).
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ class TableStats:
     seconds: float = 0.0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
-    def add(self, **amounts: int) -> None:
+    def add(self, **amounts: float) -> None:
         """Thread-safe increments."""
         with self._lock:
             for name, amount in amounts.items():
@@ -85,18 +86,6 @@ def _read_window(
     window: QueryWindow,
     predicate: Predicate | None,
     codecs: CodecChoice,
-    gate: threading.Semaphore,
-) -> _WindowResult:
-    with gate:
-        return _read_window_ungated(executor, spec, window, predicate, codecs)
-
-
-def _read_window_ungated(
-    executor: CountingExecutor,
-    spec: TableSpec,
-    window: QueryWindow,
-    predicate: Predicate | None,
-    codecs: CodecChoice,
 ) -> _WindowResult:
     tables: list[pa.Table] = []
     current = window
@@ -129,34 +118,40 @@ def read_range(
     concurrency: int,
     stats: TableStats,
     codecs: CodecChoice | None = None,
-    gate: threading.Semaphore | None = None,
+    pool: ThreadPoolExecutor | None = None,
 ) -> Iterator[pa.Table]:
-    """Every row of ``window`` (matching ``predicate``), as arrow tables with the spec's schema."""
+    """Every row of ``window`` (matching ``predicate``), as arrow tables with the spec's schema.
+
+    ``pool`` is the source's shared reader pool; without one, a pool of ``concurrency`` threads is
+    made for this range alone.
+    """
+    if pool is None:
+        with ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix=f"cargo-{spec.name}") as own:
+            yield from read_range(
+                client, spec, window, predicate, concurrency=concurrency, stats=stats, codecs=codecs, pool=own
+            )
+        return
     codecs = codecs or CodecChoice()
-    gate = gate or threading.Semaphore(max(1, concurrency))
     started = time.monotonic()
     planner = CountingExecutor(client, stats, "planning_queries")
     fetcher = CountingExecutor(client, stats, "data_queries")
     queue: deque[QueryWindow] = deque(plan_windows(planner, spec, window, predicate))
     stats.add(windows=len(queue))
     in_flight: set[Future[_WindowResult]] = set()
-    with ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix=f"cargo-{spec.name}") as pool:
-        try:
-            while queue or in_flight:
-                while queue and len(in_flight) < max(1, concurrency):
-                    window_to_read = queue.popleft()
-                    in_flight.add(pool.submit(_read_window, fetcher, spec, window_to_read, predicate, codecs, gate))
-                done, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
-                for future in done:
-                    result = future.result()
-                    if result.remainder:
-                        stats.add(splits=1, windows=len(result.remainder))
-                        queue.extend(result.remainder)
-                    for table in result.tables:
-                        if table.num_rows:
-                            yield table
-        finally:
-            for future in in_flight:
-                future.cancel()
-            stats.add()
-            stats.seconds += time.monotonic() - started
+    try:
+        while queue or in_flight:
+            while queue and len(in_flight) < max(1, concurrency):
+                in_flight.add(pool.submit(_read_window, fetcher, spec, queue.popleft(), predicate, codecs))
+            done, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
+            for future in done:
+                result = future.result()
+                if result.remainder:
+                    stats.add(splits=1, windows=len(result.remainder))
+                    queue.extend(result.remainder)
+                for table in result.tables:
+                    if table.num_rows:
+                        yield table
+    finally:
+        for future in in_flight:
+            future.cancel()
+        stats.add(seconds=time.monotonic() - started)

@@ -22,6 +22,7 @@ objects for the rest of the run; both forms give identical tables.
 from __future__ import annotations
 
 import io
+import re
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -119,6 +120,14 @@ def _last_key(spec: TableSpec, value: Any) -> dict[str, Any]:
     return dict(zip(names, parts, strict=True))
 
 
+_CSV_NULLS = ["\\N", "nan", "inf", "-inf"]
+"""Unquoted CSV fields read as NULL: ClickHouse's ``\\N``, and the non-finite floats, which its JSON
+answer renders as ``null`` (so both codecs give the same table). Strings are always quoted, so a
+string ``"nan"`` or ``"\\N"`` stays text."""
+
+_ROW_TEXT = re.compile(r"(Expected \d+ columns?, got \d+): .*", re.S)
+
+
 def csv_to_table(spec: TableSpec, text: str) -> pa.Table:
     """ClickHouse CSV (``\\N`` for NULL, quoted strings, ``true``/``false``) into the spec's schema."""
     schema = spec.arrow_schema()
@@ -127,27 +136,33 @@ def csv_to_table(spec: TableSpec, text: str) -> pa.Table:
     read_types = {
         field.name: (pa.timestamp("ms") if pa.types.is_timestamp(field.type) else field.type) for field in schema
     }
-    parsed = pcsv.read_csv(
-        io.BytesIO(text.encode()),
-        read_options=pcsv.ReadOptions(column_names=list(schema.names), block_size=1 << 26),
-        parse_options=pcsv.ParseOptions(newlines_in_values=True, escape_char=False, double_quote=True),
-        convert_options=pcsv.ConvertOptions(
-            column_types=read_types,
-            null_values=["\\N"],
-            strings_can_be_null=True,
-            quoted_strings_can_be_null=False,
-            true_values=["true"],
-            false_values=["false"],
-        ),
-    )
-    arrays = []
-    for column in spec.columns:
-        array = parsed.column(column.name)
-        if column.kind is ValueKind.TIMESTAMP:
-            array = array.cast(column.arrow_type)
-        elif column.kind is ValueKind.JSON and column.secret_keys:
-            array = convert_column(column, array.to_pylist())
-        arrays.append(array)
+    try:
+        parsed = pcsv.read_csv(
+            io.BytesIO(text.encode()),
+            read_options=pcsv.ReadOptions(column_names=list(schema.names), block_size=1 << 26),
+            parse_options=pcsv.ParseOptions(newlines_in_values=True, escape_char=False, double_quote=True),
+            convert_options=pcsv.ConvertOptions(
+                column_types=read_types,
+                null_values=_CSV_NULLS,
+                strings_can_be_null=True,
+                quoted_strings_can_be_null=False,
+                true_values=["true"],
+                false_values=["false"],
+            ),
+        )
+        arrays = []
+        for column in spec.columns:
+            array = parsed.column(column.name)
+            if column.kind is ValueKind.TIMESTAMP:
+                array = array.cast(column.arrow_type)
+            elif column.kind is ValueKind.JSON and column.secret_keys:
+                array = convert_column(column, array.to_pylist())
+            arrays.append(array)
+    except pa.ArrowException as exc:
+        # a form arrow cannot read (ISO timestamps, finer fractions, ...): the caller falls back to row
+        # objects, which read every form; the offending row's text (maybe a secret) stays out of the message
+        reason = _ROW_TEXT.sub(r"\1", str(exc))
+        raise CargoProtocolError(f"{spec.name}: cannot read the packed page: {reason}") from None
     return finish_table(spec, pa.Table.from_arrays(arrays, schema=schema))
 
 
