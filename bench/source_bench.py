@@ -103,7 +103,9 @@ def main() -> None:
     print(f"extract (plan + fetch + arrow)    {extract_s:8.2f} s  {total_rows / extract_s:>10,.0f} rows/s")
     print(f"end to end (+ normalize, load)    {total_s:8.2f} s  {total_rows / total_s:>10,.0f} rows/s")
     print(f"raw-fetch ceiling (httpx, same q) {raw_s:8.2f} s  {total_rows / raw_s:>10,.0f} rows/s")
-    print(f"extract / ceiling                 {raw_s / extract_s:8.2f}   (target >= {TARGET_CEILING_RATIO})")
+    # the ratio of each run (both measured back to back), then the median: robust to a noisy run
+    ratio = median([r.payload["seconds"] / s.payload["extract_seconds"] for s, r in zip(syncs, raws, strict=True)])
+    print(f"extract / ceiling (median of runs) {ratio:7.2f}   (target >= {TARGET_CEILING_RATIO})")
     print(f"data queries / ideal              {total_data / total_ideal:8.2f}   (target <= {TARGET_QUERY_RATIO})")
     extract_rss = median([s.payload["extract_peak_rss_mb"] for s in syncs])
     normalize_rss = median([s.payload["normalize_peak_rss_mb"] for s in syncs])
