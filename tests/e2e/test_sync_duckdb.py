@@ -65,3 +65,19 @@ def test_stateless_backfill_chunks_leave_the_state_alone(live_emulator: Any, tmp
     box.assert_equals_truth(("runs",))
     state = box.pipeline().state
     assert "frontier" not in str(state.get("sources", {}))
+
+
+def test_hard_delete_removes_soft_deleted_runs(tmp_path: Path) -> None:
+    from emulator.server import EmulatorOptions, running_emulator
+
+    with running_emulator(EmulatorOptions(port=0, seed=8, scale="tiny", workspaces=1, admin=True)) as emulator:
+        box = Sandbox(tmp_path, emulator, name="hard_delete")
+        box.sync(tables=["runs"], hard_delete=True)
+        box.admin("POST", "/_emulator/advance", json={"seconds": 7200})
+        box.sync(tables=["runs"], hard_delete=True)
+        truth = box.truth_rows("runs")
+    deleted = {key for key, value in truth.items() if value[2] is not None}
+    assert deleted, "the clock deleted no run: the test proves nothing"
+    loaded = box.loaded_rows("runs")
+    assert loaded.keys() == truth.keys() - deleted
+    assert all(loaded[key] == truth[key] for key in loaded)
