@@ -19,9 +19,10 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 
 from .faults import FaultSpecError, parse_fault_spec
-from .http import error_response, json_response
+from .http import error_response, json_response, validation_error_response
 from .state import EmulatorState
 from .store import QueryRefused
+from .validation import StrictPayload, ValidationFailed, validate_body
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -137,64 +138,28 @@ def _emulator(request: Request) -> EmulatorState:
     return state
 
 
+class QueryPayload(StrictPayload):
+    """``orchestration/query``'s payload: one SQL statement, nothing else (REFERENCE.md 3.2)."""
+
+    query: str
+
+
 async def orchestration_query(request: Request) -> Response:
     """``POST /v1/orchestration/query``: the caller's SQL, scoped and capped (REFERENCE.md 3.2, 4)."""
     state = _emulator(request)
     workspace = request.state.workspace
     try:
-        payload = orjson.loads(await request.body())
+        raw = await request.body()
     except ClientDisconnect:
         return Response(status_code=499)  # the caller went away (e.g. killed) before sending its query
+    try:
+        decoded: Any = orjson.loads(raw)
     except orjson.JSONDecodeError:
-        return _invalid(
-            [
-                {
-                    "code": "invalid_type",
-                    "expected": "object",
-                    "received": "string",
-                    "path": [],
-                    "message": "Expected object, received string",
-                }
-            ]
-        )
-    if not isinstance(payload, dict):
-        return _invalid(
-            [
-                {
-                    "code": "invalid_type",
-                    "expected": "object",
-                    "received": type(payload).__name__,
-                    "path": [],
-                    "message": "Expected object",
-                }
-            ]
-        )
-    extra = sorted(set(payload) - {"query"})
-    if extra:
-        return _invalid(
-            [
-                {
-                    "code": "unrecognized_keys",
-                    "keys": extra,
-                    "path": [],
-                    "message": "Unrecognized key(s) in object: " + ", ".join(f"'{k}'" for k in extra),
-                }
-            ]
-        )
-    query = payload.get("query")
-    if not isinstance(query, str):
-        received = "undefined" if query is None and "query" not in payload else _zod_type(query)
-        return _invalid(
-            [
-                {
-                    "code": "invalid_type",
-                    "expected": "string",
-                    "received": received,
-                    "path": ["query"],
-                    "message": "Required" if received == "undefined" else f"Expected string, received {received}",
-                }
-            ]
-        )
+        decoded = raw.decode("utf-8", "replace")  # refused below as "Expected object, received string"
+    try:
+        query = validate_body(QueryPayload, decoded).query
+    except ValidationFailed as failed:
+        return validation_error_response(failed.issues)
     try:
         body = await run_in_threadpool(state.store.caller_query, workspace.uuid, query)
     except QueryRefused as refused:
@@ -202,22 +167,6 @@ async def orchestration_query(request: Request) -> Response:
         return error_response(400, message=refused.message)
     state.log_query(workspace.uuid, query, "ok")
     return Response(body, media_type="application/json")
-
-
-def _zod_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, list):
-        return "array"
-    return "object" if isinstance(value, dict) else "string"
-
-
-def _invalid(issues: list[dict[str, Any]]) -> Response:
-    return error_response(400, message=orjson.dumps(issues).decode())
 
 
 # -- admin ------------------------------------------------------------------------------------------
