@@ -275,6 +275,10 @@ def run_sync(request: SyncRequest) -> tuple[list[TableSummary], float]:
         raise UserInputError(_coercion_message(exc)) from None
     except (CargoConfigurationError, ConfigFieldMissingException) as exc:
         raise UserInputError(str(exc)) from None
+    # BigQuery partitions/clusters, Snowflake cluster keys (sources/cargo/warehouse.py); others untouched
+    from sources.cargo.warehouse import apply_warehouse_layout
+
+    apply_warehouse_layout(source, request.destination)
     destination: Any = request.destination
     if request.destination == "duckdb":
         destination = dlt.destinations.duckdb(duckdb_path)
