@@ -1,0 +1,268 @@
+"""Hourly Airflow 3 DAG that syncs Cargo's runs, batches, spans and records with dlt's ``PipelineTasksGroup``.
+
+Drop this file (and ``sources/``, installed with ``pip install 'cargo-elt[airflow]'``) into the DAGs folder.
+The helper points dlt's project folder at the DAGs folder, so ``<dags>/.dlt/config.toml`` and
+``<dags>/.dlt/secrets.toml`` are read as usual.
+
+Settings, each read when a task runs (never while the DAG file is parsed, so the DAG processor needs no secret):
+
+* token: the password of the Airflow connection ``cargo_default`` if it exists, else dlt's own lookup
+  (``SOURCES__CARGO__API_TOKEN``, ``.dlt/secrets.toml``, or dlt's ``dlt_secrets_toml`` Airflow Variable);
+* API URL: the host of that connection, else the Airflow Variable ``cargo_base_url``, else dlt's
+  ``SOURCES__CARGO__BASE_URL`` / ``[sources.cargo] base_url`` (the emulator's URL for local runs);
+* destination: DuckDB by default, its file ``CARGO_DUCKDB_PATH`` (default ``$AIRFLOW_HOME/cargo.duckdb``);
+  ``CARGO_DESTINATION`` selects another dlt destination, configured the dlt way. These two are read at
+  parse time because the pipeline object is built there; Airflow 3 re-parses the file in the worker.
+
+Window. A scheduled (or manual) run is the source's stateful incremental sync: it reads from the stored
+frontier up to ``now - settle`` and also picks up rows changed behind the frontier (runs that finish,
+soft-deletes), which a read of only ``[data_interval_start, data_interval_end)`` by creation time would
+miss forever. A *backfill* run (``airflow backfill create``), or any run whose conf sets ``window`` to
+``"interval"``, reads exactly its data interval with the source's stateless ``since``/``until``: it is
+idempotent (merge on primary keys) and leaves the incremental state alone, so backfills can run alongside
+the hourly schedule. Conf ``since``/``until`` (ISO) override the interval. Runs triggered without a
+logical date (``dag.test()``'s default, ``airflow dags trigger``) get a zero-length data interval, so
+``"interval"`` without an explicit window is refused rather than silently loading nothing. dlt's
+``DLT_INTERVAL_START/END`` and Airflow's interval are not picked up implicitly: the source keeps its own
+state instead of a ``dlt.sources.incremental``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+import dlt
+from airflow.sdk import DAG, Param, get_current_context
+from dlt.common.destination.reference import Destination
+from dlt.helpers.airflow_helper import DEFAULT_RETRY_BACKOFF, PipelineTasksGroup
+from dlt.pipeline.pipeline import Pipeline
+
+from sources.cargo import TABLE_NAMES, cargo_source
+from sources.cargo.errors import CargoConfigurationError
+
+DAG_ID = "cargo_sync"
+PIPELINE_NAME = "cargo"
+"""Same pipeline name and dataset as ``cargo-elt sync``: the DAG and the CLI share state and tables."""
+DATASET_NAME = "cargo"
+CONNECTION_ID = "cargo_default"
+BASE_URL_VARIABLE = "cargo_base_url"
+
+WindowMode = Literal["auto", "incremental", "interval"]
+
+
+class TableRun:
+    """The data of one table's task: builds a one-table Cargo source when the task runs.
+
+    Built at run time (the helper calls a non-resource callable right before ``pipeline.run``) because
+    the window comes from the running DAG run and the token must not be needed to parse the DAG.
+    """
+
+    def __init__(self, table: str) -> None:
+        self.table = table
+        self.__name__ = f"cargo_{table}"
+
+    def __call__(self) -> Any:
+        context = get_current_context()
+        token, base_url = _credentials()
+        args: dict[str, Any] = {"tables": [self.table]}
+        if token is not None:
+            args["api_token"] = token
+        if base_url is not None:
+            args["base_url"] = base_url
+        window = run_window(
+            run_type=str(getattr(context.get("dag_run"), "run_type", "")),
+            conf=dict(getattr(context.get("dag_run"), "conf", None) or {}),
+            interval_start=context.get("data_interval_start"),
+            interval_end=context.get("data_interval_end"),
+        )
+        if window is not None:
+            args["since"], args["until"] = (w.isoformat() for w in window)
+        return cargo_source(**args)
+
+
+class CargoTasksGroup(PipelineTasksGroup):
+    """dlt's task group, naming each table's task ``cargo_<table>``.
+
+    dlt names a task after the pipeline unless its data is a ``DltSource``, so four ``TableRun`` tasks of
+    one pipeline would get the same id; everything else (logging, retries, wiping) is dlt's.
+    """
+
+    def _task_name(self, pipeline: Pipeline, data: Any) -> str:
+        if isinstance(data, TableRun):
+            return data.__name__
+        return str(super()._task_name(pipeline, data))
+
+    def _run(
+        self,
+        pipeline: Pipeline,
+        data: Any,
+        table_name: str | None = None,
+        write_disposition: Any = None,
+        loader_file_format: Any = None,
+        schema_contract: Any = None,
+        pipeline_name: str | None = None,
+        on_before_run: Callable[[], None] | None = None,
+        truncate_staging_destination: bool | None = None,
+    ) -> None:
+        """dlt's task body, on a fresh instance of ``pipeline``.
+
+        The helper runs the pipeline object captured when the DAG was built and wipes its working folder
+        afterwards. Where that object outlives the task (several tasks or runs in one process: ``dag.test()``,
+        a LocalExecutor-style in-process runner), the next task would activate an instance whose default
+        schema points into the wiped folder and fail with ``FileNotFoundError``. A fresh instance restores the
+        state from the destination as dlt does on any new worker.
+        """
+        fresh = dlt.pipeline(
+            pipeline_name=pipeline.pipeline_name,
+            pipelines_dir=pipeline.pipelines_dir,
+            destination=pipeline.destination,
+            dataset_name=pipeline.dataset_name,
+        )
+        # explicit parameters, no **kwargs: PythonOperator would pass the Airflow context into **kwargs
+        super()._run(
+            fresh,
+            data,
+            table_name=table_name,  # type: ignore[arg-type]
+            write_disposition=write_disposition,
+            loader_file_format=loader_file_format,
+            schema_contract=schema_contract,
+            pipeline_name=pipeline_name,  # type: ignore[arg-type]
+            on_before_run=on_before_run,  # type: ignore[arg-type]
+            truncate_staging_destination=truncate_staging_destination,
+        )
+
+
+def run_window(
+    run_type: str, conf: dict[str, Any], interval_start: datetime | None, interval_end: datetime | None
+) -> tuple[datetime, datetime] | None:
+    """``[since, until)`` for a windowed (stateless) read, or ``None`` for the stateful incremental sync.
+
+    Pure so it can be tested without Airflow; the module docstring explains the choice.
+    """
+    mode: WindowMode = conf.get("window", "auto")
+    if mode not in ("auto", "incremental", "interval"):
+        raise CargoConfigurationError(f"conf window = {mode!r}: use auto, incremental or interval")
+    since = _instant(conf.get("since")) or interval_start
+    until = _instant(conf.get("until")) or interval_end
+    explicit = conf.get("since") is not None
+    if mode == "incremental" or (mode == "auto" and run_type != "backfill" and not explicit):
+        return None
+    if since is None or until is None or until <= since:
+        raise CargoConfigurationError(
+            f"an interval read needs a non-empty window, got [{since}, {until}): trigger with conf "
+            '{"since": "...", "until": "..."} (manual runs and dag.test() have a zero-length data interval)'
+        )
+    return since, until
+
+
+def _instant(value: Any) -> datetime | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, datetime):
+        return value
+    return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+
+
+def _credentials() -> tuple[str | None, str | None]:
+    """Token and base URL from the ``cargo_default`` connection / ``cargo_base_url`` Variable, if set.
+
+    ``None`` leaves the value to dlt's configuration (environment, ``.dlt/secrets.toml``).
+    """
+    from airflow.sdk import Connection, Variable
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    token: str | None = None
+    base_url: str | None = None
+    try:
+        connection = Connection.get(CONNECTION_ID)
+    except AirflowNotFoundException:
+        connection = None
+    if connection is not None:
+        token = connection.password or None
+        if connection.host:
+            scheme = connection.conn_type if connection.conn_type in ("http", "https") else "https"
+            host = connection.host if "://" in connection.host else f"{scheme}://{connection.host}"
+            base_url = f"{host}:{connection.port}" if connection.port else host
+    if base_url is None:
+        variable = Variable.get(BASE_URL_VARIABLE, default=None)
+        base_url = str(variable) if variable else None
+    return token, base_url
+
+
+def default_destination() -> Destination[Any, Any]:
+    """DuckDB at ``CARGO_DUCKDB_PATH`` (absolute: the helper's working folders are temporary)."""
+    name = os.environ.get("CARGO_DESTINATION", "duckdb")
+    if name != "duckdb":
+        chosen = Destination.from_reference(name)
+        if chosen is None:
+            raise CargoConfigurationError(f"CARGO_DESTINATION = {name!r} is not a dlt destination")
+        return chosen
+    home = os.environ.get("AIRFLOW_HOME", str(Path.home() / "airflow"))
+    path = os.environ.get("CARGO_DUCKDB_PATH", str(Path(home) / "cargo.duckdb"))
+    return dlt.destinations.duckdb(str(Path(path).absolute()))
+
+
+def make_dag(
+    dag_id: str = DAG_ID,
+    *,
+    schedule: str | None = "@hourly",
+    start_date: datetime | None = None,
+    retries: int = 2,
+    retry_delay: timedelta = timedelta(minutes=5),
+    destination: Destination[Any, Any] | None = None,
+    tables: tuple[str, ...] = TABLE_NAMES,
+) -> DAG:
+    """The Cargo DAG: one task per table, run one after another.
+
+    Tasks are chained by hand rather than with ``add_run(source, decompose="serialize")`` because that
+    decomposes a source built while the DAG file is parsed: it would need the token in the DAG processor,
+    freeze the source's ``now`` at parse time and could not see the DAG run's data interval. Each task
+    instead runs ``add_run(pipeline, TableRun(table), decompose="none")``, a one-table source built when the
+    task starts, which is what ``serialize`` would give for this source (its four resources are independent
+    components). Serial, not parallel: the first task creates the dataset and the dlt schema, all tables
+    share one pipeline state (``parallel`` would lose state writes), and DuckDB allows one writer at a time
+    (``parallel-isolated`` tasks would contend for the file). The default ``all_success`` trigger rule (not
+    the ``all_done`` of dlt's docs) makes a failed table stop the chain and fail the DAG run visibly.
+
+    Airflow ``retries`` re-run a failed task (a sync re-reads from the last committed state, and merge on the
+    primary keys makes re-reads harmless); the helper additionally retries the ``load`` step with backoff.
+    """
+    with DAG(
+        dag_id=dag_id,
+        schedule=schedule,
+        start_date=start_date or datetime(2026, 1, 1),  # naive -> UTC in Airflow 3
+        catchup=False,
+        max_active_runs=1,  # one writer of the pipeline state at a time
+        default_args={"retries": retries, "retry_delay": retry_delay, "retry_exponential_backoff": True},
+        params={"window": Param("auto", enum=["auto", "incremental", "interval"])},
+        tags=["cargo", "dlt"],
+        doc_md=__doc__,
+    ) as dag:
+        # The group must exist before dlt.pipeline(): it sets the per-worker data folder (dlt#3938).
+        group = CargoTasksGroup(
+            PIPELINE_NAME,
+            use_data_folder=False,
+            wipe_local_data=True,  # the state is restored from the destination at the next run
+            retry_policy=DEFAULT_RETRY_BACKOFF,
+            retry_pipeline_steps=("load",),
+            abort_task_if_any_job_failed=True,
+        )
+        pipeline = dlt.pipeline(
+            pipeline_name=PIPELINE_NAME,
+            destination=destination or default_destination(),
+            dataset_name=DATASET_NAME,
+        )
+        previous: Any = None
+        for table in tables:
+            (task,) = group.add_run(pipeline, TableRun(table), decompose="none")
+            if previous is not None:
+                previous >> task
+            previous = task
+    return dag
+
+
+dag = make_dag()

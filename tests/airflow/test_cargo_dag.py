@@ -1,0 +1,232 @@
+"""The Airflow DAG (``pipelines/dags/cargo_dag.py``) on a real Airflow 3 with a sqlite metadata DB.
+
+Runs only where the ``airflow`` extra is installed (``pip install -e '.[dev,airflow]'``); the main test
+environment does not install it, so the module is skipped there. Airflow reads its settings when first
+imported, so ``AIRFLOW_HOME`` and the sqlite DB are set up below before ``airflow`` is imported.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import tempfile
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+if importlib.util.find_spec("airflow") is None:  # skip before creating the Airflow home below
+    pytest.skip(
+        "the airflow extra is not installed here; .ci/run runs these tests in a venv with '.[dev,airflow]'",
+        allow_module_level=True,
+    )
+
+_AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="cargo-airflow-"))
+_DAGS_FOLDER = Path(__file__).resolve().parents[2] / "pipelines" / "dags"
+_TEST_DAGS_FOLDER = _AIRFLOW_HOME / "dags"
+_WAREHOUSE = _AIRFLOW_HOME / "warehouse"
+_TEST_DAGS = ("dag", "failing", "window")
+_TEST_DAGS_FOLDER.mkdir()
+_WAREHOUSE.mkdir()
+# dag.test() runs only DAGs it finds serialized in the metadata DB, which it syncs from the DAGs folder, so
+# the test variants (no retries: dag.test() would wait out retry_delay; one DuckDB file each) live in a file
+# there. The production DAG is checked separately by parsing pipelines/dags with a DagBag.
+(_TEST_DAGS_FOLDER / "cargo_test_dags.py").write_text(
+    "import dlt\n"
+    "from pipelines.dags.cargo_dag import make_dag\n"
+    f"for name in {_TEST_DAGS!r}:\n"
+    "    globals()[f'dag_{name}'] = make_dag(\n"
+    "        f'cargo_test_{name}', retries=0,\n"
+    f"        destination=dlt.destinations.duckdb(f'{_WAREHOUSE}/{{name}}.duckdb'),\n"
+    "    )\n"
+)
+for _key, _value in {
+    "AIRFLOW_HOME": str(_AIRFLOW_HOME),
+    "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{_AIRFLOW_HOME / 'airflow.db'}",
+    "AIRFLOW__CORE__DAGS_FOLDER": str(_TEST_DAGS_FOLDER),
+    "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+    "AIRFLOW__CORE__UNIT_TEST_MODE": "True",
+}.items():
+    os.environ.setdefault(_key, _value)
+
+pytest.importorskip("airflow", reason="the airflow extra is not installed: pip install -e '.[dev,airflow]'")
+
+from tests.e2e.support import Sandbox  # noqa: E402
+
+# The rest of the suite keeps filterwarnings=error; these three warnings, and only here, are ignored:
+# - dlt 1.31 registers its Airflow config provider through airflow.operators.python.get_current_context,
+#   deprecated by Airflow 3 (dlt/common/configuration/specs/config_providers_context.py:166; Airflow
+#   raises it as a UserWarning subclass, so the filter matches on the message only);
+# - that provider (the dlt_secrets_toml Variable) reads with airflow.models.Variable.get, also deprecated
+#   by Airflow 3 (dlt/common/configuration/providers/airflow.py:26); both are warnings in production;
+# - dag.test() serves Airflow's execution API in-process through svcs -> fastapi.testclient, and the
+#   starlette the emulator extra installs deprecates its httpx-based TestClient on import (test-only path).
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:The `airflow.operators.python.get_current_context` attribute is deprecated"),
+    pytest.mark.filterwarnings("ignore:Using Variable.get from `airflow.models` is deprecated:DeprecationWarning"),
+    pytest.mark.filterwarnings(
+        "ignore:Using `httpx` with `starlette.testclient` is deprecated"  # a UserWarning subclass
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def airflow_db() -> Iterator[None]:
+    """A fresh sqlite metadata DB, and the process environment restored afterwards.
+
+    ``PipelineTasksGroup`` sets ``DLT_DATA_DIR``/``DLT_PROJECT_DIR``/``DLT_LOCAL_DIR`` in ``os.environ``
+    when created; restoring keeps them from leaking into the rest of the test session.
+    """
+    from airflow.utils import db
+
+    saved = dict(os.environ)
+    db.resetdb()
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+@pytest.fixture(scope="module")
+def live_emulator() -> Iterator[Any]:
+    """A tiny one-workspace emulator on real time (the DAG's incremental reads up to ``now - settle``)."""
+    from emulator.server import EmulatorOptions, running_emulator
+
+    with running_emulator(EmulatorOptions(port=0, seed=11, scale="tiny", workspaces=1, admin=True)) as emulator:
+        yield emulator
+
+
+@pytest.fixture()
+def cargo_env(live_emulator: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Token from dlt's environment config, base URL from an Airflow Variable (``AIRFLOW_VAR_*``)."""
+    monkeypatch.setenv("SOURCES__CARGO__API_TOKEN", live_emulator.state.workspaces[0].token)
+    monkeypatch.setenv("SOURCES__CARGO__START_DATE", "2026-01-01")
+    monkeypatch.setenv("SOURCES__CARGO__CONCURRENCY", "4")
+    monkeypatch.setenv("AIRFLOW_VAR_CARGO_BASE_URL", live_emulator.base_url)
+    monkeypatch.delenv("AIRFLOW_CONN_CARGO_DEFAULT", raising=False)
+    return live_emulator
+
+
+def _dag(name: str) -> Any:
+    """A test variant of the DAG, parsed from the test DAGs folder like Airflow does."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(_TEST_DAGS_FOLDER))
+    assert bag.import_errors == {}
+    return bag.get_dag(f"cargo_test_{name}")
+
+
+def _run(dag: Any, conf: dict[str, Any] | None = None) -> tuple[str, dict[str, str]]:
+    """One ``dag.test()`` run: its state and every task instance's state.
+
+    The logical date is set explicitly (``dag.test()`` otherwise uses "now" with a zero-length interval).
+    """
+    logical = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
+    run = dag.test(logical_date=logical, run_conf=conf)
+    states = {ti.task_id.split(".")[-1]: str(ti.state) for ti in run.get_task_instances()}
+    return str(run.state), states
+
+
+def test_dagbag_imports_the_dag_without_errors(airflow_db: None) -> None:
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(_DAGS_FOLDER))
+    assert bag.import_errors == {}
+    # parsing records warnings instead of raising them: only dlt's own AF3 deprecation (see pytestmark)
+    warned = [w for ws in bag.captured_warnings.values() for w in ws if "get_current_context" not in w]
+    assert warned == []
+    dag = bag.get_dag("cargo_sync")
+    assert dag is not None
+    assert [t.task_id for t in dag.topological_sort()] == [
+        "cargo.cargo_runs",
+        "cargo.cargo_batches",
+        "cargo.cargo_spans",
+        "cargo.cargo_records",
+    ]
+    assert all(t.retries == 2 for t in dag.tasks)
+    assert dag.schedule == "@hourly"
+
+
+def test_dag_loads_like_cargo_sync_then_incrementally(airflow_db: None, cargo_env: Any, tmp_path: Path) -> None:
+    emulator = cargo_env
+    dag = _dag("dag")
+    dag_box = Sandbox(_WAREHOUSE, emulator, name="dag")
+    dag_box.admin("DELETE", "/_emulator/queries")
+    state, tasks = _run(dag)
+    assert state == "success", tasks
+    assert set(tasks.values()) == {"success"}, tasks
+    first = _served_queries(dag_box)
+    assert first and not any(_UPDATE_FILTER in q for q in first), "the first run is a backfill"
+
+    dag_box.assert_equals_truth()
+    cli_box = Sandbox(tmp_path, emulator, name="cli")
+    cli_box.sync()  # what `cargo-elt sync` runs: the same source into its own DuckDB file
+    for table in ("runs", "batches", "spans", "records"):
+        assert dag_box.loaded_rows(table) == cli_box.loaded_rows(table), table
+
+    _served_queries(dag_box)  # forget the CLI sync's queries
+    report = dag_box.admin("POST", "/_emulator/advance", json={"seconds": 3600})
+    assert sum(report["new_rows"].values()) > 0 and sum(report["changed_rows"].values()) > 0
+    state, tasks = _run(dag)
+    assert state == "success", tasks
+    dag_box.assert_equals_truth()  # new rows and rows changed behind the frontier
+    second = _served_queries(dag_box)
+    # resumed from the state stored in DuckDB: the changed-rows read filters on the update column
+    for column in ("updated_at", "execution_updated_at"):
+        assert any(f"{column} >" in q for q in second), f"second run did not read incrementally: {second}"
+
+
+_UPDATE_FILTER = "updated_at >"
+
+
+def _served_queries(box: Sandbox) -> list[str]:
+    """The SQL the emulator served since the last call (and forget it)."""
+    queries = [str(q["sql"]) for q in box.admin("GET", "/_emulator/queries")["queries"]]
+    box.admin("DELETE", "/_emulator/queries")
+    return queries
+
+
+def test_failing_task_fails_the_dag_run(airflow_db: None, cargo_env: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the connection's token wins over SOURCES__CARGO__API_TOKEN; a wrong one fails the first table
+    monkeypatch.setenv("AIRFLOW_CONN_CARGO_DEFAULT", '{"conn_type": "http", "password": "wrong-token"}')
+    state, tasks = _run(_dag("failing"))
+    assert tasks["cargo_runs"] == "failed", tasks
+    assert {tasks[t] for t in ("cargo_batches", "cargo_spans", "cargo_records")} == {"upstream_failed"}, tasks
+    assert state == "failed"
+
+
+def test_interval_window_reads_exactly_the_interval(airflow_db: None, cargo_env: Any) -> None:
+    emulator = cargo_env
+    # the emulator's truth has no creation times: take them from a full sync checked against the truth
+    full = Sandbox(_WAREHOUSE, emulator, name="window_full")
+    full.sync(tables=["runs"])
+    full.assert_equals_truth(("runs",))
+    with full.db() as con:
+        created = dict(con.execute("SELECT uuid, created_at FROM cargo.runs").fetchall())
+    times = sorted(created.values())
+    since, until = times[len(times) // 4], times[len(times) // 2]
+    conf = {"window": "interval", "since": since.isoformat(), "until": until.isoformat()}
+    state, tasks = _run(_dag("window"), conf)
+    assert state == "success", tasks
+    box = Sandbox(_WAREHOUSE, emulator, name="window")
+    expected = {(str(uuid),) for uuid, at in created.items() if since <= at < until}
+    assert expected and set(box.loaded_rows("runs")) == expected
+    assert "frontier" not in str(box.pipeline().state.get("sources", {})), "a windowed run moved the state"
+
+
+def test_run_window_choice() -> None:
+    from pipelines.dags.cargo_dag import run_window
+    from sources.cargo.errors import CargoConfigurationError
+
+    start, end = datetime(2026, 5, 1, 10, tzinfo=UTC), datetime(2026, 5, 1, 11, tzinfo=UTC)
+    assert run_window("scheduled", {}, start, end) is None
+    assert run_window("manual", {}, end, end) is None
+    assert run_window("backfill", {}, start, end) == (start, end)
+    assert run_window("scheduled", {"window": "interval"}, start, end) == (start, end)
+    assert run_window("manual", {"since": "2026-05-01T00:00:00Z"}, end, end) == (datetime(2026, 5, 1, tzinfo=UTC), end)
+    assert run_window("backfill", {"window": "incremental"}, start, end) is None
+    with pytest.raises(CargoConfigurationError, match="zero-length"):
+        run_window("manual", {"window": "interval"}, end, end)
+    with pytest.raises(CargoConfigurationError, match="window"):
+        run_window("manual", {"window": "everything"}, start, end)
