@@ -16,7 +16,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -26,6 +25,8 @@ from typing import Any
 import duckdb
 import httpx
 import pytest
+
+from tests.e2e.support import serve_handler
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -186,15 +187,8 @@ class _NotCargo(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def not_cargo() -> Iterator[str]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _NotCargo)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with serve_handler(_NotCargo) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,6 @@ import pickle
 import re
 import subprocess
 import sys
-import threading
 import traceback
 import zlib
 from collections.abc import Iterator
@@ -29,6 +28,8 @@ from typing import Any
 import duckdb
 import pyarrow.parquet as pq
 import pytest
+
+from tests.e2e.support import serve_handler
 
 REPO = Path(__file__).resolve().parents[2]
 TOKEN = "crg_secret_TOKEN_5f1c0a7e9d2b48c3a6e1"
@@ -193,15 +194,8 @@ class _Echo(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def echo_server() -> Iterator[str]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Echo)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with serve_handler(_Echo) as url:
+        yield url
 
 
 # -- tests ------------------------------------------------------------------------------------------
