@@ -114,11 +114,6 @@ def format_summary(summaries: Sequence[TableSummary], total_seconds: float) -> s
     return "\n".join(lines)
 
 
-def monotonic() -> float:
-    """Wall-clock seconds for the report."""
-    return time.monotonic()
-
-
 def preflight(base_url: str, token: str, workspace_uuid: str | None) -> None:
     """One cheap query, so a wrong token or URL fails before the pipeline (and its state) is touched."""
     import httpx
@@ -222,7 +217,7 @@ def check_workspace_uuid(workspace_uuid: str | None) -> None:
 
 def run_sync(request: SyncRequest) -> tuple[list[TableSummary], float]:
     """Validate everything, then run the pipeline once; returns the per-table report."""
-    started = monotonic()
+    started = time.monotonic()
     now = datetime.now(UTC)
     # Checks of the command line alone first: they answer before dlt and pyarrow are even imported.
     check_dates(request.since, request.until, now)
@@ -297,7 +292,7 @@ def run_sync(request: SyncRequest) -> tuple[list[TableSummary], float]:
     summaries = [
         TableSummary(name, s.rows, s.queries, s.retries, s.seconds) for name, s in stats.items() if name in tables
     ]
-    return summaries, monotonic() - started
+    return summaries, time.monotonic() - started
 
 
 def _coercion_message(exc: Any) -> str:

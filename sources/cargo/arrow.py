@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -158,24 +157,3 @@ def _without_keys(document: Any, keys: frozenset[str]) -> Any:
     if isinstance(document, list):
         return [_without_keys(v, keys) for v in document]
     return document
-
-
-# -- values the incremental state needs ------------------------------------------------------------
-
-
-def max_timestamp(table: pa.Table, column: str) -> datetime | None:
-    """Largest value of a timestamp column (``max_updated`` of the incremental state)."""
-    value = pc.max(table.column(column)).as_py()
-    return None if value is None else value.astimezone(UTC)
-
-
-def min_open_time(spec: TableSpec, table: pa.Table) -> datetime | None:
-    """Smallest time-column value among rows not yet in a terminal status (the ``open_horizon``).
-
-    Rows with a null status count as open: nothing says they are finished.
-    """
-    status = table.column(spec.status_column)
-    terminal = pc.is_in(status, value_set=pa.array(sorted(spec.terminal_statuses), type=pa.string()))
-    open_rows = pc.invert(pc.fill_null(terminal, False))
-    value = pc.min(pc.filter(table.column(spec.time_column), open_rows)).as_py()
-    return None if value is None else value.astimezone(UTC)

@@ -1,4 +1,4 @@
-"""Pure planning: time windows, the SQL that reads them, and the frontier over completed windows.
+"""Pure planning: time windows and the SQL that reads them.
 
 Nothing here does I/O; ``fetch.py`` runs the queries these functions write. The job is to read a
 time range of a table under the API's caps (10,000 result rows, 10 M scanned rows, 30 s):
@@ -9,8 +9,8 @@ time range of a table under the API's caps (10,000 result rows, 10 M scanned row
 2. ``pack_windows`` joins adjacent buckets into windows of at most ``target_rows`` rows;
 3. each window is read in ``(time, primary key)`` order with ``page_query``; a full page continues
    after its last row with a keyset predicate that keeps the primary index usable;
-4. windows finish in any order under parallel fetching; ``Frontier`` advances only over the
-   contiguous prefix of finished windows, so a crash never skips one.
+4. windows finish in any order under parallel fetching; the table's frontier is committed only once
+   every window of a read is loaded (with the load, in dlt's state), so a crash never skips one.
 
 Every value that reaches SQL goes through a ``sql_*`` function that accepts one Python type and
 validates or escapes it: timestamps only from ``datetime`` objects, UUIDs by pattern, strings escaped.
@@ -19,10 +19,8 @@ Identifiers come from ``TableSpec`` only, which validates them when it is built.
 
 from __future__ import annotations
 
-import bisect
 import math
 import re
-import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -501,52 +499,3 @@ def replace_buckets(coarse: Sequence[Bucket], span: QueryWindow, fine: Sequence[
     """``coarse`` with the buckets inside ``span`` swapped for the finer histogram of that span."""
     kept = [b for b in coarse if b.end <= span.start or b.start >= span.end]
     return sorted([*kept, *fine], key=lambda b: b.start)
-
-
-# -- frontier -------------------------------------------------------------------------------------
-
-
-class Frontier:
-    """The time up to which every window has been read, advanced only over contiguous completions.
-
-    Windows are fetched in parallel and finish in any order. Storing the end of the latest finished
-    window would skip a slower window before it after a crash; the frontier instead stops at the
-    first gap. Windows may be split at will (completions are time ranges, not window identities).
-    Thread-safe: fetch workers call ``complete`` concurrently.
-    """
-
-    def __init__(self, start: datetime) -> None:
-        self._value = floor_ms(start)
-        self._starts: list[datetime] = []
-        self._ends: list[datetime] = []
-        self._lock = threading.Lock()
-
-    @property
-    def value(self) -> datetime:
-        with self._lock:
-            return self._value
-
-    def completed_ahead(self) -> list[tuple[datetime, datetime]]:
-        """Finished ranges beyond the frontier, waiting for the gap before them to close."""
-        with self._lock:
-            return list(zip(self._starts, self._ends, strict=True))
-
-    def complete(self, window: QueryWindow) -> datetime:
-        """Record that all of ``[window.start, window.end)`` was read; returns the new frontier."""
-        start, end = window.start, window.end
-        with self._lock:
-            if end <= self._value:
-                return self._value
-            start = max(start, self._value)
-            # merge with every stored range that overlaps or touches [start, end)
-            first = bisect.bisect_left(self._ends, start)
-            last = bisect.bisect_right(self._starts, end)
-            if first < last:
-                start = min(start, self._starts[first])
-                end = max(end, self._ends[last - 1])
-            self._starts[first:last] = [start]
-            self._ends[first:last] = [end]
-            if self._starts[0] <= self._value:
-                self._value = self._ends[0]
-                del self._starts[0], self._ends[0]
-            return self._value

@@ -9,7 +9,7 @@ import orjson
 import pyarrow as pa
 import pytest
 
-from sources.cargo.arrow import convert_column, max_timestamp, min_open_time, rows_to_table, strip_secret_keys
+from sources.cargo.arrow import convert_column, rows_to_table, strip_secret_keys
 from sources.cargo.errors import CargoProtocolError
 from sources.cargo.specs import BATCHES, RUNS, SPANS, TableSpec, ValueKind, column
 
@@ -168,18 +168,3 @@ def test_a_realistic_spans_page() -> None:
     assert table.column("execution_index").to_pylist()[:4] == [0, 1, 2, 0]
     assert table.column("node_wait_until_finished").to_pylist()[:2] == [False, True]
     assert table.column("execution_started_at")[61].as_py() == datetime(2024, 1, 1, 0, 0, 1, 61000, tzinfo=UTC)
-
-
-def test_open_horizon_and_max_updated() -> None:
-    rows = [
-        _row(RUNS, status="success", created_at="2024-01-01 00:00:01.000", updated_at="2024-01-05 00:00:00.000"),
-        _row(RUNS, status="pending", created_at="2024-01-01 00:00:03.000"),
-        _row(RUNS, status="running", created_at="2024-01-01 00:00:02.000"),
-        _row(RUNS, status=None, created_at="2024-01-01 00:00:04.000"),
-    ]
-    table = rows_to_table(RUNS, rows)
-    assert min_open_time(RUNS, table) == datetime(2024, 1, 1, 0, 0, 2, tzinfo=UTC)
-    assert max_timestamp(table, "updated_at") == datetime(2024, 1, 5, tzinfo=UTC)
-    finished = rows_to_table(RUNS, [rows[0]])
-    assert min_open_time(RUNS, finished) is None
-    assert max_timestamp(rows_to_table(RUNS, []), "updated_at") is None

@@ -1,11 +1,10 @@
-"""Planner: literals, SQL builders, windows, histogram steps, packing, refinement, frontier."""
+"""Planner: literals, SQL builders, windows, histogram steps, packing, refinement."""
 
 from __future__ import annotations
 
 import itertools
 import random
 import re
-import threading
 from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
@@ -13,7 +12,6 @@ import pytest
 from sources.cargo.errors import UnsafeLiteralError
 from sources.cargo.planner import (
     Bucket,
-    Frontier,
     KeysetCursor,
     QueryWindow,
     UpdatedAfter,
@@ -470,76 +468,3 @@ def test_replace_buckets() -> None:
         Bucket(span.start + timedelta(seconds=30), span.end, 1, 1),
     ]
     assert [b.rows for b in replace_buckets(coarse, span, fine)] == [1, 1, 1, 3]
-
-
-# -- frontier -----------------------------------------------------------------------------------------
-
-
-def _windows(count: int) -> list[QueryWindow]:
-    return [QueryWindow(T0 + timedelta(minutes=i), T0 + timedelta(minutes=i + 1)) for i in range(count)]
-
-
-def test_frontier_waits_for_the_gap() -> None:
-    frontier = Frontier(T0)
-    w = _windows(4)
-    assert frontier.complete(w[2]) == T0
-    assert frontier.complete(w[1]) == T0
-    assert frontier.completed_ahead() == [(w[1].start, w[2].end)]
-    assert frontier.complete(w[0]) == w[2].end
-    assert frontier.completed_ahead() == []
-    assert frontier.complete(w[3]) == w[3].end
-
-
-def test_frontier_with_split_windows_and_repeats() -> None:
-    frontier = Frontier(T0)
-    whole = QueryWindow(T0, T0 + timedelta(minutes=10))
-    first, second = whole.bisect()
-    a, b = first.bisect()
-    assert frontier.complete(second) == T0
-    assert frontier.complete(b) == T0
-    assert frontier.complete(b) == T0
-    assert frontier.complete(a) == whole.end
-    assert frontier.complete(a) == whole.end  # already behind the frontier
-
-
-def test_frontier_under_any_completion_order() -> None:
-    rng = random.Random(5)
-    windows = _windows(60)
-    for _ in range(100):
-        order = windows[:]
-        rng.shuffle(order)
-        frontier = Frontier(T0)
-        done: set[int] = set()
-        for window in order:
-            index = windows.index(window)
-            done.add(index)
-            value = frontier.complete(window)
-            prefix = 0
-            while prefix in done:
-                prefix += 1
-            assert value == T0 + timedelta(minutes=prefix)
-
-
-def test_frontier_overlapping_completions() -> None:
-    frontier = Frontier(T0)
-    frontier.complete(QueryWindow(T0 + timedelta(minutes=5), T0 + timedelta(minutes=8)))
-    frontier.complete(QueryWindow(T0 + timedelta(minutes=2), T0 + timedelta(minutes=6)))
-    frontier.complete(QueryWindow(T0 + timedelta(minutes=10), T0 + timedelta(minutes=12)))
-    assert len(frontier.completed_ahead()) == 2
-    assert frontier.complete(QueryWindow(T0 - timedelta(minutes=1), T0 + timedelta(minutes=3))) == T0 + timedelta(
-        minutes=8
-    )
-
-
-def test_frontier_from_threads() -> None:
-    windows = _windows(400)
-    random.Random(3).shuffle(windows)
-    frontier = Frontier(T0)
-    chunks = [windows[i::8] for i in range(8)]
-    threads = [threading.Thread(target=lambda c=chunk: [frontier.complete(w) for w in c]) for chunk in chunks]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert frontier.value == T0 + timedelta(minutes=400)
-    assert frontier.completed_ahead() == []
