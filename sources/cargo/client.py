@@ -25,12 +25,13 @@ import random
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import orjson
@@ -38,12 +39,14 @@ from pydantic import SecretStr
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, stop_before_delay
 
 from .errors import (
+    CargoApiError,
     CargoAuthError,
     CargoConfigurationError,
     CargoError,
     CargoProtocolError,
     CargoQueryError,
     CargoRetryBudgetExceeded,
+    SignedUrlExpired,
     clickhouse_code,
     query_error,
 )
@@ -72,6 +75,8 @@ from .settings import (
 logger = logging.getLogger(__name__)
 
 Row = dict[str, Any]
+T = TypeVar("T")
+DOWNLOAD_CHUNK_BYTES = 1 << 20
 
 _REDACTED = "***"
 
@@ -104,6 +109,7 @@ class ClientStats:
     requests: int = 0
     retries: int = 0
     queries: int = 0
+    calls: int = 0
     rows: int = 0
     bytes_received: int = 0
     failures: Counter[str] = field(default_factory=Counter)
@@ -113,6 +119,7 @@ class ClientStats:
             "requests": self.requests,
             "retries": self.retries,
             "queries": self.queries,
+            "calls": self.calls,
             "rows": self.rows,
             "bytes_received": self.bytes_received,
             "failures": dict(self.failures),
@@ -154,6 +161,49 @@ def query_url(base_url: str) -> str:
     if base.endswith(API_VERSION_PREFIX):
         base = base[: -len(API_VERSION_PREFIX)]
     return f"{base}{API_VERSION_PREFIX}/{QUERY_ENDPOINT}"
+
+
+def api_url(base_url: str, path: str) -> str:
+    """``{base}/v1/{path}`` for a REST endpoint, with the same base URL rules as ``query_url``."""
+    return query_url(base_url)[: -len(QUERY_ENDPOINT)] + path.lstrip("/")
+
+
+def query_pairs(params: Mapping[str, Any]) -> list[tuple[str, str | int | float | bool | None]]:
+    """GET parameters the way Cargo's client (Axios) sends them: ``key[]`` per array item,
+    ``true``/``false`` for booleans, nulls omitted (REFERENCE.md 1.3)."""
+    pairs: list[tuple[str, str | int | float | bool | None]] = []
+    for key, value in params.items():
+        if value is None:
+            continue
+        items = value if isinstance(value, list | tuple) else None
+        if items is not None:
+            pairs.extend((f"{key}[]", _param_text(item)) for item in items if item is not None)
+        else:
+            pairs.append((key, _param_text(value)))
+    return pairs
+
+
+def _param_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _reason(body: bytes) -> str | None:
+    try:
+        parsed = orjson.loads(body) if body else None
+    except orjson.JSONDecodeError:
+        return None
+    reason = parsed.get("reason") if isinstance(parsed, dict) else None
+    return reason if isinstance(reason, str) else None
+
+
+def _s3_message(text: str) -> str:
+    """The ``<Message>`` of an S3-style XML error, else the text itself."""
+    start, end = text.find("<Message>"), text.find("</Message>")
+    if 0 <= start < end:
+        return text[start + len("<Message>") : end]
+    return text.strip() or "no message"
 
 
 def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
@@ -245,6 +295,8 @@ class CargoClient:
             transport=transport,
             follow_redirects=False,
         )
+        # Signed URLs go to object storage: no Cargo auth, no Cargo headers, redirects followed.
+        self._files = httpx.Client(timeout=timeout or default_timeout(), transport=transport, follow_redirects=True)
 
     def __repr__(self) -> str:
         return f"CargoClient(base_url={self.base_url!r}, workspace_uuid={self.workspace_uuid!r}, api_token=***)"
@@ -259,6 +311,7 @@ class CargoClient:
 
     def close(self) -> None:
         self._http.close()
+        self._files.close()
 
     def stats_snapshot(self) -> dict[str, Any]:
         """Requests, retries, queries, rows, bytes and failures by kind so far (for the run summary)."""
@@ -273,6 +326,36 @@ class CargoClient:
         ``CargoProtocolError`` or ``CargoRetryBudgetExceeded``.
         """
         body = orjson.dumps({"query": sql})
+        rows = self._retrying(lambda: self._attempt(sql, body), "Cargo query")
+        self._count(queries=1, rows=len(rows))
+        return rows
+
+    def call(
+        self, method: str, path: str, payload: Mapping[str, Any] | None = None, params: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """One REST endpoint (``path`` relative to ``/v1``, e.g. ``orchestration/workflows/list``).
+
+        GET parameters are serialised as Cargo's own client does (``key[]=a&key[]=b``, booleans as
+        ``true``/``false``, nulls left out). The answer is the JSON object wrapper; a documented refusal
+        raises ``CargoApiError`` with its ``reason``; transient failures are retried like queries.
+        """
+        url = api_url(self.base_url, path)
+        content = orjson.dumps(payload) if payload is not None else None
+        pairs = query_pairs(params or {})
+        body = self._retrying(lambda: self._rest_attempt(method, url, path, content, pairs), f"Cargo {path}")
+        self._count(calls=1)
+        return body
+
+    def download_to(self, url: str, target: Path) -> int:
+        """Stream a signed download URL into ``target`` and return its size in bytes.
+
+        The URL carries its own signature, so no Cargo credentials are sent with it (they must not
+        reach object storage). Transient failures restart the file from the beginning; a refused or
+        expired signature raises ``SignedUrlExpired`` so the caller asks the API for a fresh URL.
+        """
+        return self._retrying(lambda: self._download_attempt(url, target), "Cargo download")
+
+    def _retrying(self, attempt_once: Callable[[], T], what: str) -> T:
         started = time.monotonic()
         retrying = Retrying(
             stop=stop_after_attempt(self.retry.max_attempts) | stop_before_delay(self.retry.max_total_s),
@@ -285,17 +368,16 @@ class CargoClient:
         try:
             for attempt in retrying:
                 with attempt:
-                    rows = self._attempt(sql, body)
+                    result = attempt_once()
         except _Transient as exc:
             self._count(failure="budget_exceeded")
             raise CargoRetryBudgetExceeded(
-                retrying.statistics.get("attempt_number", 1), time.monotonic() - started, exc.description
+                retrying.statistics.get("attempt_number", 1), time.monotonic() - started, exc.description, what
             ) from None
         except CargoError as exc:
             self._count(failure=type(exc).__name__)
             raise
-        self._count(queries=1, rows=len(rows))
-        return rows
+        return result
 
     # -- one attempt ------------------------------------------------------------------------------
 
@@ -329,6 +411,64 @@ class CargoClient:
         if status == 404 and not message:
             message = f"no such endpoint {self._url}; check the base URL"
         raise CargoQueryError(status, None, message, sql)
+
+    def _rest_attempt(
+        self, method: str, url: str, path: str, content: bytes | None, params: list[tuple[str, str | int | float | bool | None]]
+    ) -> dict[str, Any]:
+        self._count(requests=1)
+        try:
+            with self._http.stream(method, url, content=content, params=params) as response:
+                body = b"".join(response.iter_bytes())
+        except httpx.TransportError as exc:
+            raise _Transient(type(exc).__name__, self._redact(f"{type(exc).__name__}: {exc}")) from None
+        self._count(bytes_received=len(body))
+        status = response.status_code
+        if 200 <= status < 300:
+            failure = None
+            try:
+                parsed = orjson.loads(body) if body else {}
+            except orjson.JSONDecodeError as exc:
+                failure = f"unparsable JSON body from {path} ({len(body)} bytes): {exc.msg}"
+            if failure is not None:
+                raise _Transient("bad_json", failure)
+            if not isinstance(parsed, dict):
+                shown = self._redact(str(parsed))[:200]
+                raise CargoProtocolError(f"expected a JSON object from {path}, got {shown!r}")
+            return parsed
+        message = _server_message(body, self._redact)
+        if status in (401, 403):
+            raise CargoAuthError(status, message)
+        if status in RETRYABLE_STATUSES:
+            retry_after = retry_after_seconds(response.headers.get("retry-after"))
+            raise _Transient(f"http_{status}", f"HTTP {status} from {path}: {message or 'no message'}", retry_after)
+        raise CargoApiError(status, path, _reason(body), message)
+
+    def _download_attempt(self, url: str, target: Path) -> int:
+        self._count(requests=1)
+        size = 0
+        try:
+            with self._files.stream("GET", url) as response:
+                status = response.status_code
+                if 200 <= status < 300:
+                    with target.open("wb") as out:
+                        for chunk in response.iter_bytes(DOWNLOAD_CHUNK_BYTES):
+                            out.write(chunk)
+                            size += len(chunk)
+                    expected = response.headers.get("content-length")
+                    if expected is not None and expected.isdigit() and int(expected) != response.num_bytes_downloaded:
+                        raise _Transient("truncated_file", f"download ended after {size} of {expected} bytes")
+                else:
+                    detail = self._redact(b"".join(response.iter_bytes()).decode("utf-8", "replace"))[:300]
+        except httpx.TransportError as exc:
+            raise _Transient(type(exc).__name__, f"download failed: {type(exc).__name__}") from None
+        self._count(bytes_received=size)
+        if 200 <= status < 300:
+            return size
+        if status in RETRYABLE_STATUSES:
+            raise _Transient(f"http_{status}", f"HTTP {status} from a download URL")
+        if status in (400, 401, 403, 404, 410):
+            raise SignedUrlExpired(status, _s3_message(detail))
+        raise CargoProtocolError(f"download URL answered HTTP {status}: {_s3_message(detail)}")
 
     def _rows(self, content: bytes) -> list[Row]:
         failure = None

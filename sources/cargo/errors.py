@@ -72,12 +72,12 @@ class CargoProtocolError(CargoError):
 class CargoRetryBudgetExceeded(CargoError):
     """Transient failures (429, 5xx, dropped connections, truncated bodies) outlasted the budget."""
 
-    def __init__(self, attempts: int, elapsed_s: float, last_failure: str) -> None:
+    def __init__(self, attempts: int, elapsed_s: float, last_failure: str, what: str = "Cargo query") -> None:
         self.attempts = attempts
         self.elapsed_s = elapsed_s
         self.last_failure = last_failure
         super().__init__(
-            f"Cargo query still failing after {attempts} attempts over {elapsed_s:.1f} s; last failure: "
+            f"{what} still failing after {attempts} attempts over {elapsed_s:.1f} s; last failure: "
             f"{last_failure}. Raise the retry budget or lower the concurrency if the API is throttling."
         )
 
@@ -144,3 +144,30 @@ def query_error(status: int, server_message: str, query: str) -> CargoQueryError
     code = clickhouse_code(server_message)
     cls = _BY_CODE.get(code, CargoQueryError) if code is not None else CargoQueryError
     return cls(status, code, server_message, query)
+
+
+class CargoApiError(CargoError):
+    """A REST endpoint refused the request with a documented ``reason`` (``tooManyRuns``,
+    ``noRunsFound``, ``batchNotFinished``, ``invalidFilter``, ``*NotFound``, ...) or a 4xx message.
+
+    ``reason`` is kept apart so callers can react to the expected ones (an empty export is not a
+    failure) and let the others reach the user with the endpoint named.
+    """
+
+    def __init__(self, status: int, endpoint: str, reason: str | None, server_message: str) -> None:
+        self.status = status
+        self.endpoint = endpoint
+        self.reason = reason
+        self.server_message = server_message
+        detail = reason or server_message or "no message"
+        if reason and server_message and server_message != reason:
+            detail = f"{reason}: {server_message}"
+        super().__init__(f"Cargo refused {endpoint} (HTTP {status}): {detail}")
+
+
+class SignedUrlExpired(CargoError):
+    """A signed download URL was refused (expired or no longer valid): ask the API for a new one."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        self.status = status
+        super().__init__(f"the signed download URL was refused (HTTP {status}): {detail}")
