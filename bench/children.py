@@ -19,7 +19,7 @@ def run_sync(args: dict[str, Any]) -> dict[str, Any]:
     """A full backfill (or, with ``again``, a second incremental sync) into a DuckDB file."""
     import dlt
 
-    from sources.cargo import SyncStats, cargo_source
+    from sources.cargo import FACT_TABLES, SyncStats, cargo_source
 
     stats = SyncStats()
     pipeline = dlt.pipeline(
@@ -33,6 +33,7 @@ def run_sync(args: dict[str, Any]) -> dict[str, Any]:
         api_token=args["token"],
         base_url=args["base_url"],
         start_date="2026-01-01",
+        tables=args.get("tables", list(FACT_TABLES)),
         concurrency=args.get("concurrency", 4),
         stats=stats,
     )

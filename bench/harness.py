@@ -32,14 +32,17 @@ class ChildResult:
 
 
 @contextmanager
-def emulator_process(scale: str, seed: int = 1, extra: Sequence[str] = ()) -> Iterator[str]:
-    """Serve the emulator from a child process; yields its base URL."""
+def emulator_process(scale: str, seed: int = 1, extra: Sequence[str] = (), via_cli: bool = True) -> Iterator[str]:
+    """Serve the emulator from a child process; yields its base URL.
+
+    ``via_cli=False`` serves through ``bench.serve``, which accepts every scale of the generator
+    (the CLI offers only some of them).
+    """
+    entry = ["pipelines.cli", "emulator", "serve"] if via_cli else ["bench.serve"]
     command = [
         sys.executable,
         "-m",
-        "pipelines.cli",
-        "emulator",
-        "serve",
+        *entry,
         "--port",
         "0",
         "--scale",

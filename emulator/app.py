@@ -18,7 +18,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 
-from .faults import FaultSpecError, parse_fault_spec
+from .faults import TIMEOUT_MESSAGE, FaultSpecError, parse_fault_spec
 from .http import error_response, json_response, validation_error_response
 from .state import EmulatorState
 from .store import QueryRefused
@@ -51,7 +51,12 @@ class FaultMiddleware:
         if scope["type"] != "http" or not path.startswith(("/v1/", "/_files/")):
             await self.app(scope, receive, send)
             return
-        fault = self.state.faults.draw()
+        faults = self.state.faults
+        if faults.match:
+            receive, body = await _buffered(receive)
+            fault = faults.draw() if faults.match.encode() in body else None
+        else:
+            fault = faults.draw()
         if fault is None:
             await self.app(scope, receive, send)
         elif fault == "slow":
@@ -67,6 +72,8 @@ class FaultMiddleware:
             headers.append((b"content-length", str(len(body)).encode()))
             await send({"type": "http.response.start", "status": int(fault), "headers": headers})
             await send({"type": "http.response.body", "body": body})
+        elif fault == "timeout":
+            await _send_bytes(send, 400, orjson.dumps({"errorMessage": TIMEOUT_MESSAGE}))
         elif fault == "reset":
             transport = _transport_of(send)
             if transport is None:
@@ -93,6 +100,23 @@ class FaultMiddleware:
             await send(message)
 
         await self.app(scope, receive, cutting_send)
+
+
+async def _buffered(receive: Receive) -> tuple[Receive, bytes]:
+    """The whole request body, and a ``receive`` that hands the same messages on to the app."""
+    messages: list[Message] = []
+    while True:
+        message = await receive()
+        messages.append(message)
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            break
+    body = b"".join(m.get("body", b"") for m in messages if m["type"] == "http.request")
+    pending = list(messages)
+
+    async def replay() -> Message:
+        return pending.pop(0) if pending else await receive()
+
+    return replay, body
 
 
 class AuthMiddleware:
@@ -202,7 +226,11 @@ async def admin_truth(request: Request) -> Response:
 
 
 async def admin_faults(request: Request) -> Response:
-    """Set fault rates at run time: ``{"spec": "429=0.05,reset=0.01", "seed": 7}``."""
+    """Set fault rates at run time: ``{"spec": "429=0.05,reset=0.01", "seed": 7}``.
+
+    Optional: ``retryAfter`` (whole seconds sent with 429), ``slowSeconds`` (the ``slow`` delay) and
+    ``match`` (inject only into requests whose body contains this text).
+    """
     state = _emulator(request)
     payload = orjson.loads(await request.body() or b"{}")
     try:
@@ -210,8 +238,79 @@ async def admin_faults(request: Request) -> Response:
     except FaultSpecError as exc:
         return error_response(400, message=str(exc))
     seed = payload.get("seed")
-    state.faults.configure(rates, seed if isinstance(seed, int) else None)
-    return json_response({"rates": state.faults.rates, "seed": state.faults.seed})
+    retry_after = payload.get("retryAfter")
+    slow = payload.get("slowSeconds")
+    match = payload.get("match")
+    if retry_after is not None and (not isinstance(retry_after, int) or retry_after < 0):
+        return error_response(400, message="'retryAfter' must be a whole number of seconds")
+    if slow is not None and (not isinstance(slow, int | float) or slow < 0):
+        return error_response(400, message="'slowSeconds' must be a non-negative number")
+    state.faults.configure(
+        rates,
+        seed if isinstance(seed, int) else None,
+        retry_after_s=retry_after,
+        slow_s=float(slow) if slow is not None else None,
+        match=str(match) if match else None,
+    )
+    return json_response(
+        {
+            "rates": state.faults.rates,
+            "seed": state.faults.seed,
+            "retryAfter": state.faults.retry_after_s,
+            "slowSeconds": state.faults.slow_s,
+            "match": state.faults.match,
+        }
+    )
+
+
+async def admin_schema(request: Request) -> Response:
+    """Schema drift: ``{"table": "runs", "action": "add|drop|modify", "column": "c", "type": "String",
+    "fill": "<ClickHouse expression>"}`` alters the physical table and re-creates the workspace views.
+
+    ``fill`` (optional) rewrites the column's values after the change (an ``ALTER ... UPDATE``), e.g. to
+    give a column whose type changed values the old type cannot read.
+    """
+    state = _emulator(request)
+    payload = orjson.loads(await request.body() or b"{}")
+    try:
+        await run_in_threadpool(
+            state.store.alter_column,
+            [ws.uuid for ws in state.workspaces],
+            str(payload.get("table", "")),
+            str(payload.get("action", "")),
+            str(payload.get("column", "")),
+            payload.get("type"),
+            payload.get("fill"),
+        )
+    except ValueError as exc:
+        return error_response(400, message=str(exc))
+    return json_response({"altered": True})
+
+
+async def admin_late(request: Request) -> Response:
+    """Late rows (ClickHouse insert lag): ``{"table": "runs", "rows": 5, "ageSeconds": 180, "seed": 1}``.
+
+    Copies ``rows`` existing rows of the first workspace as new keys whose time and update columns
+    lie ``ageSeconds`` before the virtual clock's now, as if their insert became visible only now.
+    """
+    state = _emulator(request)
+    payload = orjson.loads(await request.body() or b"{}")
+    rows = payload.get("rows")
+    age = payload.get("ageSeconds")
+    if not isinstance(rows, int) or rows <= 0 or not isinstance(age, int) or age < 0:
+        return error_response(400, message="'rows' must be a positive integer and 'ageSeconds' a non-negative one")
+    try:
+        inserted = await run_in_threadpool(
+            state.store.insert_late,
+            state.workspaces[0].uuid,
+            str(payload.get("table", "")),
+            rows,
+            age,
+            int(payload.get("seed", 0)),
+        )
+    except ValueError as exc:
+        return error_response(400, message=str(exc))
+    return json_response({"inserted": inserted})
 
 
 async def admin_settings(request: Request) -> Response:
@@ -260,6 +359,8 @@ ADMIN_ROUTES: list[BaseRoute] = [
     Route("/_emulator/settings", admin_settings, methods=["POST"]),
     Route("/_emulator/queries", admin_queries, methods=["GET", "DELETE"]),
     Route("/_emulator/workspaces", admin_workspaces, methods=["GET"]),
+    Route("/_emulator/schema", admin_schema, methods=["POST"]),
+    Route("/_emulator/late", admin_late, methods=["POST"]),
 ]
 
 

@@ -508,6 +508,14 @@ def _filter(conditions: list[JsonObj]) -> JsonObj:
 
 MATCH_ALL: JsonObj = {"conjonction": "and", "groups": []}
 
+MODEL_RELATIONSHIPS: tuple[tuple[str, str, str, str], ...] = (("contacts", "company_domain", "companies", "domain"),)
+"""[I] How the generated models relate, by model slug: ``(from model, from column, to model, to column)``.
+
+A contact belongs to the company whose ``domain`` is its ``company_domain`` (many contacts, one
+company). Segment filters follow it both ways for ``relatedModelUuid`` column conditions and
+``occurrence`` conditions (``emulator/api/filters.py``).
+"""
+
 # -- the catalogue ---------------------------------------------------------------------------------
 
 

@@ -168,7 +168,9 @@ async def serve_file(request: Request) -> Response:
     except ValueError:
         return s3_error(403, "AccessDenied", "Invalid date (should be seconds since epoch)", Expires=expires_text)
     expected = _signature(state, file_id, expires)
-    if not hmac.compare_digest(expected, signature):
+    # as bytes: compare_digest raises TypeError on a str with non-ASCII characters (a forged signature
+    # such as a full-width digit would otherwise end in a 500 rather than S3's 403)
+    if not hmac.compare_digest(expected.encode(), signature.encode("utf-8", "surrogateescape")):
         return s3_error(
             403,
             "SignatureDoesNotMatch",

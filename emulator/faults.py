@@ -11,9 +11,12 @@ import random
 import threading
 from dataclasses import dataclass, field
 
-FAULT_KINDS = ("429", "500", "502", "503", "reset", "truncate", "slow")
+FAULT_KINDS = ("429", "500", "502", "503", "reset", "truncate", "slow", "timeout")
 """Spec keys: HTTP statuses answered at once, ``reset`` (TCP connection aborted before any answer),
-``truncate`` (the body is cut short after the headers promised more) and ``slow`` (a delay first)."""
+``truncate`` (the body is cut short after the headers promised more), ``slow`` (a delay first) and
+``timeout`` (the query answers ClickHouse's time cap, code 159, as a query over 30 s would)."""
+
+TIMEOUT_MESSAGE = "Code: 159. DB::Exception: Timeout exceeded: elapsed 30.001 seconds, maximum: 30. (TIMEOUT_EXCEEDED)"
 
 DEFAULT_RETRY_AFTER_S = 1
 DEFAULT_SLOW_S = 1.5
@@ -53,6 +56,9 @@ class FaultInjector:
     seed: int = 0
     retry_after_s: int = DEFAULT_RETRY_AFTER_S
     slow_s: float = DEFAULT_SLOW_S
+    match: str = ""
+    """When set, faults are drawn only for requests whose body contains this text (e.g. ``LIMIT``:
+    page queries only), so a test can fail one kind of query and let the others through."""
     counts: dict[str, int] = field(default_factory=dict)
     _rng: random.Random = field(init=False, repr=False)
     _lock: threading.Lock = field(init=False, repr=False, default_factory=threading.Lock)
@@ -60,10 +66,21 @@ class FaultInjector:
     def __post_init__(self) -> None:
         self._rng = random.Random(self.seed)
 
-    def configure(self, rates: dict[str, float], seed: int | None = None) -> None:
-        """Replace the rates (and optionally reseed), e.g. from the admin endpoint."""
+    def configure(
+        self,
+        rates: dict[str, float],
+        seed: int | None = None,
+        *,
+        retry_after_s: int | None = None,
+        slow_s: float | None = None,
+        match: str | None = None,
+    ) -> None:
+        """Replace the rates (and optionally reseed, the Retry-After, the delay, the body filter)."""
         with self._lock:
             self.rates = dict(rates)
+            self.retry_after_s = DEFAULT_RETRY_AFTER_S if retry_after_s is None else retry_after_s
+            self.slow_s = DEFAULT_SLOW_S if slow_s is None else slow_s
+            self.match = match or ""
             if seed is not None:
                 self.seed = seed
                 self._rng = random.Random(seed)

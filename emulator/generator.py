@@ -97,6 +97,15 @@ SCALES: dict[str, ScaleSpec] = {
             advance_runs_per_hour=400,
         ),
         ScaleSpec(
+            "big",
+            runs=1_100_000,
+            companies=1_000_000,
+            contacts=1_000_000,
+            bursts=(12_500, 11_500, 10_800, 10_400),
+            recent_runs=1_000,
+            advance_runs_per_hour=2_000,
+        ),
+        ScaleSpec(
             "large",
             runs=2_400_000,
             companies=1_000_000,

@@ -54,6 +54,8 @@ _NESTED = re.compile(
     r"(?P<inner>.*?)(?: \(version [^)]*\))?\. \((?P<name>\w+)\)$",
     re.S,
 )
+_IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]*")
+_TYPE = re.compile(r"[A-Za-z0-9_(), ']+")
 _VERSION = re.compile(r" \(version [0-9.]+[^)]*\)")
 
 
@@ -132,6 +134,84 @@ class ClickHouseStore:
         with self._pools_lock:
             self.cap_overrides = dict(settings)
             self._pools.clear()
+
+    # -- drift and lag (admin endpoints ``/_emulator/schema`` and ``/_emulator/late``) ---------------
+
+    def alter_column(
+        self,
+        workspace_uuids: list[str],
+        table: str,
+        action: str,
+        column: str,
+        column_type: str | None = None,
+        fill: str | None = None,
+    ) -> None:
+        """Add, drop or retype a column of a physical table, then re-create its workspace views.
+
+        The views are re-created because ClickHouse fixes a view's columns when it is created. After a
+        drop the emulator's clock may fail to advance (it writes every generated column): drift tests
+        advance the clock first.
+        """
+        if table not in schema.TABLES_BY_NAME:
+            raise ValueError(f"unknown table {table!r}")
+        if not _IDENTIFIER.fullmatch(column):
+            raise ValueError(f"bad column name {column!r}")
+        if action in ("add", "modify") and (not column_type or not _TYPE.fullmatch(column_type)):
+            raise ValueError(f"'{action}' needs a ClickHouse 'type'")
+        if action not in ("add", "drop", "modify"):
+            raise ValueError("'action' must be add, drop or modify")
+        physical = self.table(table)
+        statement = {
+            "add": f"ADD COLUMN IF NOT EXISTS `{column}` {column_type}",
+            "drop": f"DROP COLUMN IF EXISTS `{column}`",
+            "modify": f"MODIFY COLUMN `{column}` {column_type}",
+        }[action]
+        self.execute(f"ALTER TABLE {physical} {statement}")
+        if fill and action != "drop":
+            self.execute(f"ALTER TABLE {physical} UPDATE `{column}` = {fill} WHERE 1 SETTINGS mutations_sync = 2")
+        layout = schema.TABLES_BY_NAME[table]
+        for workspace_uuid in workspace_uuids:
+            self.execute(f"DROP VIEW IF EXISTS {schema.workspace_database(self.namespace, workspace_uuid)}.{table}")
+            self.execute(schema.view_statement(layout, self.namespace, workspace_uuid))
+        with self._pools_lock:
+            self._pools.clear()
+
+    def insert_late(self, workspace_uuid: str, table: str, rows: int, age_s: int, seed: int = 0) -> int:
+        """Copy ``rows`` rows of ``table`` as new keys, timed ``age_s`` before the virtual now.
+
+        Models ClickHouse insert lag: the rows become visible now, with time and update values that a
+        sync run a moment ago would already have passed. Keys derive from ``seed`` (deterministic).
+        """
+        if table not in ("runs", "spans"):
+            raise ValueError("late rows can be inserted into 'runs' or 'spans'")
+        now = self.scalar(f"SELECT value FROM {self.database}.meta FINAL WHERE key = 'now'")
+        if now is None:
+            raise ValueError("the store has no generated data yet")
+        at = (
+            f"toDateTime64({_literal(str(now).replace('T', ' ').rstrip('Z'))}, 3, 'UTC') "
+            f"- toIntervalSecond({int(age_s)}) - toIntervalMillisecond(rowNumberInAllBlocks())"
+        )
+        if table == "runs":
+            key = "uuid"
+            replace = (
+                f"reinterpretAsUUID(MD5(concat(toString(uuid), 'late{int(seed)}'))) AS uuid, {at} AS created_at, "
+                f"{at} AS updated_at, {at} AS finished_at, 'success' AS status, "
+                "NULL AS deleted_at, toUInt64(1) AS _version"
+            )
+        else:
+            key = "run_uuid, node_uuid, execution_index"
+            replace = (
+                f"reinterpretAsUUID(MD5(concat(toString(run_uuid), 'late{int(seed)}'))) AS run_uuid, "
+                f"{at} AS execution_started_at, {at} AS execution_updated_at, {at} AS execution_finished_at, "
+                "'success' AS execution_status, toUInt64(1) AS _version"
+            )
+        before = int(self.scalar(f"SELECT count() FROM {self.table(table)} FINAL") or 0)
+        self.execute(
+            f"INSERT INTO {self.table(table)} SELECT * REPLACE ({replace}) FROM ("
+            f"SELECT * FROM {self.table(table)} FINAL WHERE workspace_uuid = toUUID({_literal(workspace_uuid)}) "
+            f"ORDER BY {key} LIMIT {int(rows)})"
+        )
+        return int(self.scalar(f"SELECT count() FROM {self.table(table)} FINAL") or 0) - before
 
     # -- caller side (orchestration/query) ---------------------------------------------------------
 

@@ -26,11 +26,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cargo-elt", description="Move a Cargo workspace's data into a warehouse.")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    sync = commands.add_parser("sync", help="load Cargo's orchestration tables into a warehouse")
+    sync = commands.add_parser("sync", help="load a Cargo workspace's facts, exports and catalogue into a warehouse")
     sync.add_argument("--base-url", default=None, help="Cargo API host (default: sources.cargo.base_url)")
     sync.add_argument("--destination", default="duckdb", help="any dlt destination name (default duckdb)")
     sync.add_argument("--dataset", default="cargo", help="dataset / schema name (default cargo)")
-    sync.add_argument("--tables", default=None, help="comma-separated: runs,batches,spans,records (default all)")
+    sync.add_argument(
+        "--tables",
+        default=None,
+        help="comma-separated table names, e.g. runs,spans,workflows,run_outputs (default all)",
+    )
     sync.add_argument("--since", default=None, help="backfill chunk start (date or ISO datetime); state untouched")
     sync.add_argument("--until", default=None, help="backfill chunk end (needs --since)")
     sync.add_argument("--full-refresh", action="store_true", help="drop this source's tables and state first")
@@ -78,7 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _sync(args: argparse.Namespace) -> int:
-    from .sync import SyncRequest, UserInputError, format_summary, parse_when, run_sync
+    from .sync import SyncFailed, SyncRequest, UserInputError, format_summary, parse_when, run_sync
 
     try:
         request = SyncRequest(
@@ -97,6 +101,9 @@ def _sync(args: argparse.Namespace) -> int:
     except UserInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except SyncFailed as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except Exception as exc:
         print(f"error: the sync failed: {_root_cause(exc)}", file=sys.stderr)
         return 1
@@ -116,14 +123,11 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _root_cause(exc: BaseException) -> str:
-    """The innermost error of dlt's wrapped step failures: the one that says what to fix."""
-    seen = exc
-    while True:
-        inner = getattr(seen, "exception", None) or seen.__cause__
-        if not isinstance(inner, BaseException) or inner is seen:
-            break
-        seen = inner
-    return f"{seen}" if str(seen) else type(seen).__name__
+    """The error of dlt's wrapped step failures that says what to fix (``sync.root_cause``)."""
+    from .sync import root_cause
+
+    cause = root_cause(exc)
+    return f"{cause}" if str(cause) else type(cause).__name__
 
 
 def _serve(args: argparse.Namespace) -> int:

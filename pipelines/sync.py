@@ -6,13 +6,20 @@ bad setting never leaves a half-written pipeline state behind.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import importlib
 import importlib.util
+import logging
+import os
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
+
+logger = logging.getLogger(__name__)
 
 PIPELINE_NAME = "cargo"
 DEFAULT_DATASET = "cargo"
@@ -29,6 +36,11 @@ DESTINATION_EXTRAS = {
 
 class UserInputError(Exception):
     """Bad input from the user: the message says what was wrong and which setting to change."""
+
+
+class SyncFailed(Exception):
+    """The sync failed while running (exit 1): the message says which step and table failed, why,
+    what became of the extracted data and the state, and what to change or retry."""
 
 
 @dataclass
@@ -162,9 +174,21 @@ def preflight(base_url: str, token: str, workspace_uuid: str | None) -> None:
         raise UserInputError(problem.replace(token, "***") if token.strip() else problem)
 
 
+_HTML_PAGE = re.compile(r"<(?:!doctype html|html)\b.*?(?:</html>|$)", re.I | re.S)
+_HTML_TITLE = re.compile(r"<title[^>]*>(?P<title>.*?)</title>", re.I | re.S)
+_HTML_TAG = re.compile(r"<[^>]+>")
+
+
+def _html_summary(page: re.Match[str]) -> str:
+    title = _HTML_TITLE.search(page.group(0))
+    text = title.group("title") if title else _HTML_TAG.sub(" ", page.group(0))
+    return f"an HTML page: {' '.join(text.split()) or 'untitled'}"
+
+
 def _short(text: str, limit: int = 160) -> str:
-    """A server's message on one line, cut short (an HTML error page is not worth printing whole)."""
-    flat = " ".join(text.split())
+    """A server's message on one line, cut short; an HTML page in it (a proxy's error page) is
+    reduced to its title."""
+    flat = " ".join(_HTML_PAGE.sub(_html_summary, text).split())
     return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
@@ -191,6 +215,78 @@ def check_duckdb_path(path: str, dataset: str) -> None:
         raise UserInputError(
             f"the DuckDB file {path!r} is named like the dataset {dataset!r}, which DuckDB cannot tell apart "
             "(catalog and schema): choose another --duckdb-path or --dataset"
+        )
+
+
+def _unwritable(path: str) -> str | None:
+    """Why nothing could be written at ``path`` (a file or directory that may not exist yet), or None.
+
+    The nearest existing ancestor decides: it must be a directory we may create entries in.
+    ``os.access`` answers for the effective user, and also for read-only mounts and immutable
+    directories (which even root cannot write).
+    """
+    from pathlib import Path
+
+    target = Path(os.path.abspath(path))
+    if target.exists():
+        if not os.access(target, os.W_OK):
+            return f"{target} is not writable"
+        if not target.is_dir():
+            target = target.parent
+        elif not os.access(target, os.X_OK):
+            return f"{target} is not writable"
+    existing = target
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{existing} is not a directory"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"{existing} is not writable"
+    return None
+
+
+def check_duckdb_writable(path: str) -> None:
+    """The DuckDB file (and the ``.wal`` DuckDB writes beside it) can be created or written."""
+    from pathlib import Path
+
+    folder = Path(os.path.abspath(path)).parent
+    if not folder.is_dir():
+        raise UserInputError(
+            f"the DuckDB file {path!r} is in a directory that does not exist ({folder}): "
+            "create it or choose another --duckdb-path"
+        )
+    problem = _unwritable(path) or _unwritable(str(folder))
+    if problem is not None:
+        raise UserInputError(
+            f"cannot write the DuckDB file {path!r}: {problem}; make it writable or choose another --duckdb-path"
+        )
+
+
+def check_pipelines_dir(pipelines_dir: str, pipeline_name: str) -> None:
+    """dlt keeps the pipeline's state and load packages in ``<pipelines_dir>/<name>``: it must be writable."""
+    from pathlib import Path
+
+    folder = Path(pipelines_dir) / pipeline_name
+    problem = _unwritable(str(folder))
+    if problem is None and (folder / "state.json").exists():
+        problem = _unwritable(str(folder / "state.json"))
+    if problem is not None:
+        raise UserInputError(
+            f"cannot write the pipeline's working folder {folder} ({problem}): dlt keeps the sync state and "
+            "load packages there; make it writable, or set DLT_DATA_DIR to a writable directory "
+            "(pipelines go to $DLT_DATA_DIR/pipelines)"
+        )
+
+
+_PIPELINE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+
+
+def check_pipeline_name(name: str) -> None:
+    """A plain directory name: the pipeline name names the pipeline's folder and the default DuckDB file."""
+    if not _PIPELINE_NAME.fullmatch(name) or name.strip(".") == "":
+        raise UserInputError(
+            f"--pipeline-name {name!r} is not usable as a folder name: use letters, digits, '_', '-' and '.' "
+            "(not starting with '.' or '-')"
         )
 
 
@@ -221,6 +317,7 @@ def run_sync(request: SyncRequest) -> tuple[list[TableSummary], float]:
     now = datetime.now(UTC)
     # Checks of the command line alone first: they answer before dlt and pyarrow are even imported.
     check_dates(request.since, request.until, now)
+    check_pipeline_name(request.pipeline_name)
     if request.until is not None and request.since is None:
         raise UserInputError("--until needs --since: a backfill chunk is [since, until)")
     if request.base_url is not None:
@@ -228,9 +325,11 @@ def run_sync(request: SyncRequest) -> tuple[list[TableSummary], float]:
     duckdb_path = request.duckdb_path or default_duckdb_path(request.pipeline_name)
     if request.destination == "duckdb":
         check_duckdb_path(duckdb_path, request.dataset)
+        check_duckdb_writable(duckdb_path)
 
     import dlt
     from dlt.common.configuration.exceptions import ConfigFieldMissingException, ConfigValueCannotBeCoercedException
+    from dlt.common.pipeline import get_dlt_pipelines_dir
 
     from sources.cargo import SyncStats, cargo_source, resolve_tables
     from sources.cargo.errors import CargoConfigurationError
@@ -240,6 +339,8 @@ def run_sync(request: SyncRequest) -> tuple[list[TableSummary], float]:
     except CargoConfigurationError as exc:
         raise UserInputError(str(exc)) from None
     check_destination(request.destination)
+    pipelines_dir = request.pipelines_dir or get_dlt_pipelines_dir()
+    check_pipelines_dir(pipelines_dir, request.pipeline_name)
 
     # dlt.secrets, never dlt.config: a value read through dlt.config is recorded in the pipeline's
     # trace (trace.pickle, `dlt pipeline <name> trace`) in clear; secrets are recorded as <secret>.
@@ -276,7 +377,9 @@ def run_sync(request: SyncRequest) -> tuple[list[TableSummary], float]:
     apply_warehouse_layout(source, request.destination)
     destination: Any = request.destination
     if request.destination == "duckdb":
-        destination = dlt.destinations.duckdb(duckdb_path)
+        # Absolute: dlt resolves a relative path against the cwd of the pipeline's *first* run (kept in
+        # its state), so a later sync from another directory would write that directory's file.
+        destination = dlt.destinations.duckdb(os.path.abspath(duckdb_path))
     pipeline_args: dict[str, Any] = {"pipelines_dir": request.pipelines_dir} if request.pipelines_dir else {}
     pipeline = dlt.pipeline(
         pipeline_name=request.pipeline_name,
@@ -285,14 +388,169 @@ def run_sync(request: SyncRequest) -> tuple[list[TableSummary], float]:
         progress=_progress(request.progress),
         **pipeline_args,
     )
-    if request.full_refresh:
-        pipeline.run(source, refresh="drop_sources")
-    else:
-        pipeline.run(source)
+    failure: str | None = None
+    try:
+        if request.full_refresh:
+            pipeline.drop_pending_packages()  # a refresh re-reads everything: an interrupted load is moot
+            pipeline.run(source, refresh="drop_sources")
+        else:
+            if pipeline.has_pending_data:
+                # A sync killed during normalize or load left a package: finish it first (its state goes
+                # with it), or dlt's run() would load only that package and skip this sync's extract.
+                logger.warning("finishing the load an interrupted sync left in %s", pipeline.working_dir)
+                pipeline.normalize()
+                pipeline.load()
+            pipeline.run(source)
+    except Exception as exc:
+        where = FailedRun(base_url, request.destination, duckdb_path, str(pipeline.working_dir))
+        failure = _redact(describe_failure(exc, where), [str(token), *_destination_secrets(request.destination)])
+    if failure is not None:
+        # Raised outside the handler, the text redacted: no chained exception (a destination driver's,
+        # holding its connection parameters, or a response echoing the token) rides along with it.
+        raise SyncFailed(failure)
     summaries = [
         TableSummary(name, s.rows, s.queries, s.retries, s.seconds) for name, s in stats.items() if name in tables
     ]
     return summaries, time.monotonic() - started
+
+
+@dataclass(frozen=True)
+class FailedRun:
+    """Where a failed run was reading from and writing to, for its error message."""
+
+    base_url: str
+    destination: str
+    duckdb_path: str
+    pipeline_dir: str
+
+
+_DISK_FULL = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
+_READ_ONLY = (errno.EROFS, errno.EACCES, errno.EPERM)
+_DISK_FULL_TEXT = ("No space left on device", "File too large", "Disk quota exceeded")
+_READ_ONLY_TEXT = ("Read-only file system", "Permission denied", "Operation not permitted")
+
+
+def failure_chain(exc: BaseException) -> list[BaseException]:
+    """``exc`` and what it wraps (dlt's ``.exception``, ``__cause__``), outermost first."""
+    chain = [exc]
+    while True:
+        current = chain[-1]
+        inner = getattr(current, "exception", None) or current.__cause__
+        if not isinstance(inner, BaseException) or any(inner is seen for seen in chain):
+            return chain
+        chain.append(inner)
+
+
+def root_cause(exc: BaseException) -> BaseException:
+    """The error that says what to fix: the first of the source's own errors in the chain (their
+    messages name the table and column; what they wrap, e.g. an arrow error, does not), else the
+    innermost one."""
+    from sources.cargo.errors import CargoError
+
+    chain = failure_chain(exc)
+    return next((e for e in chain if isinstance(e, CargoError)), chain[-1])
+
+
+def describe_failure(exc: BaseException, where: FailedRun) -> str:
+    """One message for a run that failed: which step and table, why, what was kept, what to do."""
+    from sources.cargo.errors import (
+        CargoAuthError,
+        CargoError,
+        CargoProtocolError,
+        CargoRetryBudgetExceeded,
+        UnsafeLiteralError,
+    )
+
+    chain = failure_chain(exc)
+    cause = root_cause(exc)
+    reason = _short(str(cause) or type(cause).__name__, 600)
+    step = str(getattr(exc, "step", "") or "")
+    names = (getattr(e, "pipe_name", None) for e in chain)
+    table = next((str(name) for name in names if name), None)
+    pending = bool(getattr(exc, "has_pending_data", False))
+    kept = (
+        f"the extracted data is kept in {where.pipeline_dir} and the next sync loads it first"
+        if pending
+        else "nothing was loaded and the sync state is unchanged: the next sync reads the same rows again"
+    )
+    text = " ".join(str(e) for e in chain)
+    errnos = {getattr(e, "errno", None) for e in chain}
+    storage = f"--duckdb-path ({where.duckdb_path})" if where.destination == "duckdb" else "the destination"
+    if errnos & set(_DISK_FULL) or any(t in text for t in _DISK_FULL_TEXT):
+        return (
+            f"the sync failed at the {step or 'sync'} step: out of disk space ({reason}). Free space, or move "
+            f"the pipelines directory (DLT_DATA_DIR, now {where.pipeline_dir}) or {storage} to a disk with room; {kept}"
+        )
+    if errnos & set(_READ_ONLY) or any(t in text for t in _READ_ONLY_TEXT):
+        return (
+            f"the sync failed at the {step or 'sync'} step: cannot write ({reason}). Make it writable, or set "
+            f"DLT_DATA_DIR (pipelines directory, now {where.pipeline_dir}) or {storage}; {kept}"
+        )
+    if step == "extract" or isinstance(cause, CargoError):
+        what = f"reading {table} from Cargo at {where.base_url}" if table else f"reading from Cargo at {where.base_url}"
+        if isinstance(cause, CargoAuthError):
+            advice = ""
+        elif isinstance(cause, CargoProtocolError | UnsafeLiteralError):
+            advice = (
+                " The answer is not what Cargo sends: if sources.cargo.base_url / --base-url goes through a proxy "
+                "or gateway, check that it passes Cargo's answers through unchanged."
+            )
+        elif isinstance(cause, CargoRetryBudgetExceeded):
+            advice = (
+                " Cargo, or a proxy in front of it, kept failing: try again later; if it persists, check "
+                "sources.cargo.base_url / --base-url, or lower sources.cargo.concurrency."
+            )
+        else:
+            advice = ""
+        return f"the sync failed {what}: {reason}.{advice} Nothing was lost: {kept}"
+    destination = where.destination
+    settings = (
+        "--duckdb-path"
+        if destination == "duckdb"
+        else f"destination.{destination}.credentials in .dlt/secrets.toml or "
+        f"DESTINATION__{destination.upper()}__CREDENTIALS"
+    )
+    if step in ("sync", "load") or not step:
+        action = "connecting to" if step == "sync" else "loading into"
+        return (
+            f"the sync failed {action} the {destination} destination: {reason}. Check {settings} "
+            f"(and that the warehouse is reachable); {kept}"
+        )
+    return f"the sync failed at the {step} step: {reason}; {kept}"
+
+
+def _destination_secrets(destination: str) -> list[str]:
+    """Secret values configured for the destination (passwords, keys, whole connection strings), to
+    redact from error messages whatever a driver put in its exception."""
+    from urllib.parse import urlsplit
+
+    import dlt
+
+    found: list[str] = []
+    secret_words = ("password", "secret", "private_key", "passphrase", "token")
+
+    def collect(value: Any, secret: bool) -> None:
+        if isinstance(value, dict):
+            for key, inner in value.items():
+                collect(inner, any(word in str(key).lower() for word in secret_words))
+        elif isinstance(value, str) and value and (secret or "://" in value):
+            found.append(value)
+            if "://" in value:
+                found.append(urlsplit(value).password or "")
+
+    with contextlib.suppress(Exception):
+        collect(dlt.secrets.get(f"destination.{destination}.credentials"), True)
+    for key, value in os.environ.items():
+        if key.startswith("DESTINATION__"):
+            collect(value, key.endswith("__CREDENTIALS") or any(word in key.lower() for word in secret_words))
+    return [v for v in found if len(v) >= 4]
+
+
+def _redact(text: str, secrets: Sequence[str]) -> str:
+    """``text`` with every secret value (longest first) replaced by ``***``."""
+    for secret in sorted({s for s in secrets if s and s.strip()}, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
 
 
 def _coercion_message(exc: Any) -> str:

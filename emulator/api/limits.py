@@ -58,3 +58,15 @@ EXPORT_PAGE_ROWS = 1000
 HIDE_DELETED_RUNS = True
 """[I] Run lists, counts and exports leave out soft-deleted runs (``deleted_at`` set); ``runs/{uuid}``
 still answers for them (with ``deletedAt``), and SQL still sees them."""
+
+SEGMENT_DOWNLOAD_SHARD_ROWS = 250_000
+"""[I] Rows per file of ``segmentation/segments/download`` (``{urls: [...]}``, one URL per shard). Cargo's
+warehouse exports return several files for large results; a client must read every URL."""
+
+SEGMENT_EXPORT_PAGE_ROWS = 5000
+"""Rows read per keyset step while streaming a segment shard in ``_id`` order (the table's sort key, so
+each step reads only its own rows); memory stays bounded by one page."""
+
+SEGMENT_EXPORT_SORTED_PAGE_ROWS = 25_000
+"""Rows per keyset step when the segment has a ``sort``: each step then scans the whole matching set
+(about a second for a million rows), so fewer, larger pages; still a bounded few MB of CSV text."""

@@ -1,235 +1,176 @@
-"""Segmentation endpoints (REFERENCE.md section 6.1): segments list/get, fetch and download.
+"""Segmentation endpoints (REFERENCE.md section 6.1): segments fetch and download.
 
-``fetch`` and ``download`` take a model UUID plus a filter, compiled to SQL over the model's table.
-Conditions on the model's own columns of kind string/number/date/boolean are evaluated; other kinds
-answer 400 ``invalidFilter`` for now (see ``condition_sql``). The documented quirks are kept: no
-``conjonction`` matches nothing (200, empty), a condition missing its ``value(s)`` is dropped.
+Both take a model UUID plus a filter (never a segment UUID), compiled by ``filters.py`` into one
+``Selection``: the predicate over the model's table, the total order (sort items, then ``_id``) and
+the membership ``limit``. Fetch pages through it; download splits it into shards of at most
+``SEGMENT_DOWNLOAD_SHARD_ROWS`` rows and answers ``{urls: [...]}``, one signed URL per shard.
+
+Shards are key ranges of the order, fixed when the download is requested: the key of each shard's
+last row is looked up then and written into the next shard's URL, so the files are disjoint and
+together hold exactly the rows a fetch would list, and each file streams by keyset paging (no
+``OFFSET`` scans, flat memory) however large the export. Segment list/get are generic catalogue
+endpoints (``definitions.py``).
 """
 
 from __future__ import annotations
 
-from typing import Any
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from starlette.responses import Response
 
 from ..downloads import FileSpec, sign_file_url
 from ..store import ClickHouseStore
-from ..validation import parse_timestamp
-from . import catalog
-from .common import Call, lit, not_found, ok, rejected
-from .limits import SEGMENT_FETCH_DEFAULT_LIMIT
+from .common import ApiError, Call, not_found, ok
+from .filters import (
+    FilterCompiler,
+    ModelInfo,
+    OrderKey,
+    invalid,
+    is_filter_error,
+    key_select_sql,
+    order_keys,
+    order_sql,
+)
+from .limits import SEGMENT_DOWNLOAD_SHARD_ROWS, SEGMENT_FETCH_DEFAULT_LIMIT
 from .payloads import SegmentDownloadPayload, SegmentFetchPayload, SegmentFilter, SortItem
 from .resolver import model_columns, model_record
 
-DEFAULT_ORDER = "_id"
+T = TypeVar("T")
+ShardBound = tuple[list[str] | None, list[str] | None]
+"""``(after, through)``: a shard holds the rows strictly after key ``after`` up to key ``through``."""
 
 
-def _values(raw: Any) -> list[str] | None:
-    """A string condition's ``values`` (a string or an array of strings); None when malformed."""
-    if isinstance(raw, str):
-        return [raw]
-    if isinstance(raw, list) and raw and all(isinstance(v, str) for v in raw):
-        return list(raw)
-    return None
+@dataclass(frozen=True)
+class Selection:
+    """The records a filter selects on a model, in the segment's order, ``limit`` applied."""
 
+    model: ModelInfo
+    predicate: str
+    keys: list[OrderKey]
+    limit: int | None
 
-def _any(column: str, values: list[str], template: str, joiner: str = " OR ") -> str:
-    return "(" + joiner.join(template.format(col=column, val=lit(v)) for v in values) + ")"
+    @property
+    def order(self) -> str:
+        return order_sql(self.keys)
 
+    def matching(self) -> str:
+        """Every matching row (``limit`` not applied)."""
+        return f"SELECT * FROM {self.model.table} WHERE {self.predicate}"
 
-def _string_condition(column: str, operator: str, condition: dict[str, Any]) -> str | None:
-    if operator in _NO_VALUE:
-        return _NO_VALUE[operator].format(col=column)
-    if "values" not in condition:
-        return None  # Cargo silently drops a condition without its ``values``
-    values = _values(condition["values"])
-    if values is None:
-        raise rejected("invalidFilter")
-    text = f"toString({column})"
-    templates = {
-        "is": (f"{text} IN ({', '.join(lit(v) for v in values)})", None),
-        "isNot": (f"{text} NOT IN ({', '.join(lit(v) for v in values)})", None),
-        "contains": (None, ("positionCaseInsensitiveUTF8({col}, {val}) > 0", " OR ")),
-        "doesNotContain": (None, ("positionCaseInsensitiveUTF8({col}, {val}) = 0", " AND ")),
-        "startsWith": (None, ("startsWith({col}, {val})", " OR ")),
-        "endsWith": (None, ("endsWith({col}, {val})", " OR ")),
-    }
-    if operator not in templates:
-        raise rejected("invalidFilter")
-    fixed, each = templates[operator]
-    if fixed is not None:
-        return fixed
-    assert each is not None
-    return _any(text, values, each[0], each[1])
+    def members(self) -> str:
+        """The selected rows (``limit`` applied), unordered."""
+        if self.limit is None:
+            return self.matching()
+        return f"SELECT * FROM ({self.matching()} ORDER BY {self.order} LIMIT {self.limit})"
 
+    def count(self, store: ClickHouseStore) -> int:
+        total = int(store.scalar(f"SELECT count() FROM {self.model.table} WHERE {self.predicate}") or 0)
+        return total if self.limit is None else min(total, self.limit)
 
-_NO_VALUE = {
-    "isNull": "{col} IS NULL",
-    "isNotNull": "{col} IS NOT NULL",
-    "isEmpty": "ifNull(toString({col}), '') = ''",
-    "isNotEmpty": "ifNull(toString({col}), '') != ''",
-}
-
-
-def _scalar(kind: str, raw: Any) -> str:
-    """A number or date operand as SQL (anything else makes the filter invalid)."""
-    if kind == "number" and isinstance(raw, int | float) and not isinstance(raw, bool):
-        return repr(raw)
-    if kind == "date" and isinstance(raw, str) and parse_timestamp(raw) is not None:
-        return f"parseDateTime64BestEffort({lit(raw)}, 3, 'UTC')"
-    raise rejected("invalidFilter")
-
-
-def _ordered_condition(kind: str, column: str, operator: str, condition: dict[str, Any]) -> str | None:
-    if operator in ("isNull", "isNotNull"):
-        return _NO_VALUE[operator].format(col=column)
-    if operator == "between":
-        if "firstValue" not in condition or "lastValue" not in condition:
+    def key_at(self, store: ClickHouseStore, offset: int) -> list[str] | None:
+        """The order key (as text) of the row at ``offset`` of the selection, or None past the end."""
+        rows = store.rows(
+            f"SELECT {key_select_sql(self.keys)} FROM {self.model.table} WHERE {self.predicate} "
+            f"ORDER BY {self.order} LIMIT 1 OFFSET {offset}"
+        )
+        if not rows:
             return None
-        low, high = _scalar(kind, condition["firstValue"]), _scalar(kind, condition["lastValue"])
-        return f"{column} BETWEEN {low} AND {high}"
-    comparisons = {"is": "=", "isNot": "!=", "greaterThan": ">", "lowerThan": "<"}
-    if operator not in comparisons:
-        raise rejected("invalidFilter")
-    if "value" not in condition:
-        return None  # dropped, like a ``values`` given where ``value`` is expected
-    return f"{column} {comparisons[operator]} {_scalar(kind, condition['value'])}"
+        return [str(rows[0][f"__k{i}"]) for i in range(len(self.keys))]
 
 
-def _boolean_condition(column: str, operator: str) -> str:
-    sql = {
-        "isTrue": f"{column} = true",
-        "isFalse": f"{column} = false",
-        "isNull": f"{column} IS NULL",
-        "isNotNull": f"{column} IS NOT NULL",
-    }
-    if operator not in sql:
-        raise rejected("invalidFilter")
-    return sql[operator]
-
-
-def condition_sql(condition: dict[str, Any], columns: list[str]) -> str | None:
-    """One filter condition as SQL; None when Cargo would silently drop it.
-
-    Supported: ``string``, ``number``, ``date`` and ``boolean`` conditions on the model's own columns.
-    Other kinds (object/array properties, segment membership, occurrences, enrollments, raw SQL) and
-    related-model columns answer ``invalidFilter`` until they are implemented.
-    """
-    kind = condition.get("kind")
-    operator = condition.get("operator")
-    slug = condition.get("columnSlug")
-    if condition.get("relatedModelUuid") or not isinstance(operator, str) or slug not in columns:
-        raise rejected("invalidFilter")
-    column = f"`{slug}`"
-    if kind == "string":
-        return _string_condition(column, operator, condition)
-    if kind in ("number", "date"):
-        return _ordered_condition(str(kind), column, operator, condition)
-    if kind == "boolean":
-        return _boolean_condition(column, operator)
-    raise rejected("invalidFilter")
-
-
-def filter_sql(flt: SegmentFilter, columns: list[str]) -> str:
-    """The WHERE predicate of a segment filter (REFERENCE.md 6.2).
-
-    A filter or group without ``conjonction`` (e.g. the misspelling ``conjunction``, dropped as an
-    unknown key) matches nothing: Cargo's documented 200-with-no-rows behaviour.
-    """
-    if flt.conjonction is None:
-        return "0"
-    groups: list[str] = []
-    for group in flt.groups:
-        if group.conjonction is None:
-            groups.append("0")
-            continue
-        parts = [sql for sql in (condition_sql(c, columns) for c in group.conditions) if sql is not None]
-        if not parts:
-            groups.append("1" if group.conjonction == "and" else "0")
-        else:
-            groups.append("(" + f" {group.conjonction.upper()} ".join(parts) + ")")
-    if not groups:
-        return "1"
-    return "(" + f" {flt.conjonction.upper()} ".join(groups) + ")"
-
-
-def table_columns(store: ClickHouseStore, model_uuid: str) -> list[str]:
-    """Column names of a model's data table, in table order (empty when the table is missing)."""
-    name = "model_" + model_uuid.replace("-", "")
-    rows = store.rows(
-        f"SELECT name FROM system.columns WHERE database = {lit(store.database)} AND table = {lit(name)} "
-        "ORDER BY position"
-    )
-    return [str(r["name"]) for r in rows]
-
-
-def order_sql(sort: list[SortItem] | None, columns: list[str]) -> str:
-    """ORDER BY for a segment sort; sorting on a column the model lacks is an invalid filter ([I])."""
-    if not sort:
-        return DEFAULT_ORDER
-    parts = []
-    for item in sort:
-        if item.columnSlug not in columns:
-            raise rejected("invalidFilter")
-        parts.append(f"`{item.columnSlug}` {item.kind.upper()}")
-    return ", ".join([*parts, DEFAULT_ORDER])
-
-
-def selection_sql(
-    store: ClickHouseStore, model_uuid: str, flt: SegmentFilter, sort: list[SortItem] | None, limit: int | None
-) -> tuple[str, str, list[str]]:
-    """``(members query, its order, table columns)``: the rows a segment holds, ``limit`` applied."""
-    columns = table_columns(store, model_uuid)
-    predicate = filter_sql(flt, columns) if columns else "0"
-    order = order_sql(sort, columns)
-    source = catalog.model_table(store, model_uuid)
-    members = f"SELECT * FROM {source} WHERE {predicate}"
-    if limit is not None:
-        members = f"SELECT * FROM ({members} ORDER BY {order} LIMIT {limit})"
-    return members, order, columns
-
-
-def _model(call: Call, model_uuid: str) -> catalog.Entity:
-    model = catalog.get_entity(call.store, call.ws, "model", model_uuid)
+def select(
+    store: ClickHouseStore,
+    workspace_uuid: str,
+    model_uuid: str,
+    flt: SegmentFilter,
+    sort: list[SortItem] | None,
+    limit: int | None,
+) -> Selection:
+    """Compile a fetch/download payload (404 ``modelNotFound``, 400 ``invalidFilter``)."""
+    compiler = FilterCompiler(store, workspace_uuid)
+    model = compiler.model(model_uuid)
     if model is None:
         raise not_found("modelNotFound")
-    return model
+    keys = order_keys(sort, model) if model.columns else []
+    return Selection(model, compiler.predicate(flt, model), keys, limit)
 
 
-def seg_columns(model: catalog.Entity) -> list[dict[str, Any]]:
+def evaluated(run: Callable[[], T]) -> T:
+    """Run filter-dependent queries; ClickHouse refusing the filter (types, ``sql`` clause) -> ``invalidFilter``."""
+    try:
+        return run()
+    except ApiError:
+        raise
+    except Exception as exc:
+        if is_filter_error(exc):
+            raise invalid() from None
+        raise
+
+
+def seg_columns(model: ModelInfo) -> list[dict[str, Any]]:
     """``SegColumn``s of a model: ``slug``, ``type``, ``label``, ``modelUuid``."""
     return [
         {"slug": c["slug"], "type": c.get("type"), "label": c.get("label", c["slug"]), "modelUuid": model.uuid}
-        for c in model_columns(model.body)
+        for c in model_columns(model.entity.body)
     ]
 
 
 def segments_fetch(call: Call) -> Response:
     """``POST segmentation/segments/fetch`` -> ``{records, count, columns, isRefreshing}``."""
     p = call.payload(SegmentFetchPayload)
-    model = _model(call, p.modelUuid)
-    columns = seg_columns(model)
-    members, order, table_cols = selection_sql(call.store, model.uuid, p.filter, p.sort, p.limit)
-    if not table_cols:
+    selection = select(call.store, call.ws, p.modelUuid, p.filter, p.sort, p.limit)
+    columns = seg_columns(selection.model)
+    if not selection.model.columns:
         return ok({"records": [], "count": 0, "columns": columns, "isRefreshing": False})
     limit = p.fetchingLimit if p.fetchingLimit is not None else SEGMENT_FETCH_DEFAULT_LIMIT
-    rows = call.store.rows(f"{members} ORDER BY {order} LIMIT {limit} OFFSET {p.fetchingOffset or 0}")
-    total = int(call.store.scalar(f"SELECT count() FROM ({members})") or 0)
+    page = f"{selection.members()} ORDER BY {selection.order} LIMIT {limit} OFFSET {p.fetchingOffset or 0}"
+    rows = evaluated(lambda: call.store.rows(page))
+    total = evaluated(lambda: selection.count(call.store))
     types = {c["slug"]: str(c.get("type")) for c in columns}
     return ok(
         {"records": [model_record(r, types) for r in rows], "count": total, "columns": columns, "isRefreshing": False}
     )
 
 
+def shard_bounds(store: ClickHouseStore, selection: Selection, total: int) -> list[ShardBound]:
+    """``(after, through)`` order keys of every shard: rows strictly after ``after``, up to ``through``.
+
+    The first shard has no ``after``; the last has a ``through`` only when ``limit`` cuts the result
+    (otherwise it runs to the end of the matching rows).
+    """
+    if not selection.keys:
+        return [(None, None)]
+    shards = max(1, math.ceil(total / SEGMENT_DOWNLOAD_SHARD_ROWS))
+    bounds: list[ShardBound] = []
+    after: list[str] | None = None
+    for index in range(shards):
+        last_row = min((index + 1) * SEGMENT_DOWNLOAD_SHARD_ROWS, total) - 1
+        cut = index < shards - 1 or (selection.limit is not None and total > 0)
+        through = selection.key_at(store, last_row) if cut else None
+        bounds.append((after, through))
+        if through is None:
+            break
+        after = through
+    return bounds
+
+
 def segments_download(call: Call) -> Response:
-    """``POST segmentation/segments/download`` -> ``{urls: [...]}`` (one CSV shard of the model rows)."""
+    """``POST segmentation/segments/download`` -> ``{urls: [...]}``: CSV shards of the selected rows."""
     p = call.payload(SegmentDownloadPayload)
-    model = _model(call, p.modelUuid)
-    selection_sql(call.store, model.uuid, p.filter, p.sort, p.limit)  # refuse a bad filter now, not at fetch
-    spec = FileSpec(
-        workspace_uuid=call.ws,
-        kind="segment",
-        params={"payload": p.model_dump(mode="json", exclude_none=True)},
-        filename=f"segment-{model.uuid}-000.csv",
-    )
-    return ok({"urls": [sign_file_url(call.state, spec)]})
+    selection = select(call.store, call.ws, p.modelUuid, p.filter, p.sort, p.limit)
+    total = evaluated(lambda: selection.count(call.store)) if selection.model.columns else 0
+    bounds = evaluated(lambda: shard_bounds(call.store, selection, total))
+    payload = p.model_dump(mode="json", exclude_none=True)
+    urls = []
+    for index, (after, through) in enumerate(bounds):
+        spec = FileSpec(
+            workspace_uuid=call.ws,
+            kind="segment",
+            params={"payload": payload, "shard": index, "after": after, "through": through},
+            filename=f"segment-{selection.model.uuid}-{index:03d}.csv",
+        )
+        urls.append(sign_file_url(call.state, spec))
+    return ok({"urls": urls})

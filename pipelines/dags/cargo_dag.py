@@ -41,7 +41,7 @@ from dlt.common.destination.reference import Destination
 from dlt.helpers.airflow_helper import DEFAULT_RETRY_BACKOFF, PipelineTasksGroup
 from dlt.pipeline.pipeline import Pipeline
 
-from sources.cargo import TABLE_NAMES, cargo_source
+from sources.cargo import DIMENSION_NAMES, EXPORT_TABLES, FACT_TABLES, SEGMENT_TABLES, cargo_source
 from sources.cargo.errors import CargoConfigurationError
 
 DAG_ID = "cargo_sync"
@@ -54,8 +54,17 @@ BASE_URL_VARIABLE = "cargo_base_url"
 WindowMode = Literal["auto", "incremental", "interval"]
 
 
+TASK_TABLES: dict[str, tuple[str, ...]] = {
+    **{table: (table,) for table in FACT_TABLES},
+    "catalogue": DIMENSION_NAMES,
+    "exports": (*EXPORT_TABLES, SEGMENT_TABLES),
+}
+"""The DAG's tasks and the tables each loads: a task per fact table, one for the small catalogue
+tables, one for the exports (segment exports included when configured)."""
+
+
 class TableRun:
-    """The data of one table's task: builds a one-table Cargo source when the task runs.
+    """The data of one task: builds a Cargo source of the task's tables when the task runs.
 
     Built at run time (the helper calls a non-resource callable right before ``pipeline.run``) because
     the window comes from the running DAG run and the token must not be needed to parse the DAG.
@@ -63,12 +72,13 @@ class TableRun:
 
     def __init__(self, table: str) -> None:
         self.table = table
+        self.tables = list(TASK_TABLES.get(table, (table,)))
         self.__name__ = f"cargo_{table}"
 
     def __call__(self) -> Any:
         context = get_current_context()
         token, base_url = _credentials()
-        args: dict[str, Any] = {"tables": [self.table]}
+        args: dict[str, Any] = {"tables": self.tables}
         if token is not None:
             args["api_token"] = token
         if base_url is not None:
@@ -214,9 +224,11 @@ def make_dag(
     retries: int = 2,
     retry_delay: timedelta = timedelta(minutes=5),
     destination: Destination[Any, Any] | None = None,
-    tables: tuple[str, ...] = TABLE_NAMES,
+    tables: tuple[str, ...] = tuple(TASK_TABLES),
 ) -> DAG:
-    """The Cargo DAG: one task per table, run one after another.
+    """The Cargo DAG: a task per fact table, then the catalogue and the exports, one after another.
+
+    ``tables`` names tasks: a table, or ``catalogue`` / ``exports`` (see ``TASK_TABLES``).
 
     Tasks are chained by hand rather than with ``add_run(source, decompose="serialize")`` because that
     decomposes a source built while the DAG file is parsed: it would need the token in the DAG processor,

@@ -1,8 +1,14 @@
-"""Cargo source for dlt: orchestration tables (runs, batches, spans, records) via ``orchestration/query``.
+"""Cargo source for dlt: a workspace's facts, exports and catalogue.
 
-Each table is read through windowed SQL that stays under Cargo's caps (10,000 result rows,
-10,000,000 rows scanned, 30 s, 50 columns) and loaded with ``merge`` on its primary key, the newest
-update winning, so re-reads never duplicate. See ``incremental.py`` for what each sync reads.
+* Facts (``runs``, ``batches``, ``spans``, ``records``) are read through windowed SQL on
+  ``orchestration/query`` that stays under Cargo's caps (10,000 result rows, 10,000,000 rows
+  scanned, 30 s, 50 columns), merged on their primary key, the newest update winning, so re-reads
+  never duplicate. See ``incremental.py`` for what each sync reads.
+* Exports (``run_outputs``, ``batch_outputs``, ``run_metrics``, ``batch_failures``) come from the
+  signed-URL download endpoints, the metrics endpoint and SQL (``outputs.py``, ``metrics.py``,
+  ``failures.py``); segment exports (one table each) from ``segments.py``.
+* The catalogue (``workflows``, ``plays``, ``tools``, ... ``release_nodes``) names the uuids of the
+  facts (``catalogue.py``).
 
 Usage as a library::
 
@@ -26,11 +32,16 @@ import orjson
 import pyarrow as pa
 from dlt.extract.resource import DltResource
 
+from .catalogue import DIMENSION_NAMES, DIMENSIONS, dimension_resource
 from .client import CargoClient, RetryPolicy
 from .errors import CargoConfigurationError
 from .extract import TableStats, read_range
+from .failures import batch_failures_resource
 from .incremental import UNBOUNDED_LOOKBACK_TABLES, BandTracker, IncrementalSettings, plan_read
+from .metrics import run_metrics_resource
+from .outputs import batch_outputs_resource, parse_output_targets, run_outputs_resource
 from .planner import QueryWindow, floor_ms
+from .segments import parse_segment_exports, segment_resources
 from .settings import (
     DEFAULT_BASE_URL,
     DEFAULT_CONCURRENCY,
@@ -40,9 +51,22 @@ from .settings import (
 )
 from .specs import TABLE_SPECS, TableSpec
 
-__all__ = ["TABLE_NAMES", "SyncStats", "TableStats", "cargo_source"]
+__all__ = [
+    "DIMENSION_NAMES",
+    "EXPORT_TABLES",
+    "FACT_TABLES",
+    "SEGMENT_TABLES",
+    "TABLE_NAMES",
+    "SyncStats",
+    "TableStats",
+    "cargo_source",
+]
 
-TABLE_NAMES: tuple[str, ...] = tuple(TABLE_SPECS)
+FACT_TABLES: tuple[str, ...] = tuple(TABLE_SPECS)
+EXPORT_TABLES: tuple[str, ...] = ("run_outputs", "batch_outputs", "run_metrics", "batch_failures")
+SEGMENT_TABLES = "segment_records"
+"""Selects every configured segment export (each loads into a table of its own)."""
+TABLE_NAMES: tuple[str, ...] = (*FACT_TABLES, *EXPORT_TABLES, *DIMENSION_NAMES, SEGMENT_TABLES)
 DEFAULT_BACKFILL = timedelta(days=90)
 MAX_CONCURRENCY = 32
 
@@ -77,7 +101,7 @@ def resolve_tables(tables: Sequence[str] | str | None) -> list[str]:
         listed = orjson.loads(text) if text.startswith("[") else text.split(",")
         tables = [str(t) for t in listed]
     names = [t.strip() for t in tables if t.strip()]
-    unknown = [t for t in names if t not in TABLE_SPECS]
+    unknown = [t for t in names if t not in TABLE_NAMES]
     if unknown or not names:
         raise CargoConfigurationError(
             f"unknown table(s) {', '.join(unknown) or '(none given)'} in sources.cargo.tables / --tables: "
@@ -101,6 +125,9 @@ def cargo_source(
     since: str | None = None,
     until: str | None = None,
     hard_delete: bool = False,
+    run_outputs: Any = None,
+    run_metrics_per_release: bool = False,
+    segments: Any = None,
     stats: Any = None,
 ) -> list[DltResource]:
     """Cargo's orchestration tables as incremental dlt resources.
@@ -110,7 +137,7 @@ def cargo_source(
         base_url: Cargo's API host, or the emulator's URL.
         workspace_uuid: sent as ``selected-workspace-uuid`` when given.
         start_date: where the first sync (backfill) starts; default 90 days ago.
-        tables: which of runs, batches, spans, records to load (default all).
+        tables: which tables to load (default all): facts, exports, catalogue, ``segment_records``.
         concurrency: windows fetched in parallel per table.
         max_lookback_days: how far back changed rows are looked for on each sync.
         overlap_seconds: tolerance for late-visible rows (ClickHouse insert lag); at least ``settle_seconds``.
@@ -119,6 +146,11 @@ def cargo_source(
         since: with ``until``, a stateless backfill of ``[since, until)`` that leaves the state alone.
         until: end of a stateless backfill (default now minus settle).
         hard_delete: delete soft-deleted runs (``deleted_at`` set) from the destination instead of keeping them.
+        run_outputs: ``[{workflow_uuid, output_node_slug}, ...]`` whose outputs to export (default: every
+            deployed workflow with its terminal node); also the output node of each workflow's batches.
+        run_metrics_per_release: also snapshot ``runs/metrics`` per release of each workflow.
+        segments: segment exports, each ``{segment_uuid}`` or ``{model_uuid, filter, sort?, limit?}`` with
+            optional ``table_name`` and ``update_column`` (see ``segments.py``).
         stats: a ``SyncStats`` to fill with per-table costs (used by the CLI's report).
     """
     if not api_token or not str(api_token).strip():
@@ -164,6 +196,8 @@ def cargo_source(
     connection = _Connection(str(api_token), base_url, workspace_uuid, request_timeout, concurrency)
     resources = []
     for name in names:
+        if name not in TABLE_SPECS:
+            continue
         spec = TABLE_SPECS[name]
         table_stats = sink.setdefault(name, TableStats(name))
         if backfill_since is not None and backfill_until is not None:
@@ -179,7 +213,44 @@ def cargo_source(
                 columns=_columns(spec, hard_delete),
             )
         )
+    targets = parse_output_targets(run_outputs)
+    export_start = floor_ms(backfill_since) if backfill_since is not None else settings.start_date
+    export_until = floor_ms(backfill_until) if backfill_until is not None else floor_ms(now - settle)
+    for name in names:
+        if name in EXPORT_TABLES:
+            table_stats = sink.setdefault(name, TableStats(name))
+            if name == "run_outputs":
+                resources.append(
+                    run_outputs_resource(
+                        connection.open, targets, export_start, export_until, table_stats, settings.max_lookback
+                    )
+                )
+            elif name == "batch_outputs":
+                resources.append(
+                    batch_outputs_resource(
+                        connection.open, targets, export_start, export_until, table_stats, connection.concurrency
+                    )
+                )
+            elif name == "run_metrics":
+                resources.append(run_metrics_resource(connection.open, run_metrics_per_release, table_stats))
+            else:
+                resources.append(
+                    batch_failures_resource(connection.open, export_start, export_until, settings.overlap, table_stats)
+                )
+        elif name in DIMENSIONS:
+            table_stats = sink.setdefault(name, TableStats(name))
+            resources.append(dimension_resource(DIMENSIONS[name], connection.open, _counting(table_stats)))
+    segment_exports = parse_segment_exports(segments)  # checked even when not selected: a typo fails early
+    if SEGMENT_TABLES in names and segment_exports:
+        resources.extend(segment_resources(segment_exports, connection.open, sink))
     return resources
+
+
+def _counting(stats: TableStats) -> Any:
+    def on_rows(rows: int, calls: int, seconds: float) -> None:
+        stats.add(rows=rows, data_queries=calls, seconds=seconds)
+
+    return on_rows
 
 
 class _Connection:

@@ -9,17 +9,24 @@ first tries arrow's native conversion of the whole column and falls back only wh
 * integers and floats: JSON numbers, or strings (ClickHouse quotes 64-bit integers by default);
 * booleans: ``true``/``false`` or ``1``/``0``;
 * JSON text columns: strings, or objects re-serialised, with secret keys removed.
+
+A value a column's type cannot read (the server changed the column's type, say ``Float64`` to a
+``String`` holding ``"0.5 cr"``) does not fail the sync unless the column is a key or cursor: like
+dlt's own variant columns, the value goes, as text, to ``<column>__v_text`` and the column itself
+reads NULL for that row; a WARNING names the table and the column (once per sync).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
+from dlt.common.schema.typing import TTableSchemaColumns
 
 from .errors import CargoProtocolError
 from .planner import parse_timestamp
@@ -43,8 +50,60 @@ def rows_to_table(spec: TableSpec, rows: Sequence[Mapping[str, Any]]) -> pa.Tabl
         missing = [name for name in spec.column_names if name not in rows[0]]
         if missing:
             raise CargoProtocolError(f"{spec.name}: the answer has no columns {missing}")
-    arrays = [convert_column(c, [row.get(c.name) for row in rows]) for c in spec.columns]
-    return finish_table(spec, pa.Table.from_arrays(arrays, schema=schema))
+    arrays: list[pa.Array] = []
+    variants: dict[str, pa.Array] = {}
+    for c in spec.columns:
+        array, variant = convert_lenient(spec, c, [row.get(c.name) for row in rows])
+        arrays.append(array)
+        if variant is not None:
+            variants[variant_name(c.name)] = variant
+    table = pa.Table.from_arrays(arrays, schema=schema)
+    for name, variant in variants.items():
+        table = table.append_column(pa.field(name, pa.string()), variant)
+    return finish_table(spec, table)
+
+
+VARIANT_SUFFIX = "__v_text"
+"""dlt's name for a column's values that do not fit its type (``<column>__v_<type>``)."""
+
+
+def variant_name(column: str) -> str:
+    """The column that receives, as text, the values ``column``'s type cannot read."""
+    return f"{column}{VARIANT_SUFFIX}"
+
+
+def convert_lenient(spec: TableSpec, column: ColumnSpec, values: list[Any]) -> tuple[pa.Array, pa.Array | None]:
+    """``convert_column``, but values the type cannot read go to a text variant instead of failing.
+
+    Key and cursor columns stay strict (a row without a readable key cannot be merged).
+    """
+    try:
+        return convert_column(column, values), None
+    except CargoProtocolError:
+        if column.name in spec.required_columns:
+            raise
+    kept: list[Any] = []
+    texts: list[str | None] = []
+    for value in values:
+        try:
+            convert_column(column, [value])
+        except CargoProtocolError:
+            kept.append(None)
+            texts.append(_as_text(value))
+        else:
+            kept.append(value)
+            texts.append(None)
+    spec.warn_once(
+        f"variant:{column.name}",
+        "%s.%s: the server sent values that do not read as %s (its type changed?); they are loaded as text "
+        "into %s.%s and the column holds NULL for those rows",
+        spec.name,
+        column.name,
+        column.arrow_type,
+        spec.name,
+        variant_name(column.name),
+    )
+    return convert_column(column, kept), pa.array(texts, type=pa.string())
 
 
 def finish_table(spec: TableSpec, table: pa.Table) -> pa.Table:
@@ -157,3 +216,37 @@ def _without_keys(document: Any, keys: frozenset[str]) -> Any:
     if isinstance(document, list):
         return [_without_keys(v, keys) for v in document]
     return document
+
+
+# -- rows of the REST resources (exports, catalogue) -----------------------------------------------
+
+ARROW_TYPES: dict[str, pa.DataType] = {
+    "text": pa.string(),
+    "json": pa.string(),
+    "bigint": pa.int64(),
+    "double": pa.float64(),
+    "bool": pa.bool_(),
+    "timestamp": pa.timestamp("us", tz="UTC"),
+}
+
+
+def to_arrow(rows: Sequence[Mapping[str, Any]], columns: TTableSchemaColumns) -> pa.Table:
+    """Rows as an arrow table of the declared columns (JSON values as text, ISO timestamps parsed).
+
+    Arrow tables go to the destination through parquet, which DuckDB and the warehouses load in bulk;
+    lists of dicts would go through dlt's row-by-row insert path (measured: 1.7 GB peak RSS loading
+    150,000 run outputs that way, against 200 MB for the extract itself).
+    """
+    arrays = []
+    fields = []
+    for name, hint in columns.items():
+        kind = str(hint.get("data_type", "text"))
+        values = [row.get(name) for row in rows]
+        if kind == "json":
+            values = [None if v is None else v if isinstance(v, str) else orjson.dumps(v).decode() for v in values]
+        elif kind == "timestamp":
+            values = [None if v in (None, "") else v if isinstance(v, datetime) else parse_timestamp(v) for v in values]
+        arrow_type = ARROW_TYPES.get(kind, pa.string())
+        arrays.append(pa.array(values, type=arrow_type))
+        fields.append(pa.field(name, arrow_type, nullable=hint.get("nullable", True) is not False))
+    return pa.Table.from_arrays(arrays, schema=pa.schema(fields))

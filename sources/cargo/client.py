@@ -413,7 +413,12 @@ class CargoClient:
         raise CargoQueryError(status, None, message, sql)
 
     def _rest_attempt(
-        self, method: str, url: str, path: str, content: bytes | None, params: list[tuple[str, str | int | float | bool | None]]
+        self,
+        method: str,
+        url: str,
+        path: str,
+        content: bytes | None,
+        params: list[tuple[str, str | int | float | bool | None]],
     ) -> dict[str, Any]:
         self._count(requests=1)
         try:

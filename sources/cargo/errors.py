@@ -123,6 +123,31 @@ class ResultCapExceeded(CargoQueryError):
     """Code 396: more than ``max_result_rows`` rows in the answer; page with a smaller ``LIMIT``."""
 
 
+class WindowTooNarrow(CargoError):
+    """A cap (scan, time, memory) refused a window that cannot be split any further (one millisecond).
+
+    Raised instead of retrying: the same query would fail the same way, and looping on it would
+    never end. The message names the table and the window ``[start, end)``.
+    """
+
+    def __init__(self, table: str, window: QueryWindow, cause: CargoQueryError) -> None:
+        self.table = table
+        self.window = window
+        self.cause = cause
+        cap = {TOO_MANY_ROWS: "scan", TIMEOUT_EXCEEDED: "time", MEMORY_LIMIT_EXCEEDED: "memory"}.get(
+            cause.code or 0, "a"
+        )
+        super().__init__(
+            f"{table}: the server's {cap} cap (ClickHouse code {cause.code}) refuses even the smallest window "
+            f"{window} of {table}; it cannot be split further, so the sync stops instead of retrying it. "
+            f"Server said: {cause.server_message or 'no message'}"
+        )
+
+
+class CargoSchemaError(CargoError):
+    """The server's table lost a column the connector cannot work without (a key, time, update or status)."""
+
+
 class KeysetStalled(CargoError):
     """A full page ended on the cursor it started from, so paging would loop forever.
 

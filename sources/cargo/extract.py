@@ -12,6 +12,7 @@ with its own malloc arena: measured as 190 MB more peak RSS on the medium benchm
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections import deque
@@ -22,11 +23,19 @@ from typing import Any
 
 import pyarrow as pa
 
-from .errors import CargoProtocolError, CargoQueryError, ResultCapExceeded, WindowTooLarge
+from .errors import (
+    CargoProtocolError,
+    CargoQueryError,
+    CargoSchemaError,
+    ResultCapExceeded,
+    WindowTooLarge,
+    WindowTooNarrow,
+)
 from .fetch import fetch_pages, plan_windows
 from .pages import CodecChoice, RowObjects
-from .planner import Predicate, QueryWindow, cursor_after
-from .specs import TableSpec
+from .planner import Predicate, QueryWindow, UpdatedAfter, cursor_after, range_condition, sql_string
+from .settings import MAX_COLUMNS_TO_READ
+from .specs import IDENTIFIER, ColumnSpec, TableSpec, ValueKind, kind_of_type
 
 logger = logging.getLogger(__name__)
 
@@ -100,7 +109,7 @@ def _read_window(
         except WindowTooLarge as exc:
             unread = exc.window or current
             if not unread.can_split():
-                raise
+                raise WindowTooNarrow(spec.name, unread, exc) from exc
             return _WindowResult(tables, unread.bisect())
         except (CargoQueryError, CargoProtocolError) as exc:
             if isinstance(exc, ResultCapExceeded) or isinstance(codec, RowObjects):
@@ -119,22 +128,35 @@ def read_range(
     stats: TableStats,
     codecs: CodecChoice | None = None,
     pool: ThreadPoolExecutor | None = None,
+    schema_check: bool = True,
 ) -> Iterator[pa.Table]:
     """Every row of ``window`` (matching ``predicate``), as arrow tables with the spec's schema.
 
     ``pool`` is the source's shared reader pool; without one, a pool of ``concurrency`` threads is
-    made for this range alone.
+    made for this range alone. ``schema_check`` first compares the server's columns with the spec
+    (``check_schema``); the tables then carry the spec's columns (NULL where the server dropped one)
+    followed by any columns the server added and any text variants of values that no longer read.
     """
     if pool is None:
         with ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix=f"cargo-{spec.name}") as own:
             yield from read_range(
-                client, spec, window, predicate, concurrency=concurrency, stats=stats, codecs=codecs, pool=own
+                client,
+                spec,
+                window,
+                predicate,
+                concurrency=concurrency,
+                stats=stats,
+                codecs=codecs,
+                pool=own,
+                schema_check=schema_check,
             )
         return
     codecs = codecs or CodecChoice()
     started = time.monotonic()
     planner = CountingExecutor(client, stats, "planning_queries")
     fetcher = CountingExecutor(client, stats, "data_queries")
+    original = spec.for_read()
+    spec = check_schema(planner, original, predicate) if schema_check else original
     queue: deque[QueryWindow] = deque(plan_windows(planner, spec, window, predicate))
     stats.add(windows=len(queue))
     in_flight: set[Future[_WindowResult]] = set()
@@ -147,11 +169,185 @@ def read_range(
                 result = future.result()
                 if result.remainder:
                     stats.add(splits=1, windows=len(result.remainder))
-                    queue.extend(result.remainder)
+                    # depth first: a window the server keeps refusing reaches one millisecond (and
+                    # ``WindowTooNarrow``) after ~35 splits, instead of after every window of each level
+                    queue.extendleft(reversed(result.remainder))
                 for table in result.tables:
                     if table.num_rows:
-                        yield table
+                        yield conform(table, original)
     finally:
         for future in in_flight:
             future.cancel()
         stats.add(seconds=time.monotonic() - started)
+
+
+# -- schema drift ------------------------------------------------------------------------------------
+
+_TYPE_KEY = re.compile(r"^toTypeName\(any\((?P<name>.+)\)\)$")
+_OPEN = "__cargo_open"
+_OLDEST_OPEN = "__cargo_oldest_open"
+
+
+def schema_query(spec: TableSpec, expiring: QueryWindow | None = None) -> str:
+    """The server's column types in one row, reading no rows: ``SELECT * APPLY(any) APPLY(toTypeName)``.
+
+    Columns the spec ignores on purpose are left out with a regular-expression ``EXCEPT`` (a Nested
+    column's parts too), which also keeps the query under the 50-column cap. With ``expiring`` (the
+    stretch of a bounded table that leaves the lookback this sync) the same query counts its rows
+    that are still not terminal, over that stretch only.
+    """
+    parts = [re.escape(name[:-1]) + "[.].*" if name.endswith(".") else re.escape(name) for name in spec.ignored_columns]
+    excluded = f" EXCEPT ({sql_string('^(' + '|'.join(parts) + ')$')})" if parts else ""
+    select = f"SELECT *{excluded} APPLY(any) APPLY(toTypeName)"
+    where = "0"
+    if expiring is not None:
+        terminal = ", ".join(sql_string(status) for status in sorted(spec.terminal_statuses))
+        still_open = f"{spec.status_column} NOT IN ({terminal})"
+        select += (
+            f", countIf({still_open}) AS {_OPEN}, toString(minIf({spec.time_column}, {still_open})) AS {_OLDEST_OPEN}"
+        )
+        where = range_condition(spec, expiring)
+    return f"{select} FROM {spec.name} WHERE {where}"
+
+
+def _ignored(spec: TableSpec, name: str) -> bool:
+    return any(name.startswith(i) if i.endswith(".") else name == i for i in spec.ignored_columns)
+
+
+def check_schema(executor: CountingExecutor, spec: TableSpec, predicate: Predicate | None) -> TableSpec:
+    """The spec to read with, after comparing the server's columns with ``spec`` (one query, no rows read).
+
+    * a column the server dropped is no longer selected (a WARNING names it); the loaded tables hold
+      NULL in it, and the destination keeps it. A dropped key, cursor or status column is fatal
+      (``CargoSchemaError``);
+    * a column the server added is reported with a WARNING and loaded from now on (dlt adds it to the
+      destination table; rows loaded before read NULL), if its type is a scalar and the 50-column cap
+      allows; otherwise the WARNING says it is not loaded;
+    * a column whose type changed kind is reported; its values are read leniently (``arrow.convert_lenient``).
+
+    If the server refuses the check itself (an older ClickHouse without ``APPLY``, say), the sync goes
+    on with the spec as it is: the check must never be the reason a sync fails.
+    """
+    expiring = predicate.expiring if isinstance(predicate, UpdatedAfter) else None
+    try:
+        rows = executor.query(schema_query(spec, expiring))
+    except (CargoQueryError, CargoProtocolError) as exc:
+        logger.info("%s: schema check skipped (%s)", spec.name, str(exc).split("\n", 1)[0])
+        if expiring is not None:
+            spec.warn_once(
+                "expiring:unknown",
+                "%s: could not count the rows still open in %s, which leaves the %s lookback now; "
+                "their later updates will not be loaded",
+                spec.name,
+                expiring,
+                "max_lookback_days",
+            )
+        return spec
+    row = rows[0] if rows else {}
+    types: dict[str, str] = {}
+    for key, value in row.items():
+        found = _TYPE_KEY.match(key)
+        if found and isinstance(value, str):
+            types[found.group("name").strip("`")] = value
+    if expiring is not None:
+        _warn_expiring(spec, expiring, row)
+    if not types:
+        return spec
+    dropped = [c.name for c in spec.columns if c.name not in types]
+    needed = sorted(set(dropped) & (spec.required_columns | {spec.status_column}))
+    if needed:
+        raise CargoSchemaError(
+            f"{spec.name}: the server no longer has column(s) {needed}, which the connector needs "
+            f"(primary key, time, update or status column); the table cannot be synced"
+        )
+    for name in dropped:
+        spec.warn_once(
+            f"dropped:{name}",
+            "%s.%s: the server no longer has this column; it is no longer read, rows loaded from now on "
+            "hold NULL in it (the destination keeps the column)",
+            spec.name,
+            name,
+        )
+    for column in spec.columns:
+        if column.name in types:
+            kind, _ = kind_of_type(types[column.name])
+            expected = ValueKind.STRING if column.kind is ValueKind.JSON else column.kind
+            if kind is not expected:
+                spec.warn_once(
+                    f"type:{column.name}",
+                    "%s.%s: the server's type is now %s, the connector expects %s; values that no longer read "
+                    "as %s are loaded as text into %s__v_text",
+                    spec.name,
+                    column.name,
+                    types[column.name],
+                    column.clickhouse_type,
+                    column.arrow_type,
+                    column.name,
+                )
+    room = MAX_COLUMNS_TO_READ - (len(spec.columns) - len(dropped))
+    added: list[ColumnSpec] = []
+    for name, clickhouse_type in types.items():
+        if name in spec.column_names or _ignored(spec, name):
+            continue
+        kind, _ = kind_of_type(clickhouse_type)
+        if kind is None or not IDENTIFIER.fullmatch(name) or len(added) >= room:
+            spec.warn_once(
+                f"added:{name}",
+                "%s.%s: the server has a new column (%s); it is not loaded (not a scalar type, not a plain "
+                "name, or over the %d-column cap)",
+                spec.name,
+                name,
+                clickhouse_type,
+                MAX_COLUMNS_TO_READ,
+            )
+            continue
+        spec.warn_once(
+            f"added:{name}",
+            "%s.%s: the server has a new column (%s); loading it from now on (rows loaded before hold NULL)",
+            spec.name,
+            name,
+            clickhouse_type,
+        )
+        added.append(ColumnSpec(name, clickhouse_type, kind, nullable=True))
+    if not dropped and not added:
+        return spec
+    return spec.without(dropped).with_columns(added)
+
+
+def _warn_expiring(spec: TableSpec, expiring: QueryWindow, row: dict[str, Any]) -> None:
+    try:
+        still_open = int(row.get(_OPEN) or 0)
+    except (TypeError, ValueError):
+        return
+    if still_open:
+        spec.warn_once(
+            "expiring",
+            "%s: %d rows started in %s are still not terminal (oldest %s) and now fall out of the "
+            "max_lookback_days window: their later updates will not be loaded. Raise max_lookback_days, or "
+            "re-read that stretch with a since/until backfill once they finish",
+            spec.name,
+            still_open,
+            expiring,
+            row.get(_OLDEST_OPEN),
+        )
+
+
+def conform(table: pa.Table, spec: TableSpec) -> pa.Table:
+    """``table`` with exactly ``spec``'s columns first (NULL for any the server dropped), then its others."""
+    names = table.column_names
+    if names[: len(spec.columns)] == list(spec.column_names):
+        return table
+    schema = spec.arrow_schema()
+    arrays: list[pa.Array | pa.ChunkedArray] = []
+    fields: list[pa.Field] = []
+    for field_ in schema:
+        if field_.name in names:
+            arrays.append(table.column(field_.name))
+        else:
+            arrays.append(pa.nulls(table.num_rows, field_.type))
+        fields.append(field_)
+    for name in names:
+        if name not in schema.names:
+            arrays.append(table.column(name))
+            fields.append(table.schema.field(name))
+    return pa.Table.from_arrays(arrays, schema=pa.schema(fields))

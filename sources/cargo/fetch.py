@@ -12,7 +12,7 @@ import logging
 from collections.abc import Iterator
 from typing import Any, Protocol
 
-from .errors import CargoQueryError, KeysetStalled, ResultCapExceeded, WindowTooLarge
+from .errors import CargoQueryError, KeysetStalled, ResultCapExceeded, WindowTooLarge, WindowTooNarrow
 from .pages import Page, PageCodec, RawRows, RowObjects
 from .planner import (
     Bucket,
@@ -64,9 +64,9 @@ def run_histogram(
         current = pending.pop()
         try:
             rows = executor.query(histogram_query(spec, current.window, current.step_ms, extra_predicate))
-        except WindowTooLarge:
+        except WindowTooLarge as exc:
             if not current.window.can_split():
-                raise
+                raise WindowTooNarrow(spec.name, current.window, exc) from exc
             halves = current.window.bisect()
             logger.info("histogram of %s %s too large; planning halves", spec.name, current.window)
             pending.extend(HistogramRequest(half, min(current.step_ms, plan_step(half))) for half in halves)

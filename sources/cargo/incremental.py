@@ -23,6 +23,13 @@ later run updates it), so their changed-rows read reaches back to ``start_date``
 per run (or fewer), so this stays one filtered query per ~8 M rows; the emulator's soft-deletes of
 runs older than a week are what showed the need.
 
+What ``max_lookback`` costs, made visible: ``lookback_edge`` (state) is where the last sync's lookback
+began. Each sync of a bounded table reads from that edge, not from its own, so every row gets one last
+read of its changes as it leaves the lookback; the stretch between the two edges is handed to the
+read (``UpdatedAfter.expiring``), which counts the rows there that are still not terminal (spans of
+runs stuck ``pending``) and logs a WARNING naming how many: past this sync their updates are not
+loaded (documented, not a silent miss). Raise ``max_lookback_days`` or re-read with ``since/until``.
+
 Rows of the band that come back unchanged are dropped before loading, so a sync with nothing new
 loads nothing, without keeping per-row state beyond the ``overlap`` band.
 """
@@ -38,7 +45,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .planner import UpdatedAfter, parse_timestamp
+from .planner import QueryWindow, UpdatedAfter, parse_timestamp
 from .specs import TableSpec
 
 
@@ -74,17 +81,33 @@ UNBOUNDED_LOOKBACK_TABLES = frozenset({"runs", "batches", "records"})
 def plan_read(
     state: MutableMapping[str, Any], settings: IncrementalSettings, until: datetime, *, bounded_lookback: bool = True
 ) -> ReadPlan:
-    """What to read this sync, from the table's state (untouched here)."""
+    """What to read this sync, from the table's state.
+
+    The only state written here is a bounded table's ``lookback_edge`` (committed with the load, like
+    the rest of the state, so a failed sync leaves it as it was).
+    """
+    edge = max(settings.start_date, until - settings.max_lookback)
     frontier_text = state.get("frontier")
     if frontier_text is None:
+        if bounded_lookback and until > settings.start_date:
+            state["lookback_edge"] = edge.isoformat()
         return ReadPlan(settings.start_date, until, None, first_sync=True)
     frontier = parse_timestamp(frontier_text)
-    lookback_start = until - settings.max_lookback if bounded_lookback else settings.start_date
+    lookback_start = settings.start_date
+    expiring = None
+    if bounded_lookback:
+        previous_text = state.get("lookback_edge")
+        previous = parse_timestamp(previous_text) if previous_text is not None else edge
+        lookback_start = min(previous, edge)
+        if lookback_start < edge:
+            expiring = QueryWindow(lookback_start, edge)
     start = max(settings.start_date, min(frontier, lookback_start))
     max_updated_text = state.get("max_updated")
     updated_after = None
     if max_updated_text is not None:
-        updated_after = UpdatedAfter(parse_timestamp(max_updated_text) - settings.overlap)
+        updated_after = UpdatedAfter(parse_timestamp(max_updated_text) - settings.overlap, expiring)
+    if bounded_lookback and until > start:
+        state["lookback_edge"] = edge.isoformat()
     return ReadPlan(start, until, updated_after, first_sync=False)
 
 

@@ -227,6 +227,9 @@ class UpdatedAfter:
     """Rows whose update column is newer than ``value``: the changed-rows read of an incremental sync."""
 
     value: datetime
+    expiring: QueryWindow | None = field(default=None, compare=False)
+    """The stretch that leaves a bounded table's lookback with this read (for a warning about rows
+    still open there, see ``extract.check_schema``); it does not change what the predicate selects."""
 
     def render(self, spec: TableSpec) -> str:
         return f"{spec.update_column} > {sql_timestamp(self.value)}"

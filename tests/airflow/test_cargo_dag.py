@@ -143,6 +143,8 @@ def test_dagbag_imports_the_dag_without_errors(airflow_db: None) -> None:
         "cargo.cargo_batches",
         "cargo.cargo_spans",
         "cargo.cargo_records",
+        "cargo.cargo_catalogue",
+        "cargo.cargo_exports",
     ]
     assert all(t.retries == 2 for t in dag.tasks)
     assert dag.schedule == "@hourly"
@@ -192,7 +194,8 @@ def test_failing_task_fails_the_dag_run(airflow_db: None, cargo_env: Any, monkey
     monkeypatch.setenv("AIRFLOW_CONN_CARGO_DEFAULT", '{"conn_type": "http", "password": "wrong-token"}')
     state, tasks = _run(_dag("failing"))
     assert tasks["cargo_runs"] == "failed", tasks
-    assert {tasks[t] for t in ("cargo_batches", "cargo_spans", "cargo_records")} == {"upstream_failed"}, tasks
+    downstream = ("cargo_batches", "cargo_spans", "cargo_records", "cargo_catalogue", "cargo_exports")
+    assert {tasks[t] for t in downstream} == {"upstream_failed"}, tasks
     assert state == "failed"
 
 

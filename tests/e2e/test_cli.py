@@ -26,6 +26,7 @@ import duckdb
 import httpx
 import pytest
 
+from sources.cargo import SEGMENT_TABLES, TABLE_NAMES
 from tests.e2e.support import serve_handler
 
 REPO = Path(__file__).resolve().parents[2]
@@ -128,6 +129,11 @@ def summary_rows(stdout: str) -> dict[str, tuple[int, int, int, float]]:
     return parsed
 
 
+def facts(counts: dict[str, int]) -> dict[str, int]:
+    """The fact tables' part of a per-table count (the exports and catalogue have their own tests)."""
+    return {t: n for t, n in counts.items() if t in TABLES}
+
+
 def truth_counts(emulator: Any) -> dict[str, int]:
     body = httpx.get(f"{emulator.base_url}/_emulator/truth", timeout=60).json()
     return {t: int(body["tables"][t]["count"]) for t in TABLES}
@@ -210,11 +216,15 @@ def test_sync_loads_everything_and_prints_the_summary(
     assert result.returncode == 0, output(result)
     assert "error" not in result.stderr.lower() and "Traceback" not in result.stderr, output(result)
     report = summary_rows(result.stdout)
-    assert list(report) == list(TABLES), output(result)
+    # every table by default; segment exports only when configured
+    assert list(report) == [t for t in TABLE_NAMES if t != SEGMENT_TABLES], output(result)
     for table, (rows, queries, retries, seconds) in report.items():
-        assert rows == truth[table] > 0, f"{table}: reported {rows} rows, emulator has {truth[table]}"
+        if table in TABLES:
+            assert rows == truth[table] > 0, f"{table}: reported {rows} rows, emulator has {truth[table]}"
+        else:
+            assert rows > 0, f"{table}: nothing loaded"
         assert queries >= 1 and retries == 0 and seconds >= 0, output(result)
-    assert work.counts() == truth
+    assert facts(work.counts()) == truth
     assert (work.pipeline_dir / "state.json").is_file()
     assert "Extract cargo" in result.stderr, "progress (--progress log) goes to stderr, the summary to stdout"
 
@@ -258,8 +268,8 @@ def test_tables_runs_loads_only_runs_then_full_refresh_reloads_everything(
     refreshed = work.sync("--base-url", live_emulator.base_url, "--full-refresh", "--progress", "none")
     assert refreshed.returncode == 0, output(refreshed)
     report = summary_rows(refreshed.stdout)
-    assert {t: r[0] for t, r in report.items()} == truth, "a full refresh re-reads every row from the start"
-    assert work.counts() == truth
+    assert facts({t: r[0] for t, r in report.items()}) == truth, "a full refresh re-reads every row from the start"
+    assert facts(work.counts()) == truth
 
 
 def test_plain_dlt_script_loads_rows(live_emulator: Any, token: str, truth: dict[str, int], tmp_path: Path) -> None:
@@ -275,7 +285,7 @@ def test_plain_dlt_script_loads_rows(live_emulator: Any, token: str, truth: dict
     )
     assert result.returncode == 0, output(result)
     assert "LOADED and contains no failed jobs" in result.stdout, output(result)
-    assert Workdir(tmp_path, token).counts("cargo_pipeline.duckdb") == truth
+    assert facts(Workdir(tmp_path, token).counts("cargo_pipeline.duckdb")) == truth
     assert (tmp_path / "dlt" / "pipelines" / "cargo_pipeline" / "state.json").is_file()
 
 
@@ -399,6 +409,50 @@ BAD_INPUTS = (
         ("--base-url", "{url}", "--duckdb-path", "cargo.duckdb"),
         ("named like the dataset 'cargo'", "--duckdb-path"),
     ),
+    BadInput(
+        "DuckDB file in a missing directory",
+        ("--base-url", "{url}", "--duckdb-path", "no/such/dir/cargo_warehouse.duckdb"),
+        ("directory that does not exist", "--duckdb-path"),
+        in_process=True,
+    ),
+    BadInput(
+        "pipelines directory under a device file",
+        ("--base-url", "{url}"),
+        ("cannot write the pipeline's working folder", "/dev/full is not a directory", "DLT_DATA_DIR"),
+        env={"DLT_DATA_DIR": "/dev/full/dlt"},
+    ),
+    BadInput(
+        "pipeline name with a path",
+        ("--base-url", "{url}", "--pipeline-name", "../../etc/cargo"),
+        ("--pipeline-name '../../etc/cargo'", "folder name"),
+        in_process=True,
+    ),
+    BadInput(
+        "SQL in --tables",
+        ("--base-url", "{url}", "--tables", "runs; DROP TABLE runs --"),
+        ("unknown table(s) runs; DROP TABLE runs --", "--tables"),
+        in_process=True,
+    ),
+    BadInput(
+        "SQL in --since",
+        ("--base-url", "{url}", "--since", "2026-01-01' OR 1=1 --"),
+        ('--since "2026-01-01\' OR 1=1 --"', "YYYY-MM-DD"),
+        in_process=True,
+    ),
+    BadInput(
+        "SQL in the workspace uuid",
+        ("--base-url", "{url}"),
+        ('sources.cargo.workspace_uuid "\' OR 1=1 --"', "not a UUID"),
+        env={"SOURCES__CARGO__WORKSPACE_UUID": "' OR 1=1 --"},
+        in_process=True,
+    ),
+    BadInput(
+        "look-alike unicode digits in the workspace uuid",
+        ("--base-url", "{url}"),
+        ("sources.cargo.workspace_uuid", "not a UUID"),
+        env={"SOURCES__CARGO__WORKSPACE_UUID": "\uff11" * 8 + "-1111-1111-1111-111111111111"},
+        in_process=True,
+    ),
 )
 
 
@@ -512,3 +566,363 @@ def test_bad_input_exits_2_with_a_clear_message_and_changes_nothing(
     )
     assert not changed, f"files created, changed or removed: {changed}"
     assert run.counts_after == run.counts_before
+
+
+# -- bad answers and a hostile environment: exit 1 (or 2), a message, nothing lost ----------------
+
+
+class _Mangler(http.server.BaseHTTPRequestHandler):
+    """A proxy in front of the live emulator that spoils page answers; the first path segment is the mode.
+
+    ``{proxy}/<mode>`` is the base URL the CLI is given, so the client's ``/v1/orchestration/query``
+    arrives as ``/<mode>/v1/orchestration/query``. The preflight and the planning queries pass through
+    untouched; packed pages are refused the way a ClickHouse without ``formatRow`` would (the source
+    then reads row objects), and the first row-object page holding rows is spoilt per mode.
+    """
+
+    upstream = ""
+    protocol_version = "HTTP/1.1"
+    HTML_502 = (
+        b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n<center><h1>502 Bad Gateway</h1>"
+        b"</center>\r\n<hr><center>nginx/1.25.3</center>\r\n</body>\r\n</html>\r\n"
+    )
+
+    def do_POST(self) -> None:
+        import orjson
+
+        from sources.cargo.specs import TABLE_SPECS
+
+        mode, _, rest = self.path.lstrip("/").partition("/")
+        body = self.rfile.read(int(self.headers.get("content-length", "0")))
+        sql = str(orjson.loads(body)["query"])
+        if "formatRow(" in sql:
+            return self._send(400, b'{"errorMessage": "Code: 46. DB::Exception: Unknown function formatRow. '
+                                   b'(UNKNOWN_FUNCTION)"}')  # fmt: skip
+        headers = {k: v for k, v in self.headers.items() if k.lower() in ("authorization", "content-type")}
+        answer = httpx.post(f"{self.upstream}/{rest}", content=body, headers=headers, timeout=120)
+        rows = answer.json().get("rows") if answer.status_code == 200 else None
+        page = " LIMIT " in sql and "toStartOfInterval" not in sql
+        if not page or not rows:
+            return self._send(answer.status_code, answer.content)
+        table = sql.split(" FROM ", 1)[1].split(maxsplit=1)[0]
+        if mode == "html-502":
+            return self._send(502, self.HTML_502, "text/html", {"retry-after": "0"})
+        if mode == "non-json":
+            return self._send(200, b"upstream request timeout", "text/plain")
+        if mode == "rows-object":
+            return self._send(200, b'{"rows": {}}')
+        if mode == "data-list":
+            return self._send(200, b'{"data": []}')
+        if mode == "null-key":
+            rows[0][TABLE_SPECS[table].primary_key[0]] = None
+        if mode == "huge-values" and table == "batches":
+            rows[0]["error_message"] = HUGE_TEXT
+            rows[0]["runs_count"] = BEYOND_INT64  # quoted, as ClickHouse sends 64-bit integers
+        return self._send(200, orjson.dumps({"rows": rows}))
+
+    def _send(
+        self, status: int, data: bytes, media: str = "application/json", extra: dict[str, str] | None = None
+    ) -> None:
+        self.send_response(status)
+        self.send_header("content-type", media)
+        self.send_header("content-length", str(len(data)))
+        for key, value in (extra or {}).items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+HUGE_TEXT = "x" * (50 * 1024 * 1024)
+"""A 50 MiB cell, as a runaway error message could be."""
+BEYOND_INT64 = "99999999999999999999999"
+"""An integer no Int64 column holds (a UInt64 or Int128 on the server side)."""
+
+FAST_RETRIES = """
+import sources.cargo.client as client
+
+# test only: the client's real retry loop (8 attempts), with millisecond waits instead of 1 s .. 60 s
+client.RetryPolicy.__init__.__defaults__ = (8, 300.0, 0.001, 0.002, 0.0)
+"""
+"""A ``sitecustomize`` for the non-JSON case: a body that is not JSON is retried like a truncated one,
+and the default backoff would make the case last two minutes."""
+
+
+@pytest.fixture(scope="module")
+def mangler(live_emulator: Any) -> Iterator[str]:
+    handler = type("Mangler", (_Mangler,), {"upstream": live_emulator.base_url})
+    with serve_handler(handler) as url:
+        yield url
+
+
+@dataclass(frozen=True)
+class FailedRunCase:
+    """A sync that starts well and fails while running, or is refused by its environment."""
+
+    name: str
+    args: tuple[str, ...]
+    code: int
+    expect: tuple[str, ...]
+    setup: str = ""
+    env: dict[str, str] = field(default_factory=dict)
+
+
+REFRESH = ("--full-refresh", "--tables", "runs,batches", "--progress", "none")
+"""A full refresh re-reads every row (so every page is spoilt) and is the harshest case: a refresh that
+fails must not have dropped anything."""
+
+FAILED_RUNS = (
+    FailedRunCase(
+        "answer is not JSON",
+        ("--base-url", "{proxy}/non-json", *REFRESH),
+        1,
+        ("reading", "unparsable JSON body", "after 8 attempts", "--base-url", "Nothing was lost"),
+        setup="fast-retries",
+    ),
+    FailedRunCase(
+        "answer {rows: {}}",
+        ("--base-url", "{proxy}/rows-object", *REFRESH),
+        1,
+        ("expected a body of the form", "not what Cargo sends", "--base-url", "sync state is unchanged"),
+    ),
+    FailedRunCase(
+        "answer {data: []}",
+        ("--base-url", "{proxy}/data-list", *REFRESH),
+        1,
+        ("got \"{'data': []}\"", "not what Cargo sends", "sync state is unchanged"),
+    ),
+    FailedRunCase(
+        "null in a key column",
+        ("--base-url", "{proxy}/null-key", *REFRESH),
+        1,
+        ("null values in key columns", "not what Cargo sends", "sync state is unchanged"),
+    ),
+    FailedRunCase(
+        "HTML 502 page from a proxy",
+        ("--base-url", "{proxy}/html-502", *REFRESH),
+        1,
+        ("HTTP 502: an HTML page: 502 Bad Gateway", "after 8 attempts", "try again later", "--base-url"),
+    ),
+    FailedRunCase(
+        "read-only working directory",
+        ("--base-url", "{url}", "--progress", "none"),
+        2,
+        ("cannot write the DuckDB file 'cargo_warehouse.duckdb'", "is not writable", "--duckdb-path"),
+        setup="read-only-workdir",
+    ),
+    FailedRunCase(
+        "read-only pipeline folder",
+        ("--base-url", "{url}", "--progress", "none"),
+        2,
+        ("cannot write the pipeline's working folder", "is not writable", "DLT_DATA_DIR"),
+        setup="read-only-pipeline",
+    ),
+    FailedRunCase(
+        "disk full while extracting",
+        ("--base-url", "{url}", *REFRESH),
+        1,
+        ("out of disk space", "File too large", "DLT_DATA_DIR", "sync state is unchanged"),
+        setup="fsize=65536",
+    ),
+    FailedRunCase(
+        "destination unreachable (Snowflake, closed port)",
+        ("--base-url", "{url}", "--destination", "snowflake", "--pipeline-name", "cargo_sf", "--tables", "runs"),
+        1,
+        ("connecting to the snowflake destination", "DESTINATION__SNOWFLAKE__CREDENTIALS", "nothing was loaded"),
+        env={
+            "DESTINATION__SNOWFLAKE__CREDENTIALS": "snowflake://loader:{password}@acct/CARGO_DB?warehouse=WH"
+            "&host=127.0.0.1&port={closed_port}&protocol=http&login_timeout=3&network_timeout=3"
+        },
+    ),
+)
+WAREHOUSE_PASSWORD = "pw_WAREHOUSE_7c1e2a9b44"
+
+
+@dataclass
+class Outcome:
+    result: subprocess.CompletedProcess[str]
+    state_before: dict[str, Any]
+    state_after: dict[str, Any]
+    counts_before: dict[str, int]
+    counts_after: dict[str, int]
+    pending: list[str]
+
+
+def _source_state(work: Workdir) -> dict[str, Any]:
+    """The pipeline's state without ``_local`` (where dlt records the run's working directory)."""
+    import json
+
+    state = json.loads((work.pipeline_dir / "state.json").read_text())
+    state.pop("_local", None)
+    assert isinstance(state, dict)
+    return state
+
+
+def _pending_data(work: Workdir) -> list[str]:
+    """Data files of packages not yet loaded (a failed extract must leave none behind)."""
+    return sorted(
+        str(p.relative_to(work.root))
+        for p in work.data_dir.rglob("*")
+        if p.suffix in (".parquet", ".jsonl", ".gz", ".csv") and "loaded" not in p.parts
+    )
+
+
+@contextlib.contextmanager
+def _read_only(path: Path) -> Iterator[None]:
+    """``path`` read-only even for root (immutable attribute), or by its mode for anyone else."""
+    if os.geteuid() == 0:
+        if shutil.which("chattr") is None:
+            pytest.skip("running as root without chattr: a read-only directory cannot be made")
+        made = subprocess.run(["chattr", "+i", str(path)], check=False, capture_output=True, text=True)
+        if made.returncode != 0:
+            pytest.skip(f"this file system has no immutable attribute: {made.stderr.strip()}")
+        try:
+            yield
+        finally:
+            subprocess.run(["chattr", "-i", str(path)], check=True)
+    else:
+        mode = path.stat().st_mode
+        path.chmod(0o555)
+        try:
+            yield
+        finally:
+            path.chmod(mode)
+
+
+LIMIT_FILE_SIZE = """
+import os, resource, signal, sys
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead of killing
+limit = int(sys.argv[1])
+resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+os.execv(sys.argv[2], sys.argv[2:])
+"""
+"""Runs a command whose files cannot grow past ``argv[1]`` bytes: writes fail as on a full disk (EFBIG,
+"File too large"; a small tmpfs would give ENOSPC but needs root to mount)."""
+
+
+def with_file_size_limit(limit: int, command: Sequence[str]) -> list[str]:
+    return [sys.executable, "-c", LIMIT_FILE_SIZE, str(limit), *command]
+
+
+@pytest.fixture(scope="module")
+def failed_runs(
+    synced: tuple[Workdir, subprocess.CompletedProcess[str]],
+    live_emulator: Any,
+    mangler: str,
+    closed_port: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> dict[str, Outcome]:
+    """Each case in its own copy of the synced working directory, two at a time."""
+    origin, first = synced
+    assert first.returncode == 0, output(first)
+    places = {
+        "url": live_emulator.base_url,
+        "proxy": mangler,
+        "password": WAREHOUSE_PASSWORD,
+        "closed_port": closed_port.rsplit(":", 1)[1],
+    }
+
+    def run(case: FailedRunCase) -> Outcome:
+        root = tmp_path_factory.mktemp("failed")
+        shutil.copytree(origin.root, root, dirs_exist_ok=True)
+        work = Workdir(root, origin.token)
+        env = work.env(**{k: v.format(**places) for k, v in case.env.items()})
+        command = [*cargo_elt(), "sync", *(a.format(**places) for a in case.args)]
+        guard: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
+        if case.setup == "fast-retries":
+            hook = tmp_path_factory.mktemp("fast_retries")
+            (hook / "sitecustomize.py").write_text(FAST_RETRIES)
+            env["PYTHONPATH"] = str(hook)
+        elif case.setup.startswith("fsize="):
+            command = with_file_size_limit(int(case.setup.split("=")[1]), command)
+        elif case.setup == "read-only-workdir":
+            guard = _read_only(root)
+        elif case.setup == "read-only-pipeline":
+            guard = _read_only(work.pipeline_dir)
+        state, counts = _source_state(work), work.counts()
+        with guard:
+            result = subprocess.run(
+                command, check=False, cwd=root, env=env, capture_output=True, text=True, timeout=300
+            )
+        return Outcome(result, state, _source_state(work), counts, work.counts(), _pending_data(work))
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        return dict(zip((c.name for c in FAILED_RUNS), pool.map(run, FAILED_RUNS), strict=True))
+
+
+@pytest.mark.parametrize("case", FAILED_RUNS, ids=[c.name for c in FAILED_RUNS])
+def test_failed_run_exits_non_zero_with_a_clear_message_and_loses_nothing(
+    case: FailedRunCase, failed_runs: dict[str, Outcome]
+) -> None:
+    outcome = failed_runs[case.name]
+    result = outcome.result
+    assert result.returncode == case.code, output(result)
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: "), output(result)
+    for fragment in case.expect:
+        assert fragment in last, f"{fragment!r} not in the message\n{output(result)}"
+    assert "Traceback" not in result.stderr, output(result)
+    assert WAREHOUSE_PASSWORD not in result.stderr + result.stdout, output(result)
+    assert result.stdout == "", output(result)
+    assert outcome.state_after == outcome.state_before, "the sync state changed"
+    assert outcome.counts_after == outcome.counts_before, "the warehouse changed"
+    assert not outcome.pending, f"data left for a later load: {outcome.pending}"
+
+
+def test_huge_values_are_loaded_intact(mangler: str, token: str, truth: dict[str, int], tmp_path: Path) -> None:
+    """Not errors: a 50 MiB text cell and an integer beyond int64 are data; they must arrive whole (the
+    integer as text, in the variant column dlt adds beside ``runs_count``), not truncated or dropped."""
+    work = Workdir(tmp_path, token)
+    result = work.sync("--base-url", f"{mangler}/huge-values", "--tables", "batches", "--progress", "none")
+    assert result.returncode == 0, output(result)
+    assert "runs_count" in result.stderr and "int64" in result.stderr, "the type change must be reported"
+    assert work.counts() == {"batches": truth["batches"]}
+    con = duckdb.connect(str(tmp_path / DATABASE), read_only=True)
+    try:
+        longest = con.execute("SELECT max(length(error_message)) FROM cargo.batches").fetchone()
+        variants = [
+            str(r[0])
+            for r in con.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_schema = 'cargo' "
+                "AND table_name = 'batches' AND column_name LIKE 'runs_count%' AND data_type = 'VARCHAR'"
+            ).fetchall()
+        ]
+        kept = [
+            con.execute(f"SELECT count(*) FROM cargo.batches WHERE {v} = ?", [BEYOND_INT64]).fetchone()
+            for v in variants
+        ]
+    finally:
+        con.close()
+    assert longest == (len(HUGE_TEXT),)
+    assert (1,) in kept, f"{BEYOND_INT64} not kept exactly in any of {variants}"
+
+
+def test_disk_full_while_loading_keeps_the_data_for_the_next_sync(
+    synced: tuple[Workdir, subprocess.CompletedProcess[str]],
+    live_emulator: Any,
+    truth: dict[str, int],
+    tmp_path: Path,
+) -> None:
+    """A full refresh whose files cannot grow past 1 MB: extraction succeeds, the load fails (DuckDB's
+    write-ahead log). The package is kept, and the next sync, with room, loads it and is complete.
+
+    Known gap, not asserted: dlt drops the refreshed tables in a transaction of its own before loading,
+    so until that next sync the refreshed tables are empty (docs/RELIABILITY.md, Bad input)."""
+    origin, first = synced
+    assert first.returncode == 0, output(first)
+    shutil.copytree(origin.root, tmp_path, dirs_exist_ok=True)
+    work = Workdir(tmp_path, origin.token)
+    args = ("sync", "--base-url", live_emulator.base_url, "--progress", "none", "--tables", ",".join(TABLES))
+    full = work.run(with_file_size_limit(1_000_000, [*cargo_elt(), *args, "--full-refresh"]))
+    assert full.returncode == 1, output(full)
+    message = full.stderr.strip().splitlines()[-1]
+    for fragment in ("at the load step: out of disk space", "File too large", "--duckdb-path", "loads it first"):
+        assert fragment in message, output(full)
+    assert _pending_data(work), "the extracted package must be kept for the next sync"
+
+    retried = work.sync(*args[1:])
+    assert retried.returncode == 0, output(retried)
+    assert {t: n for t, n in work.counts().items() if t in truth} == truth
+    assert not _pending_data(work)

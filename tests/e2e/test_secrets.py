@@ -84,17 +84,17 @@ def expand(blob: bytes, depth: int = 3) -> Iterator[tuple[str, bytes]]:
             yield f"{label}>{inner}", data
 
 
-def hits(label: str, blob: bytes | str) -> list[str]:
-    """Where the token is in ``blob`` (through any decodable layer)."""
+def hits(label: str, blob: bytes | str, needles: tuple[bytes, ...] = (NEEDLE,)) -> list[str]:
+    """Where the token (or another secret) is in ``blob`` (through any decodable layer)."""
     data = blob.encode("utf-8", "replace") if isinstance(blob, str) else blob
-    return [f"{label} ({how})" for how, layer in expand(data) if NEEDLE in layer]
+    return [f"{label} ({how})" for how, layer in expand(data) for needle in needles if needle in layer]
 
 
-def file_hits(root: Path, skip: tuple[Path, ...] = ()) -> list[str]:
+def file_hits(root: Path, skip: tuple[Path, ...] = (), needles: tuple[bytes, ...] = (NEEDLE,)) -> list[str]:
     found: list[str] = []
     for path in sorted(root.rglob("*")):
         if path.is_file() and path not in skip:
-            found += hits(str(path.relative_to(root)), path.read_bytes())
+            found += hits(str(path.relative_to(root)), path.read_bytes(), needles)
     return found
 
 
@@ -116,9 +116,9 @@ def warehouse_hits(database: Path) -> list[str]:
     return found
 
 
-def exception_hits(label: str, exc: BaseException) -> list[str]:
+def exception_hits(label: str, exc: BaseException, needles: tuple[bytes, ...] = (NEEDLE,)) -> list[str]:
     """The printed traceback of ``exc`` (causes and contexts included), and each exception's repr and attributes."""
-    found = hits(f"{label} traceback", "".join(traceback.format_exception(exc)))
+    found = hits(f"{label} traceback", "".join(traceback.format_exception(exc)), needles)
     seen: set[int] = set()
     pending: list[BaseException] = [exc]
     while pending:
@@ -126,7 +126,7 @@ def exception_hits(label: str, exc: BaseException) -> list[str]:
         if id(current) in seen:
             continue
         seen.add(id(current))
-        found += hits(f"{label} {type(current).__name__}", f"{current!s} {current!r} {vars(current)!r}")
+        found += hits(f"{label} {type(current).__name__}", f"{current!s} {current!r} {vars(current)!r}", needles)
         pending += [e for e in (current.__cause__, current.__context__, getattr(current, "exception", None)) if e]
     return found
 
@@ -309,3 +309,83 @@ def test_client_protocol_error_redacts_an_echoed_token(echo_server: str) -> None
         client.query("SELECT 1")
     found = exception_hits("CargoProtocolError", failure.value)
     assert not found, f"the token leaked into: {found}"
+
+
+WAREHOUSE_PASSWORD = "wh_PASSWORD_0d9f3b7a5c1e"
+WAREHOUSE_NEEDLES = (NEEDLE, WAREHOUSE_PASSWORD.encode())
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _snowflake_secrets(port: int) -> str:
+    """A Snowflake destination (the dev extra installs its driver) on a local port nothing listens on."""
+    return (
+        "[destination.snowflake.credentials]\n"
+        'database = "CARGO_DB"\nusername = "loader"\n'
+        f'password = "{WAREHOUSE_PASSWORD}"\nhost = "acct"\nwarehouse = "WH"\n'
+        f'query = {{ host = "127.0.0.1", port = "{port}", protocol = "http", login_timeout = "3", '
+        'network_timeout = "3" }\n'
+    )
+
+
+def test_failing_warehouse_leaves_no_password_or_token_anywhere(secret_emulator: Any, tmp_path: Path) -> None:
+    """The warehouse password and the token in .dlt/secrets.toml, a sync at DEBUG whose destination refuses
+    to connect: neither appears in the output, the pipeline's files (state, trace, schemas) or the message."""
+    settings = tmp_path / ".dlt"
+    settings.mkdir()
+    secrets = settings / "secrets.toml"
+    secrets.write_text(f'[sources.cargo]\napi_token = "{TOKEN}"\n\n' + _snowflake_secrets(_closed_port()))
+    (settings / "config.toml").write_text(f'[sources.cargo]\nbase_url = "{secret_emulator.base_url}"\n')
+    env = user_env(tmp_path / "dlt")
+    result = run_debug(tmp_path, env, "cli", "sync", "--destination", "snowflake", "--tables", "runs")
+    transcript = f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
+    assert result.returncode == 1, transcript
+    assert "connecting to the snowflake destination" in result.stderr.splitlines()[-1], transcript
+    assert "|[DEBUG]|" in result.stderr, "DEBUG logging was not on"
+    assert hits(".dlt/secrets.toml", secrets.read_bytes(), (WAREHOUSE_PASSWORD.encode(),))
+    found = hits("stdout", result.stdout, WAREHOUSE_NEEDLES) + hits("stderr", result.stderr, WAREHOUSE_NEEDLES)
+    found += file_hits(tmp_path, skip=(secrets,), needles=WAREHOUSE_NEEDLES)
+    assert (tmp_path / "dlt" / "pipelines" / "cargo" / "trace.pickle").is_file(), "the failed run's trace is scanned"
+    assert not found, f"a secret leaked into: {found}"
+
+
+def test_failing_warehouse_exception_has_no_password(secret_emulator: Any, tmp_path: Path) -> None:
+    """In process, with the credentials as one connection string in the environment: the SyncFailed the
+    caller gets (and anything chained to it) and the log records never repeat the password."""
+    from pipelines.sync import SyncFailed, SyncRequest, run_sync
+
+    port = _closed_port()
+    credentials = (
+        f"snowflake://loader:{WAREHOUSE_PASSWORD}@acct/CARGO_DB?warehouse=WH&host=127.0.0.1&port={port}"
+        "&protocol=http&login_timeout=3&network_timeout=3"
+    )
+    request = SyncRequest(
+        base_url=secret_emulator.base_url,
+        destination="snowflake",
+        api_token=TOKEN,
+        tables=["runs"],
+        pipeline_name="secret_wh",
+        pipelines_dir=str(tmp_path / "pipelines"),
+        progress="none",
+    )
+    saved = os.environ.get("DESTINATION__SNOWFLAKE__CREDENTIALS")
+    os.environ["DESTINATION__SNOWFLAKE__CREDENTIALS"] = credentials
+    try:
+        with pytest.raises(SyncFailed) as failure:
+            run_sync(request)
+    finally:
+        if saved is None:
+            del os.environ["DESTINATION__SNOWFLAKE__CREDENTIALS"]
+        else:
+            os.environ["DESTINATION__SNOWFLAKE__CREDENTIALS"] = saved
+    assert "DESTINATION__SNOWFLAKE__CREDENTIALS" in str(failure.value)
+    assert failure.value.__cause__ is None and failure.value.__context__ is None
+    found = exception_hits("SyncFailed", failure.value, WAREHOUSE_NEEDLES)
+    found += file_hits(tmp_path, needles=WAREHOUSE_NEEDLES)
+    assert not found, f"a secret leaked into: {found}"

@@ -16,7 +16,7 @@ import dlt
 import pyarrow as pa
 import pytest
 
-from sources.cargo import SyncStats, cargo_source
+from sources.cargo import FACT_TABLES, SyncStats, cargo_source
 from sources.cargo.warehouse import apply_snowflake_layout
 from tests.e2e.support import PRIMARY_KEYS, STATUS_COLUMNS, UPDATE_COLUMNS, Sandbox, _iso
 
@@ -58,7 +58,12 @@ class SnowflakeSandbox(Sandbox):
 
     def sync(self, *, add_column: bool = False, **source_args: Any) -> SyncStats:
         stats = SyncStats()
-        args: dict[str, Any] = {"start_date": "2026-01-01", "concurrency": 4, **source_args}
+        args: dict[str, Any] = {
+            "start_date": "2026-01-01",
+            "concurrency": 4,
+            "tables": list(FACT_TABLES),
+            **source_args,
+        }
         source = apply_snowflake_layout(
             cargo_source(api_token=self.token, base_url=self.emulator.base_url, stats=stats, **args)
         )
@@ -125,3 +130,21 @@ def test_snowflake_backfill_merge_and_schema_evolution(live_emulator: Any, tmp_p
         schema = box.pipeline().default_schema
         clustered = [c for c, h in schema.get_table_columns("spans").items() if h.get("cluster")]
         assert clustered == ["workflow_uuid", "execution_started_at"]
+
+
+def test_snowflake_takes_the_catalogue_and_exports(live_emulator: Any, tmp_path: Path) -> None:
+    """The REST-fed tables (arrow with JSON and timestamp columns) load into Snowflake like the facts."""
+    from sources.cargo import DIMENSION_NAMES
+    from tests.snowflake_shim import fakesnow_destination
+
+    tables = [*DIMENSION_NAMES, "run_outputs", "run_metrics", "batch_failures"]
+    with fakesnow_destination(tmp_path / "fakesnow") as destination:
+        box = SnowflakeSandbox(tmp_path, live_emulator, destination)
+        stats = box.sync(tables=tables)
+        for table in tables:
+            loaded = box.query(f"SELECT count(*) FROM cargo.{table}")[0][0]
+            assert loaded == stats[table].rows > 0, table
+        named = box.query("SELECT count(*) FROM cargo.workflows WHERE name IS NULL")[0][0]
+        assert named == 0
+        outputs = box.query("SELECT count(*) FROM cargo.run_outputs WHERE created_at IS NULL")[0][0]
+        assert outputs == 0

@@ -182,9 +182,9 @@ def test_segment_download(served: Served) -> None:
     rows = rows_of(fetch(url_of(served, "/segmentation/segments/download", payload, key="urls")).text)
     assert [r["_id"] for r in rows] == ["c1", "c3", "c5"]
     assert list(rows[0])[:4] == ["_id", "_title", "_emitted_at", "name"]
+    hostile = {"kind": "sql", "name": "x", "clause": "_id IN (SELECT record_id FROM runs)"}
     bad = served.api.post("/segmentation/segments/download", json={"modelUuid": fx.model, "filter": {
-        "conjonction": "and", "groups": [{"conjonction": "and", "conditions": [{"kind": "sql", "name": "x",
-                                                                                "clause": "1"}]}]}})  # fmt: skip
+        "conjonction": "and", "groups": [{"conjonction": "and", "conditions": [hostile]}]}})  # fmt: skip
     assert bad.status_code == 400 and bad.json() == {"reason": "invalidFilter"}
 
 

@@ -106,7 +106,7 @@ def test_query_sends_the_documented_request(server_factory: Callable[..., tuple[
         "requests": 1,
         "retries": 0,
         "queries": 1,
-            "calls": 0,
+        "calls": 0,
         "rows": 1,
         "bytes_received": len(b'{"rows":[{"n":42}]}'),
         "failures": {},

@@ -18,7 +18,7 @@ from dlt.common.libs.pyarrow import py_arrow_to_table_schema_columns
 from dlt.common.schema import Schema
 from dlt.common.schema.utils import merge_columns
 
-from sources.cargo import TABLE_NAMES, cargo_source
+from sources.cargo import FACT_TABLES, cargo_source
 from sources.cargo.specs import TABLE_SPECS
 from sources.cargo.warehouse import (
     BIGQUERY_LAYOUTS,
@@ -34,7 +34,7 @@ UNREACHABLE = "http://127.0.0.1:9"
 
 
 def _source() -> Any:
-    return cargo_source(api_token="offline-token", base_url=UNREACHABLE)
+    return cargo_source(api_token="offline-token", base_url=UNREACHABLE, tables=list(FACT_TABLES))
 
 
 def _schema(source: Any) -> Schema:
@@ -59,7 +59,7 @@ def test_bigquery_hints_partition_by_time_and_cluster_by_workflow() -> None:
     source = apply_bigquery_layout(_source())
     expected_time = {"runs": "created_at", "batches": "created_at", "spans": "execution_started_at"}
     expected_time["records"] = "created_at"
-    for name in TABLE_NAMES:
+    for name in FACT_TABLES:
         table = source.resources[name].compute_table_schema()
         partitioned = [c for c, h in table["columns"].items() if h.get("x-bigquery-partition")]
         assert partitioned == [expected_time[name]], name
@@ -76,7 +76,7 @@ def test_bigquery_hints_partition_by_time_and_cluster_by_workflow() -> None:
 def test_snowflake_hints_cluster_on_workflow_and_time() -> None:
     source = apply_snowflake_layout(_source())
     schema = _schema(source)
-    for name in TABLE_NAMES:
+    for name in FACT_TABLES:
         table = source.resources[name].compute_table_schema()
         clustered = {c for c, h in table["columns"].items() if h.get("cluster")}
         assert clustered == set(SNOWFLAKE_CLUSTER_KEYS[name])
@@ -94,7 +94,7 @@ def test_layout_only_for_known_warehouses_and_only_selected_tables() -> None:
     assert list(only_runs.resources) == ["runs"]
     with pytest.raises(ValueError, match="dlt#3471"):
         BigQueryLayout("created_at", ("workflow_uuid", "created_at"))
-    assert set(BIGQUERY_LAYOUTS) == set(TABLE_NAMES) == set(SNOWFLAKE_CLUSTER_KEYS)
+    assert set(BIGQUERY_LAYOUTS) == set(FACT_TABLES) == set(SNOWFLAKE_CLUSTER_KEYS)
 
 
 # -- DDL dlt would issue --------------------------------------------------------------------------
@@ -113,7 +113,7 @@ def bigquery_client() -> Iterator[Any]:
 
 
 def test_bigquery_create_table_ddl(bigquery_client: Any) -> None:
-    for name in TABLE_NAMES:
+    for name in FACT_TABLES:
         columns = list(bigquery_client.schema.get_table_columns(name).values())
         (create,) = bigquery_client._get_table_update_sql(name, columns, generate_alter=False)
         layout = BIGQUERY_LAYOUTS[name]
@@ -141,7 +141,7 @@ def test_snowflake_create_and_alter_ddl() -> None:
     schema = _schema(apply_snowflake_layout(_source()))
     factory = dlt.destinations.snowflake(credentials="snowflake://user:password@offline-account/CARGO_DB")
     client = factory.client(schema, SnowflakeClientConfiguration()._bind_dataset_name(dataset_name="cargo"))
-    for name in TABLE_NAMES:
+    for name in FACT_TABLES:
         columns = list(schema.get_table_columns(name).values())
         create = client._get_table_update_sql(name, columns, generate_alter=False)[0]
         time_column = TABLE_SPECS[name].time_column.upper()

@@ -1,0 +1,222 @@
+"""The four measured approaches of ``bench.compare``, each run as its own child process.
+
+``python -m bench.compare_children`` reads JSON args (from stdin, or from the file named by its
+first argument, which is how a profiler wraps it) and prints one JSON object on its last line,
+with its own peak RSS. Programs:
+
+* ``cargo``: cargo-elt's source through dlt into DuckDB (a backfill, or a no-op incremental sync when
+  run again on the same pipeline directory);
+* ``restapi``: dlt's generic ``rest_api`` source over ``runs/list`` and ``spans/list``, offset paging
+  at the largest page the API accepts, into DuckDB (time-capped with dlt's own ``add_limit``);
+* ``naive``: a query-execute loop, ``SELECT ... ORDER BY <time, key> LIMIT 10000 OFFSET n`` per
+  table, row dicts yielded to dlt into DuckDB (time-capped);
+* ``ceiling``: given data queries fetched with httpx at the same concurrency, bodies thrown away
+  (``bench.children.run_raw``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+import traceback
+from collections.abc import Iterator
+from typing import Any
+
+from bench.harness import peak_rss_mb
+
+PAGE_ROWS = 10_000
+"""The query endpoint's result cap: the naive loop's page."""
+
+
+def _pipeline(args: dict[str, Any], name: str) -> Any:
+    import dlt
+
+    return dlt.pipeline(
+        pipeline_name=name,
+        destination=dlt.destinations.duckdb(args["database"]),
+        dataset_name="cargo",
+        pipelines_dir=args["pipelines_dir"],
+    )
+
+
+def _run_phases(pipeline: Any, data: Any) -> dict[str, float]:
+    """extract, normalize, load separately, with the times and the peak RSS after extract."""
+    started = time.monotonic()
+    pipeline.extract(data)
+    extracted = time.monotonic()
+    extract_rss = peak_rss_mb()
+    pipeline.normalize()
+    pipeline.load().raise_on_failed_jobs()
+    finished = time.monotonic()
+    return {
+        "extract_seconds": extracted - started,
+        "total_seconds": finished - started,
+        "extract_peak_rss_mb": extract_rss,
+    }
+
+
+def _row_counts(pipeline: Any, tables: list[str]) -> dict[str, int]:
+    """Rows normalized into each top-level table by the last run (nested tables not counted)."""
+    info = pipeline.last_trace.last_normalize_info
+    counts: dict[str, int] = info.row_counts if info is not None else {}
+    return {t: int(counts.get(t, 0)) for t in tables}
+
+
+def run_cargo(args: dict[str, Any]) -> dict[str, Any]:
+    """cargo-elt: a backfill from ``start_date``, or (same pipeline dir again) an incremental sync."""
+    from sources.cargo import SyncStats, cargo_source
+
+    stats = SyncStats()
+    pipeline = _pipeline(args, "bench_cargo")
+    source = cargo_source(
+        api_token=args["token"],
+        base_url=args["base_url"],
+        start_date=args.get("start_date", "2026-01-01"),
+        tables=args.get("tables"),
+        concurrency=args.get("concurrency", 4),
+        stats=stats,
+    )
+    result: dict[str, Any] = {}
+    try:
+        result.update(_run_phases(pipeline, source))
+    except Exception as exc:  # reported, not raised: the backfill check counts errors reaching the user
+        result["error"] = f"{type(exc).__name__}: {exc}"[-2000:]
+        result["traceback"] = traceback.format_exc()[-4000:]
+    result["tables"] = {
+        name: {
+            "rows": s.rows,
+            "data_queries": s.data_queries,
+            "planning_queries": s.planning_queries,
+            "retries": s.retries,
+            "splits": s.splits,
+            "seconds": s.seconds,
+        }
+        for name, s in stats.items()
+    }
+    result["rows"] = sum(s.rows for s in stats.values())
+    result["peak_rss_mb"] = peak_rss_mb()
+    return result
+
+
+def run_restapi(args: dict[str, Any]) -> dict[str, Any]:
+    """dlt's ``rest_api`` source as a first-time user would configure it, capped at ``cap_seconds``."""
+    from dlt.sources.rest_api import rest_api_source
+
+    config: Any = {
+        "client": {
+            "base_url": args["base_url"].rstrip("/") + "/v1/",
+            "auth": {"type": "bearer", "token": args["token"]},
+            "paginator": {
+                "type": "offset",
+                "limit": args["page_size"],
+                "offset_body_path": "offset",
+                "limit_body_path": "limit",
+                "total_path": "count",
+            },
+        },
+        "resource_defaults": {"endpoint": {"method": "POST"}},
+        "resources": [
+            {
+                "name": "runs",
+                "endpoint": {"path": "orchestration/runs/list", "json": {}, "data_selector": "runs"},
+            },
+            {
+                "name": "spans",
+                "endpoint": {
+                    "path": "orchestration/spans/list",
+                    "json": {"executionStartedAfter": args["start_iso"]},
+                    "data_selector": "spans",
+                },
+            },
+        ],
+    }
+    source = rest_api_source(config)
+    cap_rows = args.get("cap_rows")
+    if args.get("cap_seconds") or cap_rows:
+        # pages per resource: the row cap is shared by the two resources
+        pages = math.ceil(int(cap_rows) / args["page_size"] / 2) if cap_rows else None
+        source.add_limit(max_items=pages, max_time=float(args["cap_seconds"]) if args.get("cap_seconds") else None)
+    pipeline = _pipeline(args, "bench_restapi")
+    result: dict[str, Any] = dict(_run_phases(pipeline, source))
+    result["table_rows"] = _row_counts(pipeline, ["runs", "spans"])
+    result["rows"] = sum(result["table_rows"].values())
+    result["peak_rss_mb"] = peak_rss_mb()
+    return result
+
+
+def run_naive(args: dict[str, Any]) -> dict[str, Any]:
+    """A naive LIMIT/OFFSET loop over the query endpoint, dicts into dlt, capped at ``cap_seconds``."""
+    import dlt
+    import httpx
+
+    from sources.cargo.specs import TABLE_SPECS
+
+    url = args["base_url"].rstrip("/") + "/v1/orchestration/query"
+    cap = args.get("cap_seconds")
+    cap_rows = args.get("cap_rows")
+    read = [0]
+    client = httpx.Client(headers={"authorization": f"Bearer {args['token']}"}, timeout=120)
+    errors: list[str] = []
+    opened: list[float] = []
+
+    def table_pages(name: str) -> Any:
+        spec = TABLE_SPECS[name]
+        columns = ", ".join(spec.column_names)
+        order = ", ".join(spec.sort_key)
+
+        def pages() -> Iterator[list[dict[str, Any]]]:
+            if not opened:
+                opened.append(time.monotonic())
+            offset = 0
+            while (cap is None or time.monotonic() - opened[0] < cap) and (cap_rows is None or read[0] < cap_rows):
+                sql = f"SELECT {columns} FROM {name} ORDER BY {order} LIMIT {PAGE_ROWS} OFFSET {offset}"
+                response = client.post(url, json={"query": sql})
+                if response.status_code != 200:
+                    errors.append(f"{name} at offset {offset}: HTTP {response.status_code} {response.text[:300]}")
+                    return
+                rows: list[dict[str, Any]] = response.json()["rows"]
+                read[0] += len(rows)
+                if rows:
+                    yield rows
+                if len(rows) < PAGE_ROWS:
+                    return
+                offset += PAGE_ROWS
+
+        return dlt.resource(pages, name=name)
+
+    tables: list[str] = args["tables"]
+    pipeline = _pipeline(args, "bench_naive")
+    with client:
+        result: dict[str, Any] = dict(_run_phases(pipeline, [table_pages(t) for t in tables]))
+    result["table_rows"] = _row_counts(pipeline, tables)
+    result["rows"] = sum(result["table_rows"].values())
+    result["errors"] = errors
+    result["peak_rss_mb"] = peak_rss_mb()
+    return result
+
+
+def run_ceiling(args: dict[str, Any]) -> dict[str, Any]:
+    """The same data queries as cargo-elt's run, fetched with httpx and thrown away."""
+    from bench.children import run_raw
+
+    return run_raw(args)
+
+
+PROGRAMS = {"cargo": run_cargo, "restapi": run_restapi, "naive": run_naive, "ceiling": run_ceiling}
+
+
+def main() -> None:
+    """Read the JSON args, run the named program, print its JSON result."""
+    if len(sys.argv) > 1:
+        with open(sys.argv[1]) as handle:
+            args = json.load(handle)
+    else:
+        args = json.loads(sys.stdin.read())
+    program = PROGRAMS[args.pop("program")]
+    print(json.dumps(program(args)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,788 @@
+"""Segment exports: the records of a saved segment, or of a model filter, as one warehouse table each.
+
+Configuration (``sources.cargo.segments``, an array of tables)::
+
+    [[sources.cargo.segments]]
+    segment_uuid = "991c515b-963c-4c3b-ba19-e46f8fcc3521"   # a saved segment: its model, filter, sort, limit
+
+    [[sources.cargo.segments]]
+    model_uuid = "ec99469b-781b-4fc9-b701-f2785cbfea9d"     # or a model plus a filter (default: every record)
+    table_name = "us_software_companies"
+    update_column = "_emitted_at"                            # merge on _id, read only recent rows next time
+    filter = { conjonction = "and", groups = [
+        { conjonction = "and", conditions = [
+            { kind = "string", columnSlug = "country", operator = "is", values = ["US"] },
+        ] },
+    ] }
+    sort = [{ columnSlug = "employees", kind = "desc" }]
+
+How one export is read, and why:
+
+1. The whole list is validated up front (``parse_segment_exports``), filters included
+   (``filters.py``), because Cargo answers a misspelled ``conjonction`` or a ``value``/``values``
+   mix-up with an empty 200, not an error.
+2. The segment (``GET segmentation/segments/{uuid}``) and the model (``GET storage/models/{uuid}``)
+   are read: the model's column types choose the arrow types, and the filter's column slugs are
+   checked against it before the download is requested.
+3. ``POST segmentation/segments/download`` answers ``{urls: [...]}`` (one per shard) or ``{url}``.
+   Every shard is spooled to a temporary file first, all of them before any row is yielded: signed
+   URLs are short-lived, and if one expires mid-way the export is requested again and *all* shards
+   downloaded again, so rows from two exports are never mixed and none is yielded twice.
+4. The spooled files are parsed chunk by chunk (``pyarrow.csv.open_csv``; parquet and gzip are
+   recognised by their magic bytes) into arrow tables that dlt writes straight to parquet, and each
+   file is deleted once read. Memory stays flat whatever the export size.
+
+Loading: ``replace`` by default (the table is the segment as it is now). With ``update_column`` the
+table merges on ``_id`` and later syncs narrow the filter to rows whose ``update_column`` is after
+the last value seen (minus one day: Cargo's date operators compare days), kept in the resource state
+that dlt commits with the load. Records that leave a segment stay in a merged table.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import hashlib
+import logging
+import re
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, ClassVar
+
+import dlt
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
+from dlt.common.schema.typing import TColumnSchema
+from dlt.extract.resource import DltResource
+
+from .client import CargoClient
+from .errors import CargoApiError, CargoConfigurationError, CargoError, CargoProtocolError, SignedUrlExpired
+from .extract import TableStats
+from .filters import (
+    MATCH_ALL,
+    FilterProblems,
+    and_condition,
+    check_filter_columns,
+    check_sort_columns,
+    filter_problems,
+    sort_problems,
+)
+from .planner import is_uuid
+from .specs import TABLE_SPECS
+
+__all__ = [
+    "SETTING",
+    "ExportFailed",
+    "ResolvedExport",
+    "SegmentExport",
+    "arrow_type",
+    "download_shards",
+    "parse_segment_exports",
+    "read_export_files",
+    "resolve_export",
+    "segment_resources",
+]
+
+logger = logging.getLogger(__name__)
+
+SETTING = "sources.cargo.segments"
+DOWNLOAD_ENDPOINT = "segmentation/segments/download"
+ID_COLUMN = "_id"
+SYSTEM_COLUMNS = {"_id": "string", "_title": "string", "_emitted_at": "date"}
+"""Columns every Cargo model carries (REFERENCE.md 6.3), whether or not ``columns`` lists them."""
+
+MAX_EXPORT_ATTEMPTS = 3
+"""Fresh exports asked for when signed URLs keep expiring before all shards are downloaded."""
+DOWNLOAD_CONCURRENCY = 4
+"""Shards downloaded at once."""
+CSV_BLOCK_BYTES = 256 << 10
+"""Bytes of CSV parsed per block. Small on purpose: arrow's streaming reader reads a fixed number of
+blocks ahead (about 32), so 8 MB blocks held 255 MB of a 245 MB file in memory at once; 256 KB
+blocks hold about 8 MB."""
+YIELD_ROWS = 20_000
+"""Rows per yielded table: blocks are gathered up to this many rows (not copied into one chunk),
+so dlt handles about fifty tables per million rows. Measured on 1M companies: 20,000 rows peaked
+at about 80 MB above the imports, 50,000 at about 110 MB, 100,000 at about 140 MB."""
+CSV_THREADS = False
+"""One parsing thread: with two, the speed was the same on two cores and each thread's allocator
+arena added resident memory."""
+PARQUET_BATCH_ROWS = YIELD_ROWS
+
+_KEYS = ("segment_uuid", "model_uuid", "filter", "sort", "limit", "table_name", "update_column")
+_TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+_JSON_TYPES = ("object", "array", "vector")
+_TRUE = ["true", "True", "TRUE"]
+_FALSE = ["false", "False", "FALSE"]
+
+
+class _ArrowHintNotice(logging.Filter):
+    """Drops dlt's per-table notice that our hints differ from the arrow types, for our resources only.
+
+    Object/array columns travel as arrow strings (JSON text) and carry a ``json`` hint, and ``_id``
+    is hinted not null; dlt keeps the hints (which is what we want) but logs a warning for *every*
+    arrow table it receives, about fifty per million rows. The notice says nothing actionable here.
+    """
+
+    names: ClassVar[set[str]] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "when merging arrow schema with dlt schema" not in message:
+            return True
+        return not any(message.startswith(f"In resource: {name},") for name in self.names)
+
+
+_HINT_NOTICE = _ArrowHintNotice()
+logging.getLogger("dlt").addFilter(_HINT_NOTICE)
+
+
+class ExportFailed(CargoError):
+    """Signed URLs kept expiring before every shard of an export was downloaded."""
+
+
+@dataclass(frozen=True)
+class SegmentExport:
+    """One validated entry of ``sources.cargo.segments`` (``index`` is its position, for messages)."""
+
+    index: int
+    segment_uuid: str | None = None
+    model_uuid: str | None = None
+    filter: dict[str, Any] | None = None
+    sort: list[dict[str, str]] | None = None
+    limit: int | None = None
+    table_name: str | None = None
+    update_column: str | None = None
+
+    @property
+    def where(self) -> str:
+        """Where the entry sits in the configuration: ``sources.cargo.segments[i]``."""
+        return f"{SETTING}[{self.index}]"
+
+
+# -- configuration ---------------------------------------------------------------------------------
+
+
+def parse_segment_exports(raw: Any) -> list[SegmentExport]:
+    """The configured exports, every problem of every entry reported at once (``CargoConfigurationError``).
+
+    ``raw`` is what dlt hands over: a list of tables, or its JSON text when it came from an
+    environment variable; ``None`` or an empty list means no segment exports.
+    """
+    if raw is None or (isinstance(raw, str) and not raw.strip()):
+        return []
+    if isinstance(raw, str):
+        try:
+            raw = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise CargoConfigurationError(
+                f"{SETTING} is not a list of tables (JSON text from the environment could not be read: {exc})"
+            ) from None
+    raw = _plain(raw)
+    if isinstance(raw, dict):
+        raise CargoConfigurationError(
+            f"{SETTING} must be a list of tables: write [[sources.cargo.segments]] (double brackets) in TOML, "
+            "once per export"
+        )
+    if not isinstance(raw, list):
+        raise CargoConfigurationError(f"{SETTING} must be a list of tables, not {type(raw).__name__}")
+    problems = FilterProblems()
+    exports = [_parse_entry(index, entry, problems) for index, entry in enumerate(raw)]
+    seen: dict[str, int] = {}
+    for export in exports:
+        if export.table_name is None:
+            continue
+        key = export.table_name.lower()
+        if key in seen:
+            problems.add(
+                f"{export.where}.table_name", f"{export.table_name!r} is already used by {SETTING}[{seen[key]}]"
+            )
+        seen[key] = export.index
+    problems.raise_if_any()
+    return exports
+
+
+def _parse_entry(index: int, entry: Any, problems: FilterProblems) -> SegmentExport:
+    where = f"{SETTING}[{index}]"
+    if not isinstance(entry, dict):
+        problems.add(where, 'each export is a table: {segment_uuid = "..."} or {model_uuid = "...", filter = {...}}')
+        return SegmentExport(index)
+    for key in entry:
+        if key not in _KEYS:
+            close = [k for k in _KEYS if k.replace("_", "") == str(key).replace("_", "").lower()]
+            hint = f' (did you mean "{close[0]}"?)' if close else ""
+            problems.add(f"{where}.{key}", f"unknown key{hint}; allowed: {', '.join(_KEYS)}")
+    segment_uuid = _uuid_setting(entry, "segment_uuid", where, problems)
+    model_uuid = _uuid_setting(entry, "model_uuid", where, problems)
+    if ("segment_uuid" in entry) == ("model_uuid" in entry):
+        problems.add(
+            where,
+            "give exactly one of segment_uuid (a saved segment) or model_uuid (with filter, sort, limit)"
+            + (", not both" if "segment_uuid" in entry else ""),
+        )
+    flt: dict[str, Any] | None = None
+    sort: list[dict[str, str]] | None = None
+    limit: int | None = None
+    if "segment_uuid" in entry:
+        for key in ("filter", "sort", "limit"):
+            if key in entry:
+                problems.add(
+                    f"{where}.{key}",
+                    f"a saved segment brings its own {key}; to export with another one use model_uuid + filter",
+                )
+    else:
+        flt = entry.get("filter", MATCH_ALL)
+        filter_problems(flt, f"{where}.filter", problems)
+        if "sort" in entry:
+            sort = sort_problems(entry["sort"], f"{where}.sort", problems)
+        if "limit" in entry:
+            value = entry["limit"]
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                problems.add(f"{where}.limit", f"must be a whole number >= 1, not {value!r}")
+            else:
+                limit = value
+    table_name = entry.get("table_name")
+    if table_name is not None:
+        if not isinstance(table_name, str) or not _TABLE_NAME.match(table_name):
+            problems.add(
+                f"{where}.table_name",
+                f"{table_name!r} is not a table name: use letters, digits and underscores (not first), "
+                "at most 63 characters",
+            )
+            table_name = None
+        elif table_name.lower() in TABLE_SPECS or table_name.lower().startswith("_dlt"):
+            problems.add(f"{where}.table_name", f"{table_name!r} is taken by the source's own tables; choose another")
+            table_name = None
+    update_column = entry.get("update_column")
+    if update_column is not None and (not isinstance(update_column, str) or not update_column.strip()):
+        problems.add(f"{where}.update_column", f"must be a date column's slug, not {update_column!r}")
+        update_column = None
+    if update_column is not None and limit is not None:
+        problems.add(
+            f"{where}.update_column",
+            "cannot be combined with limit: later syncs read only recent rows, and the limit would apply to those",
+        )
+    return SegmentExport(
+        index=index,
+        segment_uuid=segment_uuid,
+        model_uuid=model_uuid,
+        filter=dict(flt) if isinstance(flt, dict) else None,
+        sort=sort,
+        limit=limit,
+        table_name=table_name,
+        update_column=update_column,
+    )
+
+
+def _uuid_setting(entry: Mapping[str, Any], key: str, where: str, problems: FilterProblems) -> str | None:
+    if key not in entry:
+        return None
+    value = entry[key]
+    if not is_uuid(value):
+        problems.add(f"{where}.{key}", f"{value!r} is not a UUID (8-4-4-4-12 hexadecimal digits)")
+        return None
+    return str(value).lower()
+
+
+def _plain(value: Any) -> Any:
+    """Config values as plain dicts/lists/scalars (dlt may hand over TOML document containers)."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    if isinstance(value, str):
+        return str(value)
+    return value
+
+
+# -- resolution (segment + model) ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ResolvedExport:
+    """An export with everything Cargo told about it: the filter to send and the model's columns."""
+
+    export: SegmentExport
+    model_uuid: str
+    filter: dict[str, Any]
+    sort: list[dict[str, str]] | None
+    limit: int | None
+    columns: dict[str, str]
+    """Column slug -> Cargo column type, in the model's order."""
+    id_column: str
+    default_table_name: str
+    label: str = field(default="")
+
+    @property
+    def table_name(self) -> str:
+        return self.export.table_name or self.default_table_name
+
+
+def resolve_export(client: CargoClient, export: SegmentExport) -> ResolvedExport:
+    """Read the segment (if any) and the model; check filter, sort and ``update_column`` against the model."""
+    where = export.where
+    segment: dict[str, Any] | None = None
+    if export.segment_uuid is not None:
+        segment = _get(client, f"segmentation/segments/{export.segment_uuid}", "segment", f"{where}.segment_uuid")
+        model_uuid = str(segment.get("modelUuid"))
+        saved = f"{where}: the saved segment {export.segment_uuid}'s filter"
+        problems = FilterProblems()
+        flt = segment.get("filter") or MATCH_ALL
+        filter_problems(flt, saved, problems)
+        raw_sort = segment.get("sort")
+        sort = sort_problems(raw_sort, f"{saved} sort", problems) if raw_sort else None
+        problems.raise_if_any()
+        raw_limit = segment.get("limit")
+        limit = int(raw_limit) if isinstance(raw_limit, int) and not isinstance(raw_limit, bool) else None
+        filter_where = saved
+        if export.update_column is not None and limit is not None:
+            raise CargoConfigurationError(
+                f"{where}.update_column: the saved segment has a limit ({limit}); later syncs read only recent "
+                "rows and the limit would apply to those. Export it without update_column, or by model_uuid + filter"
+            )
+    else:
+        assert export.model_uuid is not None
+        model_uuid = export.model_uuid
+        flt, sort, limit = dict(export.filter or MATCH_ALL), export.sort, export.limit
+        filter_where = f"{where}.filter"
+    model = _get(client, f"storage/models/{model_uuid}", "model", f"{where}.model_uuid")
+    columns = model_column_types(model)
+    check_filter_columns(flt, columns, filter_where)
+    if sort:
+        check_sort_columns(sort, columns, f"{where}.sort" if segment is None else f"{filter_where} sort")
+    if export.update_column is not None:
+        kind = columns.get(export.update_column)
+        if kind != "date":
+            found = f"is a {kind} column" if kind else "is not a column of the model"
+            dates = ", ".join(s for s, t in columns.items() if t == "date") or "none"
+            raise CargoConfigurationError(
+                f"{where}.update_column: {export.update_column!r} {found}; it must be a date column "
+                f"(the model's date columns: {dates})"
+            )
+    if segment is not None:
+        default = table_name_for(str(segment.get("name") or segment.get("slug") or export.segment_uuid))
+        label = f"segment {segment.get('name') or export.segment_uuid}"
+    else:
+        default = table_name_for(str(model.get("slug") or model.get("name") or model_uuid))
+        label = f"model {model.get('slug') or model_uuid}"
+    id_column = str(model.get("idColumnSlug") or ID_COLUMN)
+    return ResolvedExport(export, model_uuid, flt, sort, limit, columns, id_column, default, label)
+
+
+def _get(client: CargoClient, path: str, wrapper: str, setting: str) -> dict[str, Any]:
+    try:
+        body = client.call("GET", path)
+    except CargoApiError as exc:
+        if exc.status == 404 or (exc.reason or "").endswith("NotFound"):
+            raise CargoConfigurationError(
+                f"{setting}: Cargo has no such {wrapper} in this workspace ({exc.reason or exc.status})"
+            ) from None
+        raise
+    found = body.get(wrapper)
+    if not isinstance(found, dict):
+        raise CargoProtocolError(f"GET {path} answered without a {wrapper!r} object")
+    return found
+
+
+def model_column_types(model: Mapping[str, Any]) -> dict[str, str]:
+    """Column slug -> Cargo type of a model (``columns`` then ``additionalColumns``, system columns first)."""
+    types: dict[str, str] = dict(SYSTEM_COLUMNS)
+    for key in ("columns", "additionalColumns"):
+        for column in model.get(key) or []:
+            if isinstance(column, Mapping) and isinstance(column.get("slug"), str):
+                types[column["slug"]] = str(column.get("type") or "any")
+    return types
+
+
+def table_name_for(label: str) -> str:
+    """``segment_<label>`` in snake case (``Enterprise accounts`` -> ``segment_enterprise_accounts``)."""
+    snake = re.sub(r"[^a-z0-9]+", "_", label.lower()).strip("_") or "export"
+    return f"segment_{snake}"[:63].rstrip("_")
+
+
+# -- types -----------------------------------------------------------------------------------------
+
+
+def arrow_type(cargo_type: str | None) -> pa.DataType:
+    """The arrow type a Cargo column type is loaded as.
+
+    ``number`` is a double (Cargo's numbers are JSON/JavaScript numbers); ``date`` a UTC timestamp
+    (it holds dates and datetimes alike, so one type keeps the table's schema stable); objects,
+    arrays and vectors stay JSON text, marked as dlt ``json`` columns; ``any`` stays text.
+    """
+    if cargo_type == "number":
+        return pa.float64()
+    if cargo_type == "boolean":
+        return pa.bool_()
+    if cargo_type == "date":
+        return pa.timestamp("us", tz="UTC")
+    return pa.string()
+
+
+def column_hints(columns: Mapping[str, str], id_column: str) -> dict[str, TColumnSchema]:
+    """dlt column hints: JSON columns marked ``json``, the id column not null."""
+    hints: dict[str, TColumnSchema] = {
+        slug: {"name": slug, "data_type": "json"} for slug, kind in columns.items() if kind in _JSON_TYPES
+    }
+    hints[id_column] = {**hints.get(id_column, {"name": id_column}), "nullable": False}
+    return hints
+
+
+# -- reading files ---------------------------------------------------------------------------------
+
+
+def _sniff(path: Path) -> str:
+    with path.open("rb") as handle:
+        head = handle.read(4)
+    if not head:
+        return "empty"
+    if head == b"PAR1":
+        return "parquet"
+    if head[:2] == b"\x1f\x8b":
+        return "gzip"
+    return "csv"
+
+
+def _header(path: Path, compressed: bool) -> list[str]:
+    opener: Any = gzip.open if compressed else open
+    with opener(path, "rt", encoding="utf-8", newline="") as handle:
+        for row in csv.reader(handle):
+            return [str(name) for name in row]
+    return []
+
+
+def read_export_files(paths: Sequence[Path], columns: Mapping[str, str], delete: bool = True) -> Iterator[pa.Table]:
+    """Arrow tables of the spooled shards, chunk by chunk; each file is deleted once read (``delete``)."""
+    pool = pa.default_memory_pool()
+    for path in paths:
+        try:
+            for table in _read_file(path, columns):
+                yield table
+                del table
+                pool.release_unused()  # hand freed chunks back: the next tables' sizes differ
+        finally:
+            if delete:
+                path.unlink(missing_ok=True)
+
+
+def _read_file(path: Path, columns: Mapping[str, str]) -> Iterator[pa.Table]:
+    form = _sniff(path)
+    if form == "empty":
+        return
+    if form == "parquet":
+        parquet = pq.ParquetFile(path)
+        for batch in parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS):
+            yield _convert(pa.Table.from_batches([batch]), columns)
+        return
+    compressed = form == "gzip"
+    header = _header(path, compressed)
+    if not header:
+        return
+    types = {name: pa.string() if columns.get(name) == "date" else arrow_type(columns.get(name)) for name in header}
+    convert = pa_csv.ConvertOptions(
+        column_types=types,
+        null_values=[""],
+        strings_can_be_null=True,
+        quoted_strings_can_be_null=True,
+        true_values=_TRUE,
+        false_values=_FALSE,
+    )
+    stream = pa.input_stream(str(path), compression="gzip" if compressed else None)
+    try:
+        reader = pa_csv.open_csv(
+            stream,
+            read_options=pa_csv.ReadOptions(block_size=CSV_BLOCK_BYTES, use_threads=CSV_THREADS),
+            parse_options=pa_csv.ParseOptions(newlines_in_values=True),
+            convert_options=convert,
+        )
+        pending: list[pa.RecordBatch] = []
+        rows = 0
+        while True:
+            try:
+                batch = reader.read_next_batch()
+            except StopIteration:
+                break
+            pending.append(batch)
+            rows += batch.num_rows
+            if rows >= YIELD_ROWS:
+                table = _convert(pa.Table.from_batches(pending), columns)
+                pending, rows = [], 0
+                yield table
+        if pending:
+            yield _convert(pa.Table.from_batches(pending), columns)
+    except pa.ArrowInvalid as exc:
+        raise CargoProtocolError(f"could not parse the segment export {path.name}: {exc}") from None
+    finally:
+        stream.close()
+
+
+def _convert(table: pa.Table, columns: Mapping[str, str]) -> pa.Table:
+    """Text date columns as UTC timestamps (the rest was typed by the CSV reader or the parquet file)."""
+    for index, name in enumerate(table.column_names):
+        if columns.get(name) == "date" and pa.types.is_string(table.schema.field(index).type):
+            table = table.set_column(index, pa.field(name, arrow_type("date")), _timestamps(table.column(index), name))
+    return table
+
+
+_DAY_ONLY = r"^(\d{4}-\d{2}-\d{2})$"
+_NO_ZONE = r"^(\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)$"
+
+
+def _timestamps(text: pa.ChunkedArray, name: str) -> pa.ChunkedArray:
+    """``2026-09-25``, ``2026-09-25 07:52:37.237`` and ``2026-09-25T07:52:37.237Z`` alike, as UTC.
+
+    Exports mix them (dates, naive warehouse datetimes meaning UTC, ISO with a zone); arrow parses
+    only zoned strings into a zoned type, so the missing time or zone is appended first (two regex
+    replacements: measured, ``binary_join_element_wise`` alone added 34 MB of resident memory).
+    Values that still do not parse are loaded as null, with a warning, rather than failing the sync.
+    """
+    target = arrow_type("date")
+    dated = pc.replace_substring_regex(text, pattern=_DAY_ONLY, replacement=r"\1T00:00:00Z")
+    zoned = pc.replace_substring_regex(dated, pattern=_NO_ZONE, replacement=r"\1Z")
+    try:
+        return pc.cast(zoned, target)
+    except pa.ArrowInvalid:
+        pass
+    values: list[datetime | None] = []
+    bad = 0
+    for item in zoned.to_pylist():
+        parsed = _parse_instant(item)
+        bad += item is not None and parsed is None
+        values.append(parsed)
+    logger.warning("segment export column %s: %d value(s) are not dates and were loaded as null", name, bad)
+    return pa.chunked_array([pa.array(values, type=target)])
+
+
+def _parse_instant(text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def _empty_table(columns: Mapping[str, str]) -> pa.Table:
+    return pa.schema([pa.field(slug, arrow_type(kind)) for slug, kind in columns.items()]).empty_table()
+
+
+# -- downloads -------------------------------------------------------------------------------------
+
+
+def _export_urls(body: Mapping[str, Any]) -> list[str]:
+    """``{urls: [...]}`` (the client type) or ``{url}`` (the docs' samples), REFERENCE.md 6.1 [C]."""
+    urls = body.get("urls")
+    if isinstance(urls, list) and all(isinstance(u, str) and u for u in urls):
+        return list(urls)
+    url = body.get("url")
+    if isinstance(url, str) and url:
+        return [url]
+    raise CargoProtocolError(f"{DOWNLOAD_ENDPOINT} answered without url(s): keys {sorted(body)}")
+
+
+def download_shards(client: CargoClient, urls: Sequence[str], spool: Path) -> list[Path]:
+    """Every shard into ``spool``, in the export's order; ``SignedUrlExpired`` if any URL was refused."""
+    targets = [spool / f"shard-{index:05d}" for index in range(len(urls))]
+    if not urls:
+        return targets
+    pool = ThreadPoolExecutor(max_workers=min(DOWNLOAD_CONCURRENCY, len(urls)), thread_name_prefix="cargo-shard")
+    try:
+        futures = [pool.submit(client.download_to, url, target) for url, target in zip(urls, targets, strict=True)]
+        for future in futures:
+            future.result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    return targets
+
+
+def export_tables(client: CargoClient, resolved: ResolvedExport, flt: Mapping[str, Any]) -> Iterator[pa.Table]:
+    """The rows of one export as arrow tables: request it, spool every shard, then parse the files.
+
+    An expired signed URL means a fresh export (new URLs, every shard again), at most
+    ``MAX_EXPORT_ATTEMPTS`` times; nothing is yielded before all shards of one export are on disk.
+    """
+    payload: dict[str, Any] = {"modelUuid": resolved.model_uuid, "filter": dict(flt)}
+    if resolved.sort:
+        payload["sort"] = resolved.sort
+    if resolved.limit is not None:
+        payload["limit"] = resolved.limit
+    where = resolved.export.where
+    for attempt in range(1, MAX_EXPORT_ATTEMPTS + 1):
+        try:
+            body = client.call("POST", DOWNLOAD_ENDPOINT, payload)
+        except CargoApiError as exc:
+            if exc.reason == "invalidFilter":
+                sent = orjson.dumps(payload["filter"]).decode()
+                raise CargoConfigurationError(
+                    f"{where}: Cargo refused the filter (invalidFilter); sent {sent}"
+                ) from None
+            raise
+        urls = _export_urls(body)
+        spool = Path(tempfile.mkdtemp(prefix="cargo-segment-"))
+        try:
+            try:
+                files = download_shards(client, urls, spool)
+            except SignedUrlExpired as exc:
+                logger.warning(
+                    "%s (%s): a signed URL was refused before every shard was downloaded (%s); "
+                    "asking for a fresh export (attempt %d of %d)",
+                    where,
+                    resolved.label,
+                    exc,
+                    attempt,
+                    MAX_EXPORT_ATTEMPTS,
+                )
+                continue
+            yielded = False
+            for table in read_export_files(files, resolved.columns):
+                yielded = True
+                yield table
+            if not yielded:
+                yield _empty_table(resolved.columns)
+            return
+        finally:
+            shutil.rmtree(spool, ignore_errors=True)
+    raise ExportFailed(
+        f"{where} ({resolved.label}): the signed download URLs expired {MAX_EXPORT_ATTEMPTS} times before all "
+        "shards were downloaded; check the clock and the network speed to the file storage"
+    )
+
+
+# -- resources -------------------------------------------------------------------------------------
+
+
+def _fingerprint(resolved: ResolvedExport) -> str:
+    """What the incremental state is valid for: a different filter/model/column starts over."""
+    basis = orjson.dumps(
+        [resolved.model_uuid, resolved.filter, resolved.sort, resolved.export.update_column],
+        option=orjson.OPT_SORT_KEYS,
+    )
+    return hashlib.sha256(basis).hexdigest()[:16]
+
+
+def narrowed_filter(resolved: ResolvedExport, last_value: str | None) -> dict[str, Any]:
+    """The export's filter, AND ``update_column > (day of last_value - 1 day)`` when a last value is known.
+
+    Cargo's date operators take ``YYYY-MM-DD``; going back a whole day re-reads at most a day of
+    rows (the merge on ``_id`` absorbs them) and never misses one, whatever time zone the warehouse
+    compares days in.
+    """
+    column = resolved.export.update_column
+    if column is None or not last_value:
+        return resolved.filter
+    last = _parse_instant(last_value)
+    if last is None:
+        return resolved.filter
+    since = (last.date() - timedelta(days=1)).isoformat()
+    condition = {"kind": "date", "columnSlug": column, "operator": "greaterThan", "value": since}
+    return and_condition(resolved.filter, condition)
+
+
+def _max_instant(table: pa.Table, column: str) -> datetime | None:
+    if column not in table.column_names or table.num_rows == 0:
+        return None
+    value = pc.max(table.column(column)).as_py()
+    if isinstance(value, datetime):
+        return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    return None
+
+
+def _reader(
+    export: SegmentExport,
+    open_client: Callable[[], CargoClient],
+    resolved_early: ResolvedExport | None,
+    table_stats: TableStats | None,
+) -> Callable[[], Iterator[Any]]:
+    def read() -> Iterator[Any]:
+        with open_client() as client:
+            try:
+                resolved = resolved_early or resolve_export(client, export)
+                column = export.update_column
+                state = dlt.current.resource_state() if column else {}
+                fingerprint = _fingerprint(resolved)
+                last_value = state.get("last_value") if state.get("fingerprint") == fingerprint else None
+                flt = narrowed_filter(resolved, last_value)
+                newest = _parse_instant(last_value) if isinstance(last_value, str) else None
+                hints = dlt.mark.make_hints(columns=column_hints(resolved.columns, resolved.id_column))
+                first = True
+                for table in export_tables(client, resolved, flt):
+                    if column is not None:
+                        seen = _max_instant(table, column)
+                        if seen is not None and (newest is None or seen > newest):
+                            newest = seen
+                    if table_stats is not None:
+                        table_stats.add(rows=table.num_rows)
+                    yield dlt.mark.with_hints(table, hints) if first else table
+                    first = False
+                if column is not None:
+                    state["fingerprint"] = fingerprint
+                    state["last_value"] = newest.isoformat().replace("+00:00", "Z") if newest else None
+                    state["filter_sent"] = flt
+            finally:
+                if table_stats is not None:
+                    table_stats.add(retries=int(client.stats_snapshot().get("retries", 0)))
+
+    read.__name__ = f"segment_export_{export.index}"
+    return read
+
+
+def segment_resources(
+    exports: list[SegmentExport], open_client: Callable[[], CargoClient], stats: Any | None = None
+) -> list[DltResource]:
+    """One dlt resource per export, named after its table.
+
+    Exports without a ``table_name`` are resolved now (one GET of the segment and of the model) to
+    name them ``segment_<segment name>`` / ``segment_<model slug>``; two exports landing on the same
+    table are refused. ``stats``, when it is a dict (the source's ``SyncStats``), gets a
+    ``TableStats`` per table with rows and retries.
+    """
+    early: dict[int, ResolvedExport] = {}
+    unnamed = [e for e in exports if e.table_name is None]
+    if unnamed:
+        with open_client() as client:
+            for export in unnamed:
+                early[export.index] = resolve_export(client, export)
+    names: dict[str, SegmentExport] = {}
+    for export in exports:
+        name = export.table_name or early[export.index].table_name
+        clash = names.get(name.lower())
+        if clash is not None:
+            raise CargoConfigurationError(
+                f"{export.where} and {clash.where} would both load table {name!r}: set table_name on one of them"
+            )
+        if name.lower() in TABLE_SPECS:
+            raise CargoConfigurationError(
+                f"{export.where}: table {name!r} is one of the source's own tables; set table_name"
+            )
+        names[name.lower()] = export
+    resources: list[DltResource] = []
+    for export in exports:
+        name = export.table_name or early[export.index].table_name
+        table_stats: TableStats | None = None
+        if isinstance(stats, dict):
+            found = stats.setdefault(name, TableStats(name))
+            table_stats = found if isinstance(found, TableStats) else None
+        reader: Any = _reader(export, open_client, early.get(export.index), table_stats)
+        hints: dict[str, Any] = {"columns": {ID_COLUMN: {"name": ID_COLUMN, "nullable": False}}}
+        if export.update_column is not None:
+            hints["write_disposition"] = {"disposition": "merge", "strategy": "delete-insert"}
+            hints["primary_key"] = ID_COLUMN
+        else:
+            hints["write_disposition"] = "replace"
+        resources.append(dlt.resource(reader, name=name, table_name=name, **hints))
+        _ArrowHintNotice.names.add(name)
+    return resources
