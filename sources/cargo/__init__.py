@@ -41,7 +41,7 @@ from .incremental import UNBOUNDED_LOOKBACK_TABLES, BandTracker, IncrementalSett
 from .metrics import run_metrics_resource
 from .outputs import batch_outputs_resource, parse_output_targets, run_outputs_resource
 from .planner import QueryWindow, floor_ms
-from .segments import parse_segment_exports, segment_resources
+from .segments import parse_segment_exports, quiet_hint_notices, segment_resources
 from .settings import (
     DEFAULT_BASE_URL,
     DEFAULT_CONCURRENCY,
@@ -243,6 +243,7 @@ def cargo_source(
     segment_exports = parse_segment_exports(segments)  # checked even when not selected: a typo fails early
     if SEGMENT_TABLES in names and segment_exports:
         resources.extend(segment_resources(segment_exports, connection.open, sink))
+    quiet_hint_notices(r.name for r in resources)
     return resources
 
 

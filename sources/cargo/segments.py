@@ -47,7 +47,7 @@ import logging
 import re
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -142,6 +142,12 @@ class _ArrowHintNotice(logging.Filter):
 
 _HINT_NOTICE = _ArrowHintNotice()
 logging.getLogger("dlt").addFilter(_HINT_NOTICE)
+
+
+def quiet_hint_notices(names: Iterable[str]) -> None:
+    """Drop dlt's arrow-vs-hints notice for these resources too (the source's own tables: their JSON
+    columns are arrow strings with a ``json`` hint by design)."""
+    _HINT_NOTICE.names.update(names)
 
 
 class ExportFailed(CargoError):
