@@ -391,7 +391,8 @@ def run_sync(request: SyncRequest) -> tuple[list[TableSummary], float]:
     failure: str | None = None
     try:
         if request.full_refresh:
-            pipeline.drop_pending_packages()  # a refresh re-reads everything: an interrupted load is moot
+            if pipeline.has_pending_data:  # a refresh re-reads everything: an interrupted load is moot
+                pipeline.drop_pending_packages()
             pipeline.run(source, refresh="drop_sources")
         else:
             if pipeline.has_pending_data:
