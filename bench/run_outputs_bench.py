@@ -29,8 +29,10 @@ def main(argv: list[str] | None = None) -> int:
     with emulator_process(options.scale) as base_url:
         work = scratch_dir("cargo-outputs-bench-")
         result = run_child(
-            "bench.run_outputs_child",
+            "bench.children",
             {
+                "program": "sync",
+                "tables": ["run_outputs"],
                 "token": BENCH_TOKEN,
                 "base_url": base_url,
                 "database": str(work / "outputs.duckdb"),
@@ -38,9 +40,10 @@ def main(argv: list[str] | None = None) -> int:
             },
         )
     p = result.payload
-    rows = int(p["rows"])
+    table = p["tables"]["run_outputs"]
+    rows = int(table["rows"])
     print(f"rows exported      {rows:,} (target scale: at least {MIN_RUNS:,})")
-    print(f"exports (files)    {p['exports']:,}, planning queries {p['planning_queries']}")
+    print(f"exports (files)    {table['data_queries']:,}, planning queries {table['planning_queries']}")
     print(f"extract            {p['extract_seconds']:.1f} s, {rows / p['extract_seconds']:,.0f} rows/s")
     print(f"total (with load)  {p['total_seconds']:.1f} s, {rows / p['total_seconds']:,.0f} rows/s")
     print(f"peak RSS           extract {p['extract_peak_rss_mb']:.0f} MB, whole run {result.peak_rss_mb:.0f} MB")

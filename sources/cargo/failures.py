@@ -32,12 +32,12 @@ from .client import CargoClient
 from .errors import WindowTooLarge
 from .extract import TableStats
 from .planner import parse_timestamp, sql_timestamp, sql_uuid
+from .settings import PAGE_LIMIT
 
 logger = logging.getLogger(__name__)
 
 Row = dict[str, Any]
 
-PAGE = 10_000
 BATCHES_PER_GROUP = 50
 RUNS_PER_SPAN_QUERY = 500
 """Run uuids per spans query: keeps the statement short and the answer under 10,000 rows."""
@@ -72,7 +72,9 @@ def failed_batches_query(since: datetime | None, start: datetime, after: tuple[d
     if after is not None:
         at = sql_timestamp(after[0])
         where += f" AND (created_at > {at} OR (created_at = {at} AND uuid > {sql_uuid(after[1])}))"
-    return f"SELECT uuid, created_at, finished_at FROM batches WHERE {where} ORDER BY created_at, uuid LIMIT {PAGE}"
+    return (
+        f"SELECT uuid, created_at, finished_at FROM batches WHERE {where} ORDER BY created_at, uuid LIMIT {PAGE_LIMIT}"
+    )
 
 
 def _span(group: Sequence[FailedBatch], until: datetime) -> tuple[datetime, datetime]:
@@ -94,7 +96,7 @@ def failed_runs_query(group: Sequence[FailedBatch], until: datetime, after_uuid:
         where += f" AND uuid > {sql_uuid(after_uuid)}"
     return (
         "SELECT uuid, batch_uuid, workflow_uuid, record_id, record_title, error_message, created_at, finished_at "
-        f"FROM runs WHERE {where} ORDER BY uuid LIMIT {PAGE}"
+        f"FROM runs WHERE {where} ORDER BY uuid LIMIT {PAGE_LIMIT}"
     )
 
 
@@ -104,7 +106,7 @@ def failed_spans_query(run_uuids: Sequence[str], begin: datetime, end: datetime)
         "SELECT run_uuid, node_uuid, node_slug, execution_error_message, execution_index FROM spans "
         f"WHERE execution_started_at >= {sql_timestamp(begin)} AND execution_started_at < {sql_timestamp(end)} "
         f"AND run_uuid IN ({uuids}) AND execution_status = 'error' "
-        f"ORDER BY run_uuid, execution_index LIMIT {PAGE}"
+        f"ORDER BY run_uuid, execution_index LIMIT {PAGE_LIMIT}"
     )
 
 
@@ -126,7 +128,7 @@ def _group_failures(client: CargoClient, group: Sequence[FailedBatch], until: da
     while True:
         page = client.query(failed_runs_query(group, until, after))
         runs.extend(page)
-        if len(page) < PAGE:
+        if len(page) < PAGE_LIMIT:
             break
         after = str(page[-1]["uuid"])
     if not runs:
@@ -189,7 +191,7 @@ def batch_failures_resource(
                     stats.add(rows=len(rows))
                     if rows:
                         yield to_arrow(rows, FAILURE_COLUMNS)
-                if len(page) < PAGE:
+                if len(page) < PAGE_LIMIT:
                     break
                 after = (batches[-1].created_at, batches[-1].uuid)
             stats.add(data_queries=int(client.stats_snapshot().get("queries", 0)), seconds=time.monotonic() - started)

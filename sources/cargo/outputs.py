@@ -41,6 +41,7 @@ from .errors import CargoApiError, CargoConfigurationError, SignedUrlExpired
 from .extract import TableStats
 from .fetch import plan_windows
 from .planner import QueryWindow, is_uuid, parse_timestamp, sql_timestamp, sql_uuid
+from .settings import PAGE_LIMIT
 from .specs import TABLE_SPECS, TableSpec
 
 logger = logging.getLogger(__name__)
@@ -49,9 +50,6 @@ Row = dict[str, Any]
 
 RUN_OUTPUTS_TARGET = 9_500
 """Runs per export window: under the 10,000-run export cap with room for runs arriving meanwhile."""
-
-EXPORT_CAP = 10_000
-"""[D] ``runs/download-outputs`` exports at most this many runs."""
 
 BOUNDARY_PAD = timedelta(milliseconds=1)
 """[I] Whether ``createdAfter``/``createdBefore`` are inclusive is not documented. Each export asks
@@ -369,8 +367,6 @@ BATCH_OUTPUT_COLUMNS: TTableSchemaColumns = {
     "batch_finished_at": {"name": "batch_finished_at", "data_type": "timestamp", "timezone": True},
 }
 
-BATCH_PAGE = 10_000
-
 RECORD_ID_COLUMNS = ("_id", "id", "record_id")
 """[I] Input columns that hold the record id in a batch file (the model's ``_id`` in practice)."""
 
@@ -385,7 +381,7 @@ def finished_batches_query(since: datetime, until: datetime, after: tuple[dateti
         where += f" AND (finished_at > {stamp} OR (finished_at = {stamp} AND uuid > {sql_uuid(uuid)}))"
     return (
         "SELECT uuid, workflow_uuid, release_uuid, finished_at FROM batches "
-        f"WHERE {where} ORDER BY finished_at, uuid LIMIT {BATCH_PAGE}"
+        f"WHERE {where} ORDER BY finished_at, uuid LIMIT {PAGE_LIMIT}"
     )
 
 
@@ -495,7 +491,7 @@ def batch_outputs_resource(
                         yield from _loaded(pending.popleft().result(), stats)
                 while pending:
                     yield from _loaded(pending.popleft().result(), stats)
-                if len(batches) < BATCH_PAGE:
+                if len(batches) < PAGE_LIMIT:
                     break
                 after = (parse_timestamp(batches[-1]["finished_at"]), str(batches[-1]["uuid"]))
         stats.add(seconds=time.monotonic() - started)
