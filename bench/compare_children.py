@@ -30,12 +30,12 @@ PAGE_ROWS = 10_000
 """The query endpoint's result cap: the naive loop's page."""
 
 
-def _pipeline(args: dict[str, Any], name: str) -> Any:
+def _pipeline(args: dict[str, Any], name: str, credentials: Any = None) -> Any:
     import dlt
 
     return dlt.pipeline(
         pipeline_name=name,
-        destination=dlt.destinations.duckdb(args["database"]),
+        destination=dlt.destinations.duckdb(credentials if credentials is not None else args["database"]),
         dataset_name="cargo",
         pipelines_dir=args["pipelines_dir"],
     )
@@ -66,10 +66,15 @@ def _row_counts(pipeline: Any, tables: list[str]) -> dict[str, int]:
 
 def run_cargo(args: dict[str, Any]) -> dict[str, Any]:
     """cargo-elt: a backfill from ``start_date``, or (same pipeline dir again) an incremental sync."""
+    from pipelines.sync import DEFAULT_DUCKDB_MEMORY_LIMIT, duckdb_credentials
     from sources.cargo import FACT_TABLES, SyncStats, cargo_source
+    from sources.cargo.memory import tune_allocator
 
+    tune_allocator()  # as `cargo-elt sync` does for its own process
     stats = SyncStats()
-    pipeline = _pipeline(args, "bench_cargo")
+    # the DuckDB settings `cargo-elt sync` loads with (b and c keep dlt's defaults, as their users would)
+    credentials = duckdb_credentials(args["database"], args.get("duckdb_memory_limit", DEFAULT_DUCKDB_MEMORY_LIMIT))
+    pipeline = _pipeline(args, "bench_cargo", credentials)
     source = cargo_source(
         api_token=args["token"],
         base_url=args["base_url"],

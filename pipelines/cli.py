@@ -41,6 +41,11 @@ def build_parser() -> argparse.ArgumentParser:
     sync.add_argument("--progress", default="log", choices=["bar", "log", "none"])
     sync.add_argument("--pipeline-name", default="cargo", help="dlt pipeline name (default cargo)")
     sync.add_argument("--duckdb-path", default=None, help="DuckDB file (default <pipeline-name>_warehouse.duckdb here)")
+    sync.add_argument(
+        "--duckdb-memory-limit",
+        default=None,
+        help="DuckDB's memory while loading; it spills to disk beyond (default 128MB; none: DuckDB's own default)",
+    )
 
     demo = commands.add_parser("demo", help="emulator + backfill + incremental sync into DuckDB, then answers")
     demo.add_argument("--scale", default="small", choices=["tiny", "small", "medium"])
@@ -82,7 +87,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _sync(args: argparse.Namespace) -> int:
+    from sources.cargo.memory import tune_allocator
+
     from .sync import SyncFailed, SyncRequest, UserInputError, format_summary, parse_when, run_sync
+
+    tune_allocator()  # this process is ours: fewer malloc arenas for the reader threads
 
     try:
         request = SyncRequest(
@@ -96,6 +105,7 @@ def _sync(args: argparse.Namespace) -> int:
             progress=args.progress,
             pipeline_name=args.pipeline_name,
             duckdb_path=args.duckdb_path,
+            **({"duckdb_memory_limit": args.duckdb_memory_limit} if args.duckdb_memory_limit is not None else {}),
         )
         summaries, seconds = run_sync(request)
     except UserInputError as exc:

@@ -209,7 +209,10 @@ def cargo_source(
                 reader,
                 name=name,
                 primary_key=list(spec.primary_key),
-                write_disposition={"disposition": "merge", "strategy": "delete-insert"},
+                # one read per table and sync, disjoint windows, versions of a row dropped on the
+                # way (``drop_adjacent_versions``): the staged rows are unique, so the merge skips
+                # its deduplication, which cost more memory than everything else of a load
+                write_disposition={"disposition": "merge", "strategy": "delete-insert", "deduplicated": True},
                 columns=_columns(spec, hard_delete),
             )
         )

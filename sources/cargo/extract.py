@@ -16,12 +16,14 @@ import re
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from queue import SimpleQueue
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from .errors import (
     CargoProtocolError,
@@ -32,6 +34,7 @@ from .errors import (
     WindowTooNarrow,
 )
 from .fetch import fetch_pages, plan_windows
+from .memory import release_free_memory
 from .pages import CodecChoice, RowObjects
 from .planner import Predicate, QueryWindow, UpdatedAfter, cursor_after, range_condition, sql_string
 from .settings import MAX_COLUMNS_TO_READ
@@ -87,6 +90,11 @@ class CountingExecutor:
 class _WindowResult:
     tables: list[pa.Table]
     remainder: tuple[QueryWindow, ...] = ()
+    """Halves still to read, when the server refused the window (scan, time or memory cap)."""
+    continuation: QueryWindow | None = None
+    """What is left after the first page, when only one page was asked for (``first_page_only``)."""
+    refused: bool = False
+    """``first_page_only`` and the server refused even one page of the whole range."""
 
 
 def _read_window(
@@ -95,7 +103,14 @@ def _read_window(
     window: QueryWindow,
     predicate: Predicate | None,
     codecs: CodecChoice,
+    first_page_only: bool = False,
+    emit: Callable[[pa.Table], None] | None = None,
 ) -> _WindowResult:
+    """Every page of ``window``; each page goes to ``emit`` as soon as it is decoded, if given.
+
+    Handing pages over one by one (rather than with the window) keeps at most about one page per
+    reader in memory: a window is several pages read one after the other.
+    """
     tables: list[pa.Table] = []
     current = window
     while True:
@@ -103,10 +118,17 @@ def _read_window(
         try:
             for page in fetch_pages(executor, spec, current, predicate, codec=codec):
                 if page.table is not None:
-                    tables.append(page.table)
+                    if emit is None:
+                        tables.append(page.table)
+                    else:
+                        emit(page.table)
                     current = current.resumed_at(cursor_after(spec, page.last)) if page.last else current
+                if first_page_only and not page.ends_window:
+                    return _WindowResult(tables, continuation=current)
             return _WindowResult(tables)
         except WindowTooLarge as exc:
+            if first_page_only and not tables:
+                return _WindowResult(tables, refused=True)
             unread = exc.window or current
             if not unread.can_split():
                 raise WindowTooNarrow(spec.name, unread, exc) from exc
@@ -116,6 +138,33 @@ def _read_window(
                 raise
             logger.warning("%s: the server refused packed pages (%s); reading row objects instead", spec.name, exc)
             codecs.fall_back()
+
+
+def _first_page_then_plan(
+    planner: CountingExecutor,
+    fetcher: CountingExecutor,
+    spec: TableSpec,
+    window: QueryWindow,
+    predicate: Predicate | None,
+    codecs: CodecChoice,
+) -> tuple[list[pa.Table], list[QueryWindow]]:
+    """One page of the whole range first; a histogram only for what that page did not cover.
+
+    An incremental sync usually finds fewer rows than a page holds, so it costs one data query and
+    no planning at all. When the page comes back full, the rest of the range (from the page's last
+    row, resumed by keyset) is planned as usual; a range the server refuses to read in one go (over
+    the scan cap) is planned whole. The page is never wasted: it is the first page any plan would read.
+    """
+    probe = _read_window(fetcher, spec, window, predicate, codecs, first_page_only=True)
+    if probe.refused:
+        return [], plan_windows(planner, spec, window, predicate)
+    rest = probe.continuation
+    if rest is None:
+        return probe.tables, []
+    if rest.cursor is None:  # a full page without a usable last row is not produced by fetch_pages
+        return probe.tables, plan_windows(planner, spec, rest, predicate)
+    planned = plan_windows(planner, spec, QueryWindow(rest.effective_start, rest.end), predicate)
+    return probe.tables, [planned[0].resumed_at(rest.cursor), *planned[1:]]
 
 
 def read_range(
@@ -157,28 +206,53 @@ def read_range(
     fetcher = CountingExecutor(client, stats, "data_queries")
     original = spec.for_read()
     spec = check_schema(planner, original, predicate) if schema_check else original
-    queue: deque[QueryWindow] = deque(plan_windows(planner, spec, window, predicate))
-    stats.add(windows=len(queue))
-    in_flight: set[Future[_WindowResult]] = set()
+    first_tables, planned = _first_page_then_plan(planner, fetcher, spec, window, predicate, codecs)
+    queue: deque[QueryWindow] = deque(planned)
+    stats.add(windows=1 + len(queue))
+    pages: SimpleQueue[tuple[str, Any]] = SimpleQueue()
+    stopped = threading.Event()
+
+    def emit(table: pa.Table) -> None:
+        if stopped.is_set():  # the consumer is gone (an error elsewhere, or dlt closed the generator)
+            raise _ReadAbandoned
+        pages.put(("page", table))
+
+    def read(window: QueryWindow) -> None:
+        try:
+            pages.put(("done", _read_window(fetcher, spec, window, predicate, codecs, emit=emit)))
+        except BaseException as exc:  # handed to the consumer, which raises it in dlt's thread
+            pages.put(("error", exc))
+
+    active = 0
     try:
-        while queue or in_flight:
-            while queue and len(in_flight) < max(1, concurrency):
-                in_flight.add(pool.submit(_read_window, fetcher, spec, queue.popleft(), predicate, codecs))
-            done, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
-            for future in done:
-                result = future.result()
-                if result.remainder:
-                    stats.add(splits=1, windows=len(result.remainder))
-                    # depth first: a window the server keeps refusing reaches one millisecond (and
-                    # ``WindowTooNarrow``) after ~35 splits, instead of after every window of each level
-                    queue.extendleft(reversed(result.remainder))
-                for table in result.tables:
-                    if table.num_rows:
-                        yield conform(table, original)
+        for table in first_tables:
+            if table.num_rows:
+                yield drop_adjacent_versions(conform(table, original), original)
+        while queue or active:
+            while queue and active < max(1, concurrency):
+                pool.submit(read, queue.popleft())
+                active += 1
+            kind, value = pages.get()
+            if kind == "page":
+                if value.num_rows:
+                    yield drop_adjacent_versions(conform(value, original), original)
+                continue
+            active -= 1
+            if kind == "error":
+                raise value
+            if value.remainder:
+                stats.add(splits=1, windows=len(value.remainder))
+                # depth first: a window the server keeps refusing reaches one millisecond (and
+                # ``WindowTooNarrow``) after ~35 splits, instead of after every window of each level
+                queue.extendleft(reversed(value.remainder))
     finally:
-        for future in in_flight:
-            future.cancel()
+        stopped.set()
         stats.add(seconds=time.monotonic() - started)
+        release_free_memory()  # what the readers freed, before the next table or the load
+
+
+class _ReadAbandoned(Exception):
+    """Raised in a reader thread whose table's read was abandoned, to stop reading its window."""
 
 
 # -- schema drift ------------------------------------------------------------------------------------
@@ -351,3 +425,38 @@ def conform(table: pa.Table, spec: TableSpec) -> pa.Table:
             arrays.append(table.column(name))
             fields.append(table.schema.field(name))
     return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+
+
+def drop_adjacent_versions(table: pa.Table, spec: TableSpec) -> pa.Table:
+    """``table`` with one row per primary key: the version with the greatest update value.
+
+    Cargo's tables of mutable rows are most likely ReplacingMergeTree (REFERENCE.md 4.6): until
+    ClickHouse merges them, a read can return two versions of one row. A page is ordered by
+    ``(time, primary key)`` and the time column never changes for a row, so versions of one row
+    are neighbours. Removing them here is what lets the merge skip its own deduplication
+    (``deduplicated`` in the resources' write disposition): that window function over the whole
+    staging table was the largest memory cost of a load (9 GB for 5 M spans in DuckDB).
+    """
+    if table.num_rows < 2:
+        return table
+    same: Any = None
+    for name in spec.primary_key:
+        column = table.column(name)
+        equal = pc.equal(column.slice(1), column.slice(0, table.num_rows - 1))
+        same = equal if same is None else pc.and_(same, equal)
+    same = pc.fill_null(same, False)
+    if not pc.any(same).as_py():
+        return table
+    follows_previous = same.to_pylist()  # [i] is True when row i + 1 has row i's key
+    updates = table.column(spec.update_column).to_pylist()
+    keep: list[int] = []
+    row = 0
+    while row < table.num_rows:
+        best = last = row
+        while last + 1 < table.num_rows and follows_previous[last]:
+            last += 1
+            if updates[last] is not None and (updates[best] is None or updates[last] > updates[best]):
+                best = last
+        keep.append(best)
+        row = last + 1
+    return table.take(pa.array(keep, type=pa.int64()))

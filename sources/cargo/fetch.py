@@ -155,11 +155,13 @@ def fetch_pages(
         except WindowTooLarge as exc:
             exc.window = current
             raise
+        last = page.last
+        page.ends_window = page.count < limit or last is None
         if page.count:
             yield page
-        if page.count < limit or page.last is None:
+        if page.ends_window or last is None:
             return
-        cursor = cursor_after(spec, page.last)
+        cursor = cursor_after(spec, last)
         if cursor == current.cursor:
             raise KeysetStalled(
                 f"{spec.name} {current}: a full page ended where it started ({cursor}); "

@@ -74,6 +74,9 @@ class ReadPlan:
         return self.end <= self.start
 
 
+BAND_PRUNE_MIN_ROWS = 50_000
+"""Band candidates kept before the first prune (a few MB of key columns)."""
+
 UNBOUNDED_LOOKBACK_TABLES = frozenset({"runs", "batches", "records"})
 """Tables whose rows change long after their time-column value (see the module docstring)."""
 
@@ -132,7 +135,9 @@ class BandTracker:
         self.previous_max = parse_timestamp(previous) if previous is not None else None
         self.known: set[str] = set(state.get("band", []))
         self.max_updated = self.previous_max
-        self._seen_band: dict[str, datetime] = {}
+        self._band_parts: list[pa.Table] = []
+        self._band_rows = 0
+        self._band_floor = BAND_PRUNE_MIN_ROWS
 
     def admit(self, table: pa.Table) -> pa.Table:
         """The rows of ``table`` that are not already in the destination, noting the new band."""
@@ -156,17 +161,34 @@ class BandTracker:
         return table
 
     def _remember_band(self, table: pa.Table) -> None:
+        """Keep the key and update columns of rows that may end up in the next band.
+
+        Kept as arrow slices, not hashes: during a backfill nearly every window is the newest so far,
+        so most rows are "recent" when admitted and only the last ``overlap`` of them stay recent.
+        Hashing happens once, at commit; the slices are pruned whenever they outgrow what they held
+        after the last prune, which bounds them by the band itself rather than by the rows read.
+        """
         if self.max_updated is None:
             return
-        threshold = self.max_updated - self.overlap
         update = table.column(self.spec.update_column)
-        recent = pc.greater(update, pa.scalar(threshold, type=update.type))
+        recent = pc.greater(update, pa.scalar(self.max_updated - self.overlap, type=update.type))
         if not pc.any(recent).as_py():
             return
-        recent_rows = table.filter(recent)
-        updates = recent_rows.column(self.spec.update_column).to_pylist()
-        for key, value in zip(row_keys(self.spec, recent_rows), updates, strict=True):
-            self._seen_band[key] = value
+        columns = [*self.spec.primary_key, self.spec.update_column]
+        self._band_parts.append(table.select(columns).filter(recent))
+        self._band_rows += self._band_parts[-1].num_rows
+        if self._band_rows > 2 * self._band_floor:
+            self._prune_band()
+
+    def _prune_band(self) -> None:
+        if not self._band_parts or self.max_updated is None:
+            return
+        kept = pa.concat_tables(self._band_parts, promote_options="permissive")
+        update = kept.column(self.spec.update_column)
+        kept = kept.filter(pc.greater(update, pa.scalar(self.max_updated - self.overlap, type=update.type)))
+        self._band_parts = [kept.combine_chunks()] if kept.num_rows else []
+        self._band_rows = kept.num_rows
+        self._band_floor = max(BAND_PRUNE_MIN_ROWS, kept.num_rows)
 
     def commit(self, state: MutableMapping[str, Any], frontier: datetime) -> None:
         """Write the table's new state (called once every window of the read is loaded)."""
@@ -175,7 +197,9 @@ class BandTracker:
             return
         state["max_updated"] = self.max_updated.isoformat()
         threshold = self.max_updated - self.overlap
-        band = {key for key, value in self._seen_band.items() if value > threshold}
+        self._prune_band()
+        parts = self._band_parts
+        band = set(row_keys(self.spec, pa.concat_tables(parts, promote_options="permissive"))) if parts else set()
         if self.previous_max is not None and self.previous_max > threshold:
             band |= self.known  # rows of the old band that still lie in the new one
         state["band"] = sorted(band)

@@ -47,6 +47,8 @@ class Page:
     last: Mapping[str, Any] | None
     table: pa.Table | None = None
     rows: list[Row] | None = None
+    ends_window: bool = False
+    """Set by ``fetch_pages``: the page came back short, so nothing of its window is left to read."""
 
 
 class PageCodec(Protocol):

@@ -40,34 +40,40 @@ PAGE_LIMIT: Final = MAX_RESULT_ROWS
 MIN_PAGE_LIMIT: Final = 500
 """Smallest page the fetcher shrinks to after a result-cap error before giving up."""
 
-DEFAULT_WINDOW_TARGET_ROWS: Final = 9_500
-"""Rows a planned window should hold at most.
+DEFAULT_WINDOW_TARGET_ROWS: Final = 39_500
+"""Rows a planned window should hold at most: four pages, read one after the other by keyset.
 
-Below the 10,000-row page so rows that land between planning and fetching still fit in one page,
-but not so far below that the query count drifts more than 10 % above ``ceil(rows / 10_000)``:
-with 9,000 even perfect packing would cost 11 % extra queries.
+A window costs ``rows // 10_000 + 1`` page queries, so the only waste is its last page's empty part.
+Windows of one page (9,500, the first design) waste that part on every page and need finer
+histograms to pack well; measured on the emulator's 5.1 M bursty spans (offline replay of the
+planner, ``docs/PERFORMANCE.md``): one-page windows gave 1.14-1.17x the ideal page count with 11-15
+refinement histograms, four-page windows 1.05x with 4. The 500 rows under 40,000 leave room for
+rows that arrive between planning and reading; windows stay far under the scan cap, and a large
+range still makes dozens of windows for the parallel readers.
 """
 
 DEFAULT_WINDOW_SCAN_ROWS: Final = 8_000_000
 """Rows a window may span before filtering (changed-rows reads): under the 10 M scan cap with room
 for ClickHouse reading whole granules at both ends of a range."""
 
-HISTOGRAM_MAX_BUCKETS: Final = 4_000
-"""Most buckets one histogram query may return; well under the 10,000-row result cap."""
+HISTOGRAM_MAX_BUCKETS: Final = 9_000
+"""Most buckets one histogram query may return: under the 10,000-row result cap with room for the
+bucket epoch alignment adds at each end. The finer the first histogram, the fewer refinements."""
 
 HISTOGRAM_BUCKET_FRACTION: Final = 16
 """Planning refines buckets until each holds at most ``target_rows / 16`` rows, which bounds the
 packing loss (a window closes early by less than one bucket) to about 6 %."""
 
-HISTOGRAM_MAX_REFINE_DEPTH: Final = 2
+HISTOGRAM_MAX_REFINE_DEPTH: Final = 1
 """How many times a dense stretch is re-histogrammed at a finer step: bounds planning queries."""
 
 HISTOGRAM_REFINE_BUDGET_MIN: Final = 4
 HISTOGRAM_REFINE_BUDGET_SHARE: Final = 0.1
-"""Refinement queries of one plan: at most ``max(4, 10 % of the expected page queries)``.
+"""Refinement queries of one plan: at most ``max(4, 10 % of the expected windows)``.
 
-Measured on the emulator's bursty ``spans`` (724k rows, ideal 73 pages): budgets of 5 %, 10 %, 20 %
-and unlimited gave 83, 80, 80 and 79 pages for 4, 7, 15 and 42 refinement queries."""
+Measured with one-page windows on the emulator's bursty ``spans`` (724k rows, ideal 73 pages):
+budgets of 5 %, 10 %, 20 % and unlimited gave 83, 80, 80 and 79 pages for 4, 7, 15 and 42
+refinement queries; with four-page windows the 5.1 M spans of ``big`` need 4."""
 
 MIN_WINDOW: Final = timedelta(milliseconds=1)
 """The time columns are ``DateTime64(3)``: a window narrower than one millisecond cannot be split."""

@@ -428,6 +428,12 @@ BAD_INPUTS = (
         in_process=True,
     ),
     BadInput(
+        "DuckDB memory limit that is not a size",
+        ("--base-url", "{url}", "--duckdb-memory-limit", "lots"),
+        ("--duckdb-memory-limit 'lots' is not a size", "256MB"),
+        in_process=True,
+    ),
+    BadInput(
         "SQL in --tables",
         ("--base-url", "{url}", "--tables", "runs; DROP TABLE runs --"),
         ("unknown table(s) runs; DROP TABLE runs --", "--tables"),

@@ -30,7 +30,7 @@ from sources.cargo.planner import (
     sql_timestamp,
     sql_uuid,
 )
-from sources.cargo.settings import HISTOGRAM_BUCKET_FRACTION
+from sources.cargo.settings import HISTOGRAM_BUCKET_FRACTION, HISTOGRAM_MAX_BUCKETS, MAX_RESULT_ROWS
 from sources.cargo.specs import RECORDS, RUNS, SPANS
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
@@ -309,8 +309,9 @@ def test_plan_step_keeps_histograms_well_under_the_result_cap() -> None:
         window = QueryWindow(T0, T0 + span)
         step_s = plan_step(window) / 1000
         span_s = (window.end - window.start).total_seconds()
-        assert step_s >= 1 and span_s / step_s + 1 <= 4000
-        assert step_s == 1 or span_s / step_s > 1000 or step_s > 86400  # not coarser than needed
+        assert step_s >= 1 and span_s / step_s + 1 <= HISTOGRAM_MAX_BUCKETS < MAX_RESULT_ROWS
+        # not coarser than needed: the ladder's steps are at most 2.5x apart
+        assert step_s == 1 or span_s / step_s > HISTOGRAM_MAX_BUCKETS / 2.5 or step_s > 86400
 
 
 def test_parse_histogram_clips_to_the_window() -> None:
