@@ -44,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     sync.add_argument(
         "--duckdb-memory-limit",
         default=None,
-        help="DuckDB's memory while loading; it spills to disk beyond (default 128MB; none: DuckDB's own default)",
+        help="DuckDB's memory while loading; it spills to disk beyond (default 256MB; none: DuckDB's own default)",
     )
 
     demo = commands.add_parser("demo", help="emulator + backfill + incremental sync into DuckDB, then answers")

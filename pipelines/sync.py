@@ -25,13 +25,14 @@ PIPELINE_NAME = "cargo"
 DEFAULT_DATASET = "cargo"
 DEFAULT_DESTINATION = "duckdb"
 
-DEFAULT_DUCKDB_MEMORY_LIMIT = "128MB"
+DEFAULT_DUCKDB_MEMORY_LIMIT = "256MB"
 """DuckDB's ``memory_limit`` while it loads (it spills to a temporary file beyond it).
 
 DuckDB runs inside the sync's own process and takes 80 % of the machine's memory by default; the
-load of 5.1 M spans then peaked at 2.2 GB. With 128 MB (and ``preserve_insertion_order`` off, which
-a merge does not need) the whole sync peaked at 482 MB, for a load 1.3x slower than at 256 MB
-(594 MB) (``docs/PERFORMANCE.md``)."""
+merge of 5.1 M spans then peaked at 2.3 GB (its deduplicating window function). With 256 MB (and
+``preserve_insertion_order`` off, which a merge does not need) the sync peaked at 684 MB, the load
+taking 75 s instead of 35 s. 128 MB ran out of memory reading a parquet file with large row groups.
+``--duckdb-memory-limit none`` gives DuckDB its default back (``docs/PERFORMANCE.md``)."""
 
 _MEMORY_SIZE = re.compile(r"\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)", re.IGNORECASE)
 

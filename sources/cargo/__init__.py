@@ -209,10 +209,10 @@ def cargo_source(
                 reader,
                 name=name,
                 primary_key=list(spec.primary_key),
-                # one read per table and sync, disjoint windows, versions of a row dropped on the
-                # way (``drop_adjacent_versions``): the staged rows are unique, so the merge skips
-                # its deduplication, which cost more memory than everything else of a load
-                write_disposition={"disposition": "merge", "strategy": "delete-insert", "deduplicated": True},
+                # not declared ``deduplicated`` although a sync stages each row once: dlt re-runs a
+                # load job that a crash interrupted after its copy, so a resumed load can stage a file
+                # twice, and only the merge's own deduplication keeps that exact (docs/PERFORMANCE.md)
+                write_disposition={"disposition": "merge", "strategy": "delete-insert"},
                 columns=_columns(spec, hard_delete),
             )
         )

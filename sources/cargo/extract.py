@@ -23,7 +23,6 @@ from queue import SimpleQueue
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from .errors import (
     CargoProtocolError,
@@ -227,7 +226,7 @@ def read_range(
     try:
         for table in first_tables:
             if table.num_rows:
-                yield drop_adjacent_versions(conform(table, original), original)
+                yield conform(table, original)
         while queue or active:
             while queue and active < max(1, concurrency):
                 pool.submit(read, queue.popleft())
@@ -235,7 +234,7 @@ def read_range(
             kind, value = pages.get()
             if kind == "page":
                 if value.num_rows:
-                    yield drop_adjacent_versions(conform(value, original), original)
+                    yield conform(value, original)
                 continue
             active -= 1
             if kind == "error":
@@ -425,38 +424,3 @@ def conform(table: pa.Table, spec: TableSpec) -> pa.Table:
             arrays.append(table.column(name))
             fields.append(table.schema.field(name))
     return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
-
-
-def drop_adjacent_versions(table: pa.Table, spec: TableSpec) -> pa.Table:
-    """``table`` with one row per primary key: the version with the greatest update value.
-
-    Cargo's tables of mutable rows are most likely ReplacingMergeTree (REFERENCE.md 4.6): until
-    ClickHouse merges them, a read can return two versions of one row. A page is ordered by
-    ``(time, primary key)`` and the time column never changes for a row, so versions of one row
-    are neighbours. Removing them here is what lets the merge skip its own deduplication
-    (``deduplicated`` in the resources' write disposition): that window function over the whole
-    staging table was the largest memory cost of a load (9 GB for 5 M spans in DuckDB).
-    """
-    if table.num_rows < 2:
-        return table
-    same: Any = None
-    for name in spec.primary_key:
-        column = table.column(name)
-        equal = pc.equal(column.slice(1), column.slice(0, table.num_rows - 1))
-        same = equal if same is None else pc.and_(same, equal)
-    same = pc.fill_null(same, False)
-    if not pc.any(same).as_py():
-        return table
-    follows_previous = same.to_pylist()  # [i] is True when row i + 1 has row i's key
-    updates = table.column(spec.update_column).to_pylist()
-    keep: list[int] = []
-    row = 0
-    while row < table.num_rows:
-        best = last = row
-        while last + 1 < table.num_rows and follows_previous[last]:
-            last += 1
-            if updates[last] is not None and (updates[best] is None or updates[last] > updates[best]):
-                best = last
-        keep.append(best)
-        row = last + 1
-    return table.take(pa.array(keep, type=pa.int64()))

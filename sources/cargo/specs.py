@@ -227,8 +227,8 @@ class TableSpec:
     def dlt_columns(self) -> TTableSchemaColumns:
         """Column hints for ``dlt.resource(columns=...)`` that arrow alone cannot express.
 
-        JSON text columns load as JSON; key columns are non-null. No ``dedup_sort``: the source
-        hands the merge one version per row (``extract.drop_adjacent_versions``), and declares it.
+        JSON text columns load as JSON; key columns are non-null; the update column is the
+        ``dedup_sort`` of a merge, so the newest version of a row wins when a load holds several.
         """
         hints: TTableSchemaColumns = {}
         for c in self.columns:
@@ -237,6 +237,8 @@ class TableSpec:
                 hint["data_type"] = "json"
             if c.name in self.required_columns:
                 hint["nullable"] = False
+            if c.name == self.update_column:
+                hint["dedup_sort"] = "desc"
             if len(hint) > 1:
                 hints[c.name] = hint
         return hints

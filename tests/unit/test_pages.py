@@ -738,25 +738,3 @@ def test_codec_choice_starts_packed_or_plain() -> None:
     chosen = CodecChoice()
     chosen.fall_back()
     assert isinstance(chosen.codec, RowObjects) and chosen.fell_back
-
-
-def test_versions_of_one_row_are_dropped_keeping_the_newest() -> None:
-    """Two versions of a row (an unmerged ReplacingMergeTree) are neighbours in (time, key) order."""
-    from sources.cargo.extract import drop_adjacent_versions
-    from sources.cargo.specs import SPANS
-
-    def row(run: str, index: int, updated: int) -> dict[str, Any]:
-        return {"run_uuid": run, "node_uuid": "n", "execution_index": index, "execution_updated_at": updated}
-
-    rows = [row("a", 0, 1), row("a", 1, 5), row("a", 1, 9), row("a", 1, 7)]
-    rows += [row("b", 0, 3), row("b", 0, 2), row("c", 0, 1)]
-    table = pa.Table.from_pylist(rows)
-    kept = drop_adjacent_versions(table, SPANS).to_pylist()
-    assert [(r["run_uuid"], r["execution_index"], r["execution_updated_at"]) for r in kept] == [
-        ("a", 0, 1),
-        ("a", 1, 9),
-        ("b", 0, 3),
-        ("c", 0, 1),
-    ]
-    unique = pa.Table.from_pylist([row("a", 0, 1), row("a", 1, 1), row("b", 0, 1)])
-    assert drop_adjacent_versions(unique, SPANS) is unique  # the common case costs no copy

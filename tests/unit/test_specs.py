@@ -89,7 +89,7 @@ def test_dlt_column_hints() -> None:
     hints = BATCHES.dlt_columns()
     assert hints["data"] == {"name": "data", "data_type": "json"}
     assert hints["uuid"] == {"name": "uuid", "nullable": False}
-    assert hints["updated_at"] == {"name": "updated_at", "nullable": False}  # no dedup_sort: staged rows are unique
+    assert hints["updated_at"] == {"name": "updated_at", "nullable": False, "dedup_sort": "desc"}
     assert "status" not in hints
     assert set(SPANS.dlt_columns()) == {
         "execution_started_at",
