@@ -121,8 +121,15 @@ def _child(args: dict[str, Any]) -> ChildResult:
     return run_child(CHILD, args)
 
 
-def _cargo(base_url: str, work: Path, concurrency: int, tables: list[str] = CARGO_TABLES) -> tuple[Measured, list[str]]:
+def _cargo(
+    base_url: str,
+    work: Path,
+    concurrency: int,
+    tables: list[str] = CARGO_TABLES,
+    duckdb_memory_limit: str | None = None,
+) -> tuple[Measured, list[str]]:
     _reset_log(base_url)
+    extra = {} if duckdb_memory_limit is None else {"duckdb_memory_limit": duckdb_memory_limit}
     result = _child(
         {
             "program": "cargo",
@@ -133,6 +140,7 @@ def _cargo(base_url: str, work: Path, concurrency: int, tables: list[str] = CARG
             "start_date": START_DATE,
             "concurrency": concurrency,
             "tables": tables,
+            **extra,
         }
     )
     log = _log(base_url)
@@ -428,7 +436,8 @@ def _backfill_large(concurrency: int, scale: str, out: Path | None) -> None:
         print(f"scale {scale}: emulator up in {start_seconds:.0f} s, {count:,} spans; spans-only backfill", flush=True)
         work = scratch_dir("cargo-backfill-")
         try:
-            measured, _ = _cargo(base_url, work, concurrency, tables=["spans"])
+            # DuckDB's default memory: a bounded merge of 22 M rows spilled past this disk's free space
+            measured, _ = _cargo(base_url, work, concurrency, tables=["spans"], duckdb_memory_limit="none")
             db_bytes = (work / "a_cargo.duckdb").stat().st_size if (work / "a_cargo.duckdb").exists() else 0
         finally:
             shutil.rmtree(work, ignore_errors=True)

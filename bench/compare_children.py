@@ -26,6 +26,10 @@ from typing import Any
 
 from bench.harness import peak_rss_mb
 
+BENCH_DUCKDB_MEMORY_LIMIT = "256MB"
+"""(a) loads as `cargo-elt sync --duckdb-memory-limit 256MB` in the comparison; the 22 M-span
+backfill passes ``none`` (DuckDB's default), as the limit's spill does not fit this disk there."""
+
 PAGE_ROWS = 10_000
 """The query endpoint's result cap: the naive loop's page."""
 
@@ -66,14 +70,14 @@ def _row_counts(pipeline: Any, tables: list[str]) -> dict[str, int]:
 
 def run_cargo(args: dict[str, Any]) -> dict[str, Any]:
     """cargo-elt: a backfill from ``start_date``, or (same pipeline dir again) an incremental sync."""
-    from pipelines.sync import DEFAULT_DUCKDB_MEMORY_LIMIT, duckdb_credentials
+    from pipelines.sync import duckdb_credentials
     from sources.cargo import FACT_TABLES, SyncStats, cargo_source
     from sources.cargo.memory import tune_allocator
 
     tune_allocator()  # as `cargo-elt sync` does for its own process
     stats = SyncStats()
     # the DuckDB settings `cargo-elt sync` loads with (b and c keep dlt's defaults, as their users would)
-    credentials = duckdb_credentials(args["database"], args.get("duckdb_memory_limit", DEFAULT_DUCKDB_MEMORY_LIMIT))
+    credentials = duckdb_credentials(args["database"], args.get("duckdb_memory_limit", BENCH_DUCKDB_MEMORY_LIMIT))
     pipeline = _pipeline(args, "bench_cargo", credentials)
     source = cargo_source(
         api_token=args["token"],

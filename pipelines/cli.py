@@ -44,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     sync.add_argument(
         "--duckdb-memory-limit",
         default=None,
-        help="DuckDB's memory while loading; it spills to disk beyond (default 256MB; none: DuckDB's own default)",
+        help="bound DuckDB's memory while loading, e.g. 256MB; it spills to disk beyond (default: DuckDB's own)",
     )
 
     demo = commands.add_parser("demo", help="emulator + backfill + incremental sync into DuckDB, then answers")

@@ -25,14 +25,14 @@ PIPELINE_NAME = "cargo"
 DEFAULT_DATASET = "cargo"
 DEFAULT_DESTINATION = "duckdb"
 
-DEFAULT_DUCKDB_MEMORY_LIMIT = "256MB"
-"""DuckDB's ``memory_limit`` while it loads (it spills to a temporary file beyond it).
+DEFAULT_DUCKDB_MEMORY_LIMIT: str | None = None
+"""DuckDB's ``memory_limit`` while it loads; ``None``: DuckDB's own (80 % of the machine's memory).
 
-DuckDB runs inside the sync's own process and takes 80 % of the machine's memory by default; the
-merge of 5.1 M spans then peaked at 2.3 GB (its deduplicating window function). With 256 MB (and
-``preserve_insertion_order`` off, which a merge does not need) the sync peaked at 684 MB, the load
-taking 75 s instead of 35 s. 128 MB ran out of memory reading a parquet file with large row groups.
-``--duckdb-memory-limit none`` gives DuckDB its default back (``docs/PERFORMANCE.md``)."""
+DuckDB runs inside the sync's process. A limit bounds its memory by spilling to a temporary file:
+with ``--duckdb-memory-limit 256MB`` the sync of 5.1 M spans peaked at 684 MB instead of 2.3 GB
+(the merge's deduplicating window function), the load taking 75 s instead of 35 s. But at 22 M
+spans the spill of that window function filled more than 20 GB of disk and the load failed, where
+DuckDB's default finished with 5.3 GB of memory. So the limit is opt-in (``docs/PERFORMANCE.md``)."""
 
 _MEMORY_SIZE = re.compile(r"\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)", re.IGNORECASE)
 
