@@ -121,7 +121,8 @@ def _read_window(
                         tables.append(page.table)
                     else:
                         emit(page.table)
-                    current = current.resumed_at(cursor_after(spec, page.last)) if page.last else current
+                if page.last is not None:
+                    current = current.resumed_at(cursor_after(spec, page.last))
                 if first_page_only and not page.ends_window:
                     return _WindowResult(tables, continuation=current)
             return _WindowResult(tables)
@@ -160,8 +161,7 @@ def _first_page_then_plan(
     rest = probe.continuation
     if rest is None:
         return probe.tables, []
-    if rest.cursor is None:  # a full page without a usable last row is not produced by fetch_pages
-        return probe.tables, plan_windows(planner, spec, rest, predicate)
+    assert rest.cursor is not None  # a page that does not end its window has a last row
     planned = plan_windows(planner, spec, QueryWindow(rest.effective_start, rest.end), predicate)
     return probe.tables, [planned[0].resumed_at(rest.cursor), *planned[1:]]
 

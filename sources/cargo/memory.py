@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import logging
 
 import pyarrow as pa
@@ -28,7 +29,9 @@ ARENA_MAX = 2
 """Malloc arenas shared by the reader threads (glibc's default is 8 per core)."""
 
 
+@functools.cache
 def _libc() -> ctypes.CDLL | None:
+    """glibc, looked up once (``find_library`` runs ``ldconfig``), or ``None`` elsewhere."""
     name = ctypes.util.find_library("c")
     if name is None:
         return None

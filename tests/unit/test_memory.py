@@ -19,5 +19,9 @@ def test_freed_arrow_memory_goes_back_and_the_helpers_report_glibc() -> None:
 
 def test_without_glibc_the_helpers_do_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(memory.ctypes.util, "find_library", lambda name: None)
-    assert memory.tune_allocator() is False
-    memory.release_free_memory()
+    memory._libc.cache_clear()
+    try:
+        assert memory.tune_allocator() is False
+        memory.release_free_memory()
+    finally:
+        memory._libc.cache_clear()  # the next caller looks glibc up again
