@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import signal
 import socket
 import threading
 from collections.abc import Iterator, Sequence
@@ -162,6 +163,11 @@ def running_emulator(options: EmulatorOptions, store: ClickHouseStore | None = N
 
 def serve_forever(options: EmulatorOptions, announce: bool = True) -> None:
     """Run the emulator in the foreground (``cargo-elt emulator serve``) until interrupted."""
+    with _terminate_exits_normally():
+        _serve_in_foreground(options, announce)
+
+
+def _serve_in_foreground(options: EmulatorOptions, announce: bool) -> None:
     state = build_state(options)
     sock = bind_socket(options.host, options.port)
     host, port = sock.getsockname()[:2]
@@ -173,3 +179,30 @@ def serve_forever(options: EmulatorOptions, announce: bool = True) -> None:
             print(f"workspace {ws.index + 1}: uuid {ws.uuid}  token {ws.token}  ({ws.name})", flush=True)
     config = uvicorn.Config(create_app(state), log_level="warning", access_log=False, lifespan="off")
     uvicorn.Server(config).run(sockets=[sock])
+
+
+class Terminated(SystemExit):
+    """SIGTERM, turned into an orderly interpreter exit."""
+
+
+@contextlib.contextmanager
+def _terminate_exits_normally() -> Iterator[None]:
+    """Make SIGTERM end the process through the interpreter's normal shutdown.
+
+    uvicorn shuts down gracefully on SIGTERM and then raises the signal again with the previous
+    handler in place. With Python's default handler the process dies on the spot, and chDB never
+    removes its ``clickhouse-embedded-*`` directory from the temporary directory: gigabytes per stop
+    at the larger scales. Raising ``SystemExit`` from the handler lets chDB clean up as on Ctrl-C.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def _exit(signum: int, frame: object) -> None:
+        raise Terminated(0)
+
+    previous = signal.signal(signal.SIGTERM, _exit)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

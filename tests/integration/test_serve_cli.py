@@ -6,6 +6,7 @@ data path in the test process itself is refused).
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -19,10 +20,10 @@ SERVE = (sys.executable, "-m", "pipelines.cli", "emulator", "serve")
 
 
 @contextmanager
-def serve(*args: str) -> Iterator[tuple[str, list[str]]]:
+def serve(*args: str, env: dict[str, str] | None = None) -> Iterator[tuple[str, list[str]]]:
     """Start the emulator's command; yields its base URL and the lines it printed up to readiness."""
     command = [*SERVE, "--port", "0", *args]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     assert process.stdout is not None
     lines: list[str] = []
     base_url = ""
@@ -92,3 +93,30 @@ def test_serve_refuses_a_bad_fault_spec() -> None:
     )
     assert result.returncode == 2
     assert "bad rate 'lots' for 429 in --faults" in result.stderr
+
+
+def test_terminate_exits_cleanly_and_leaves_no_chdb_directory(tmp_path: Path) -> None:
+    """SIGTERM (what ``docker stop``, systemd and the benchmarks send) must not leave chDB's scratch.
+
+    Before the fix, uvicorn re-raised SIGTERM after its graceful shutdown and the process died
+    without chDB removing its ``clickhouse-embedded-*`` directory: 6 GB per stop at the ``big`` scale.
+    """
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    env = {**os.environ, "TMPDIR": str(scratch)}
+    command = [*SERVE, "--port", "0", "--scale", "tiny"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    assert process.stdout is not None
+    try:
+        for line in process.stdout:
+            if line.startswith("workspace 2:"):
+                break
+        running = [p.name for p in scratch.iterdir()]
+        assert any(name.startswith("clickhouse-embedded-") for name in running), running
+        process.terminate()
+        assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.stdout.close()
+    assert [p.name for p in scratch.iterdir()] == []
