@@ -72,7 +72,7 @@ def run_raw(args: dict[str, Any]) -> dict[str, Any]:
     url = args["base_url"].rstrip("/") + "/v1/orchestration/query"
     limits = httpx.Limits(max_connections=args.get("concurrency", 4))
     total_bytes = 0
-    started = time.monotonic()
+    started, cpu_started = time.monotonic(), time.process_time()
     with httpx.Client(headers=headers, timeout=120, limits=limits) as client:
 
         def fetch(sql: str) -> int:
@@ -82,7 +82,12 @@ def run_raw(args: dict[str, Any]) -> dict[str, Any]:
 
         with ThreadPoolExecutor(max_workers=args.get("concurrency", 4)) as pool:
             total_bytes = sum(pool.map(fetch, queries))
-    return {"seconds": time.monotonic() - started, "bytes": total_bytes, "peak_rss_mb": peak_rss_mb()}
+    return {
+        "seconds": time.monotonic() - started,
+        "cpu_seconds": time.process_time() - cpu_started,
+        "bytes": total_bytes,
+        "peak_rss_mb": peak_rss_mb(),
+    }
 
 
 def main() -> None:

@@ -72,6 +72,10 @@ class Measured:
     rss: float
     extract: float = float("nan")
     payload: dict[str, Any] = field(default_factory=dict)
+    server_cpu: float = float("nan")
+    """The emulator's CPU seconds while this approach ran (its extract: the server idles during loads)."""
+    client_cpu: float = float("nan")
+    """The client's CPU seconds during its extract (the whole fetch for the ceiling)."""
 
     @property
     def rate(self) -> float:
@@ -96,8 +100,11 @@ class Repeat:
 # -- emulator admin --------------------------------------------------------------------------------
 
 
-def _reset_log(base_url: str) -> None:
-    httpx.delete(f"{base_url}/_emulator/queries", timeout=60).raise_for_status()
+def _reset_log(base_url: str) -> float:
+    """Clear the emulator's query log; returns its CPU seconds so far."""
+    response = httpx.delete(f"{base_url}/_emulator/queries", timeout=60)
+    response.raise_for_status()
+    return float(response.json()["cpu_seconds"])
 
 
 def _log(base_url: str) -> dict[str, Any]:
@@ -128,7 +135,7 @@ def _cargo(
     tables: list[str] = CARGO_TABLES,
     duckdb_memory_limit: str | None = None,
 ) -> tuple[Measured, list[str]]:
-    _reset_log(base_url)
+    server_cpu = _reset_log(base_url)
     extra = {} if duckdb_memory_limit is None else {"duckdb_memory_limit": duckdb_memory_limit}
     result = _child(
         {
@@ -152,12 +159,14 @@ def _cargo(
         rss=result.peak_rss_mb,
         extract=float(p.get("extract_seconds", float("nan"))),
         payload=p,
+        server_cpu=float(log["cpu_seconds"]) - server_cpu,
+        client_cpu=float(p.get("extract_cpu_seconds", float("nan"))),
     )
     return measured, _data_queries(log)
 
 
 def _ceiling(base_url: str, queries: list[str], concurrency: int, rows: int) -> Measured:
-    _reset_log(base_url)
+    server_cpu = _reset_log(base_url)
     result = _child(
         {
             "program": "ceiling",
@@ -168,7 +177,17 @@ def _ceiling(base_url: str, queries: list[str], concurrency: int, rows: int) -> 
         }
     )
     seconds = float(result.payload["seconds"])
-    return Measured(rows, seconds, _requests(_log(base_url)), result.peak_rss_mb, seconds, result.payload)
+    log = _log(base_url)
+    return Measured(
+        rows,
+        seconds,
+        _requests(log),
+        result.peak_rss_mb,
+        seconds,
+        result.payload,
+        server_cpu=float(log["cpu_seconds"]) - server_cpu,
+        client_cpu=float(result.payload["cpu_seconds"]),
+    )
 
 
 def _capped(base_url: str, program: str, work: Path, cap: float, cap_rows: int) -> Measured:
@@ -250,6 +269,22 @@ def _run_repeat(base_url: str, concurrency: int, cap: float, cap_rows: int) -> R
 # -- report ----------------------------------------------------------------------------------------
 
 
+def _cpu_split(repeats: list[Repeat]) -> dict[str, dict[str, float]]:
+    """Medians of client and server CPU seconds for (a)'s extract and (d), and the cores both kept busy.
+
+    On this machine the emulator and the client share two cores: whatever CPU the client spends
+    decoding and writing is taken from the server, so this split is what bounds a/d here.
+    """
+    split: dict[str, dict[str, float]] = {}
+    for label, measured in (("(a) extract", [r.cargo for r in repeats]), ("(d) ceiling", [r.ceiling for r in repeats])):
+        split[label] = {
+            "client": median([m.client_cpu for m in measured]),
+            "server": median([m.server_cpu for m in measured]),
+            "busy": median([(m.client_cpu + m.server_cpu) / m.extract for m in measured]),
+        }
+    return split
+
+
 def _verdict(ok: bool) -> str:
     return "PASS" if ok else "MISS"
 
@@ -305,6 +340,14 @@ def _report_scale(
         f"ratios, extract only:                            a/b {vs_rest_extract:.1f}x   a/c {vs_naive_extract:.1f}x   "
         f"a/d {vs_ceiling:.2f}"
     )
+    cpu = _cpu_split(repeats)
+    print(
+        "\nCPU seconds while fetching (client = the approach's process, server = the emulator's; "
+        "busy = both over the wall, of 2 cores):"
+    )
+    for label in ("(a) extract", "(d) ceiling"):
+        c = cpu[label]
+        print(f"  {label:<12} client {c['client']:>8.1f}   server {c['server']:>8.1f}   busy {c['busy']:.2f} cores")
     if probes:
         print("\none page's latency, shallow vs deep offset:")
         for key, seconds in probes.items():
@@ -372,6 +415,7 @@ def _report_scale(
             "a/c_extract": vs_naive_extract,
         },
         "cargo_extract_s": cargo_extract,
+        "cpu": cpu,
         "queries": {"data": data, "planning": planning, "ideal": ideal, "noop_max_per_table": noop_max_queries},
         "probes": probes,
         "tables": tables,

@@ -8,6 +8,7 @@ here because it is the heart of the emulator; the other endpoints come from ``em
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -327,15 +328,20 @@ async def admin_settings(request: Request) -> Response:
 async def admin_queries(request: Request) -> Response:
     """The caller queries served so far (``DELETE`` clears them), with request counts and faults."""
     state = _emulator(request)
+    # the emulator's own CPU time (all threads, chDB's included): benchmarks sharing the machine
+    # with it subtract two readings to tell the server's work from the client's
+    cpu_seconds = time.process_time()
     if request.method == "DELETE":
         with state.lock:
             state.query_log.clear()
             state.request_counts.clear()
-        return json_response({"cleared": True})
+        return json_response({"cleared": True, "cpu_seconds": cpu_seconds})
     with state.lock:
         queries = list(state.query_log)
         counts = dict(state.request_counts)
-    return json_response({"queries": queries, "requests": counts, "faults": dict(state.faults.counts)})
+    return json_response(
+        {"queries": queries, "requests": counts, "faults": dict(state.faults.counts), "cpu_seconds": cpu_seconds}
+    )
 
 
 async def admin_workspaces(request: Request) -> Response:

@@ -237,3 +237,15 @@ def test_truncation_switch_returns_at_most_a_block_over_the_cap(emulator: object
     finally:
         httpx.post(f"{base}/_emulator/settings", json={"truncateResults": False}).raise_for_status()
     assert query(api(), "SELECT uuid, i FROM runs ARRAY JOIN range(100) AS i").status_code == 400
+
+
+def test_query_log_lists_served_queries_and_the_emulator_cpu_time(emulator: object, api: Api) -> None:
+    """The benchmarks read this log: which queries were served, and how much CPU the server spent."""
+    base = emulator.base_url  # type: ignore[attr-defined]
+    cleared = httpx.delete(f"{base}/_emulator/queries").json()
+    assert cleared["cleared"] is True
+    sql = "SELECT sum(cityHash64(uuid, i)) AS h FROM runs ARRAY JOIN range(200) AS i"
+    assert query(api(), sql).status_code == 200
+    log = httpx.get(f"{base}/_emulator/queries").json()
+    assert [(q["sql"], q["outcome"]) for q in log["queries"]] == [(sql, "ok")]
+    assert log["cpu_seconds"] > cleared["cpu_seconds"]
