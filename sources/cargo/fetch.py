@@ -32,8 +32,7 @@ from .settings import (
     DEFAULT_WINDOW_TARGET_ROWS,
     HISTOGRAM_MAX_BUCKETS,
     HISTOGRAM_MAX_REFINE_DEPTH,
-    HISTOGRAM_REFINE_BUDGET_MIN,
-    HISTOGRAM_REFINE_BUDGET_SHARE,
+    HISTOGRAM_REFINE_PAGES_PER_QUERY,
     MIN_PAGE_LIMIT,
     PAGE_LIMIT,
 )
@@ -84,18 +83,18 @@ def plan_windows(
     target_rows: int = DEFAULT_WINDOW_TARGET_ROWS,
     max_scan_rows: int = DEFAULT_WINDOW_SCAN_ROWS,
     max_buckets: int = HISTOGRAM_MAX_BUCKETS,
+    refine_budget: int | None = None,
 ) -> list[QueryWindow]:
     """Windows covering ``window`` exactly, each expected to fit one page.
 
     One histogram at the finest step that stays under ``max_buckets``, then at most
     ``HISTOGRAM_MAX_REFINE_DEPTH`` rounds of finer histograms over stretches too dense to pack well,
-    within a budget of queries proportional to the pages they help save.
+    within ``refine_budget`` queries (by default ``refinement_budget`` of the rows counted).
     """
     buckets = run_histogram(executor, spec, HistogramRequest(window, plan_step(window, max_buckets)), extra_predicate)
-    expected_pages = sum(b.rows for b in buckets) / target_rows
-    budget = max(HISTOGRAM_REFINE_BUDGET_MIN, int(expected_pages * HISTOGRAM_REFINE_BUDGET_SHARE))
+    budget = refinement_budget(sum(b.rows for b in buckets)) if refine_budget is None else refine_budget
     min_step_ms = 1
-    for _ in range(HISTOGRAM_MAX_REFINE_DEPTH):
+    for _ in range(HISTOGRAM_MAX_REFINE_DEPTH if budget > 0 else 0):
         requests = refinement_requests(buckets, target_rows, max_buckets, budget, min_step_ms)
         if not requests:
             break
@@ -122,6 +121,15 @@ def plan_windows(
         sum(w.expected_rows or 0 for w in windows),
     )
     return windows
+
+
+def refinement_budget(rows: int) -> int:
+    """Refinement histograms a plan of ``rows`` may spend: one per ``HISTOGRAM_REFINE_PAGES_PER_QUERY`` pages.
+
+    A refinement costs one query and saves about one page at best, so it is only worth its query
+    where the plan is long; the budget also keeps planning within 2 % of the data queries.
+    """
+    return int(rows / PAGE_LIMIT / HISTOGRAM_REFINE_PAGES_PER_QUERY)
 
 
 def fetch_pages(

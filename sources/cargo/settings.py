@@ -67,13 +67,15 @@ packing loss (a window closes early by less than one bucket) to about 6 %."""
 HISTOGRAM_MAX_REFINE_DEPTH: Final = 1
 """How many times a dense stretch is re-histogrammed at a finer step: bounds planning queries."""
 
-HISTOGRAM_REFINE_BUDGET_MIN: Final = 4
-HISTOGRAM_REFINE_BUDGET_SHARE: Final = 0.1
-"""Refinement queries of one plan: at most ``max(4, 10 % of the expected windows)``.
+HISTOGRAM_REFINE_PAGES_PER_QUERY: Final = 100
+"""A plan may spend one refinement histogram per this many expected pages (``fetch.refinement_budget``).
 
-Measured with one-page windows on the emulator's bursty ``spans`` (724k rows, ideal 73 pages):
-budgets of 5 %, 10 %, 20 % and unlimited gave 83, 80, 80 and 79 pages for 4, 7, 15 and 42
-refinement queries; with four-page windows the 5.1 M spans of ``big`` need 4."""
+A refinement costs a query and saves a page or a few, and only long plans have dense stretches worth
+it. ``python -m bench.planner_replay --scale big`` (each histogram a real query): spans, 511 ideal
+pages, planned into 547 pages with no refinement, 542 with one, 535 with two and 536 with three or
+more (nothing dense is left to refine); runs 115 -> 113 and records 109 -> 106 with one. This rule
+gives spans 5, runs and records 1: 1.046x the ideal pages for 12 planning queries (1.6 %), where a
+floor of 4 refinements per table had cost 27 at that scale."""
 
 MIN_WINDOW: Final = timedelta(milliseconds=1)
 """The time columns are ``DateTime64(3)``: a window narrower than one millisecond cannot be split."""

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from sources.cargo.errors import KeysetStalled, ResultCapExceeded, ScanCapExceeded, query_error
-from sources.cargo.fetch import fetch_window, plan_windows
+from sources.cargo.fetch import fetch_window, plan_windows, refinement_budget
 from sources.cargo.planner import QueryWindow, UpdatedAfter
 from sources.cargo.specs import RUNS
 
@@ -138,10 +138,12 @@ def _rows(rng: random.Random, count: int, start: datetime, span: timedelta) -> l
     return rows
 
 
-def _read_all(engine: MemoryRuns, window: QueryWindow, extra: UpdatedAfter | None = None) -> list[str]:
+def _read_all(
+    engine: MemoryRuns, window: QueryWindow, extra: UpdatedAfter | None = None, refine_budget: int | None = None
+) -> list[str]:
     """Plan, fetch every window (splitting those over the caps), return the uuids read."""
     seen: list[str] = []
-    pending = plan_windows(engine, RUNS, window, extra)
+    pending = plan_windows(engine, RUNS, window, extra, refine_budget=refine_budget)
     while pending:
         current = pending.pop()
         try:
@@ -198,9 +200,10 @@ def _bursty(rng: random.Random) -> list[Row]:
 
 
 def test_bursts_within_a_second_are_planned_below_a_second() -> None:
+    """With refinements allowed (a sync of this size gets none: ``refinement_budget``), bursts get ms buckets."""
     rows = _bursty(random.Random(8))
     engine = MemoryRuns(rows)
-    seen = _read_all(engine, QueryWindow(T0, T0 + timedelta(days=1)))
+    seen = _read_all(engine, QueryWindow(T0, T0 + timedelta(days=1)), refine_budget=4)
     assert sorted(seen) == sorted(r[1] for r in rows)
     assert any("MILLISECOND" in q for q in engine.queries)
     pages = sum(" LIMIT " in q for q in engine.queries)
@@ -210,10 +213,25 @@ def test_bursts_within_a_second_are_planned_below_a_second() -> None:
 def test_without_sub_second_buckets_planning_falls_back_to_seconds(caplog: pytest.LogCaptureFixture) -> None:
     rows = _bursty(random.Random(8))
     engine = MemoryRuns(rows, sub_second=False)
-    seen = _read_all(engine, QueryWindow(T0, T0 + timedelta(days=1)))
+    seen = _read_all(engine, QueryWindow(T0, T0 + timedelta(days=1)), refine_budget=4)
     assert sorted(seen) == sorted(r[1] for r in rows)
     assert sum("MILLISECOND" in q for q in engine.queries) == 1
     assert "using whole seconds" in caplog.text
+
+
+def test_refinements_are_bought_only_for_long_plans() -> None:
+    """A refinement saves about one page at best: none under 100 expected pages, then one per 100."""
+    assert refinement_budget(0) == 0
+    assert refinement_budget(999_999) == 0
+    assert refinement_budget(1_000_000) == 1
+    assert refinement_budget(5_100_000) == 5
+    rows = _bursty(random.Random(8))
+    engine = MemoryRuns(rows)
+    seen = _read_all(engine, QueryWindow(T0, T0 + timedelta(days=1)))
+    assert sorted(seen) == sorted(r[1] for r in rows)
+    assert sum(" LIMIT " not in q for q in engine.queries) == 1  # the one histogram, no refinement
+    pages = sum(" LIMIT " in q for q in engine.queries)
+    assert pages <= math.ceil(1.1 * math.ceil(len(rows) / 10_000))
 
 
 def test_changed_rows_only() -> None:
