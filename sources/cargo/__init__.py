@@ -38,6 +38,7 @@ from .errors import CargoConfigurationError
 from .extract import TableStats, read_range
 from .failures import batch_failures_resource
 from .incremental import UNBOUNDED_LOOKBACK_TABLES, BandTracker, IncrementalSettings, plan_read
+from .memory import bound_extract_files
 from .metrics import run_metrics_resource
 from .outputs import batch_outputs_resource, parse_output_targets, run_outputs_resource
 from .planner import QueryWindow, floor_ms
@@ -192,6 +193,7 @@ def cargo_source(
         overlap=timedelta(seconds=overlap_seconds),
         settle=settle,
     )
+    bound_extract_files()
     sink: SyncStats = stats if isinstance(stats, SyncStats) else SyncStats()
     connection = _Connection(str(api_token), base_url, workspace_uuid, request_timeout, concurrency)
     resources = []

@@ -15,7 +15,10 @@ import ctypes.util
 import functools
 import logging
 
+import dlt
 import pyarrow as pa
+
+from .settings import EXTRACT_FILE_MAX_ROWS
 
 logger = logging.getLogger(__name__)
 
@@ -64,3 +67,28 @@ def tune_allocator() -> bool:
     )
     logger.debug("glibc malloc tuned: %s", applied)
     return applied
+
+
+EXTRACT_FILE_SETTINGS = (
+    "sources.cargo.data_writer.file_max_items",
+    "sources.data_writer.file_max_items",
+    "data_writer.file_max_items",
+)
+"""Where dlt looks for the row limit of this source's extract files, most specific first.
+
+``[extract.data_writer]`` is not among them: dlt resolves the writer of a source's extract under
+the source's section (checked with dlt 1.31)."""
+
+
+def bound_extract_files(rows: int = EXTRACT_FILE_MAX_ROWS) -> None:
+    """Have dlt start a new extract file every ``rows`` rows of a table, unless the user set a limit.
+
+    dlt writes each table's pages into one parquet file per extract, and the parquet writer holds
+    every row group's metadata (column statistics included) until the file is closed: about 37 KB
+    per 10,000-row page of ``spans``, so 86 MB by 22 M spans and growing with the backfill. A new
+    file every million rows keeps that under 4 MB per table. The default goes in the source's own
+    section, in memory only; a value in the environment or a toml file wins.
+    """
+    if any(dlt.config.get(key) is not None for key in EXTRACT_FILE_SETTINGS):
+        return
+    dlt.config[EXTRACT_FILE_SETTINGS[0]] = rows

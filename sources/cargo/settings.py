@@ -77,6 +77,10 @@ more (nothing dense is left to refine); runs 115 -> 113 and records 109 -> 106 w
 gives spans 5, runs and records 1: 1.046x the ideal pages for 12 planning queries (1.6 %), where a
 floor of 4 refinements per table had cost 27 at that scale."""
 
+EXTRACT_FILE_MAX_ROWS: Final = 1_000_000
+"""Rows per extract file that ``memory.bound_extract_files`` gives dlt by default: the parquet
+writer's metadata grows with the row groups of the open file (about 37 KB per page of spans)."""
+
 MIN_WINDOW: Final = timedelta(milliseconds=1)
 """The time columns are ``DateTime64(3)``: a window narrower than one millisecond cannot be split."""
 

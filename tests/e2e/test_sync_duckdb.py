@@ -81,3 +81,26 @@ def test_hard_delete_removes_soft_deleted_runs(tmp_path: Path) -> None:
     loaded = box.loaded_rows("runs")
     assert loaded.keys() == truth.keys() - deleted
     assert all(loaded[key] == truth[key] for key in loaded)
+
+
+def test_extract_files_rotate_and_the_load_stays_exact(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A row limit per extract file (the source's default bounds the parquet writer's memory) splits a
+    table's pages over several files, loaded as several jobs into one exact table."""
+    from emulator.server import EmulatorOptions, running_emulator
+
+    monkeypatch.setenv("SOURCES__CARGO__DATA_WRITER__FILE_MAX_ITEMS", "5000")
+    with running_emulator(EmulatorOptions(port=0, seed=3, scale="small", workspaces=1, admin=True)) as emulator:
+        box = Sandbox(tmp_path, emulator, name="rotating_files")
+        stats = box.sync(tables=["spans"])
+        box.assert_equals_truth(("spans",))
+    assert stats["spans"].rows > 20_000  # three pages or more: one file each at this limit
+    trace = box.pipeline().last_trace
+    assert trace is not None and trace.last_load_info is not None
+    info = trace.last_load_info
+    span_jobs = [
+        job
+        for package in info.load_packages
+        for job in package.jobs["completed_jobs"]
+        if job.job_file_info.table_name == "spans" and job.job_file_info.file_format == "parquet"
+    ]
+    assert len(span_jobs) >= 3, [job.file_path for job in span_jobs]

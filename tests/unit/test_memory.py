@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pyarrow as pa
 import pytest
 
 from sources.cargo import memory
+from sources.cargo.settings import EXTRACT_FILE_MAX_ROWS
 
 
 def test_freed_arrow_memory_goes_back_and_the_helpers_report_glibc() -> None:
@@ -25,3 +28,40 @@ def test_without_glibc_the_helpers_do_nothing(monkeypatch: pytest.MonkeyPatch) -
         memory.release_free_memory()
     finally:
         memory._libc.cache_clear()  # the next caller looks glibc up again
+
+
+@pytest.fixture()
+def no_file_limit() -> Iterator[None]:
+    """No extract file limit in dlt's in-memory config before and after the test."""
+    import dlt
+
+    dlt.config[memory.EXTRACT_FILE_SETTINGS[0]] = None
+    yield
+    dlt.config[memory.EXTRACT_FILE_SETTINGS[0]] = None
+
+
+def test_extract_files_get_a_row_limit_by_default(no_file_limit: None) -> None:
+    import dlt
+
+    assert dlt.config.get(memory.EXTRACT_FILE_SETTINGS[0]) is None
+    memory.bound_extract_files()
+    assert dlt.config.get(memory.EXTRACT_FILE_SETTINGS[0]) == EXTRACT_FILE_MAX_ROWS
+
+
+@pytest.mark.parametrize(
+    "variable",
+    [
+        "SOURCES__CARGO__DATA_WRITER__FILE_MAX_ITEMS",
+        "SOURCES__DATA_WRITER__FILE_MAX_ITEMS",
+        "DATA_WRITER__FILE_MAX_ITEMS",
+    ],
+)
+def test_a_limit_the_user_set_is_kept(variable: str, no_file_limit: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    import dlt
+
+    monkeypatch.setenv(variable, "5000")
+    memory.bound_extract_files()
+    # nothing was written: the source's own key still resolves from the user's setting, or not at all
+    expected = "5000" if variable.startswith("SOURCES__CARGO__") else None
+    found = dlt.config.get(memory.EXTRACT_FILE_SETTINGS[0])
+    assert (str(found) if found is not None else None) == expected
