@@ -467,7 +467,7 @@ def _compare(scales: list[str], repeat: int, concurrency: int, cap: float, cap_r
 # -- the 20 M-span backfill and the profile -------------------------------------------------------
 
 
-def _backfill_large(concurrency: int, scale: str, out: Path | None) -> None:
+def _backfill_large(concurrency: int, scale: str, out: Path | None, duckdb_memory_limit: str) -> None:
     began = time.monotonic()
     with emulator_process(scale, via_cli=False) as base_url:
         start_seconds = time.monotonic() - began
@@ -480,8 +480,9 @@ def _backfill_large(concurrency: int, scale: str, out: Path | None) -> None:
         print(f"scale {scale}: emulator up in {start_seconds:.0f} s, {count:,} spans; spans-only backfill", flush=True)
         work = scratch_dir("cargo-backfill-")
         try:
-            # DuckDB's default memory: a bounded merge of 22 M rows spilled past this disk's free space
-            measured, _ = _cargo(base_url, work, concurrency, tables=["spans"], duckdb_memory_limit="none")
+            # DuckDB's default memory unless asked: a merge of 22 M rows bounded at 256 MB spilled
+            # past this disk's free space
+            measured, _ = _cargo(base_url, work, concurrency, tables=["spans"], duckdb_memory_limit=duckdb_memory_limit)
             db_bytes = (work / "a_cargo.duckdb").stat().st_size if (work / "a_cargo.duckdb").exists() else 0
         finally:
             shutil.rmtree(work, ignore_errors=True)
@@ -498,7 +499,7 @@ def _backfill_large(concurrency: int, scale: str, out: Path | None) -> None:
         f"  peak RSS         {measured.rss:.0f} MB "
         f"(by end of extract {p.get('extract_peak_rss_mb', float('nan')):.0f} MB)"
     )
-    print(f"  DuckDB file      {db_bytes / 1e9:.2f} GB")
+    print(f"  DuckDB file      {db_bytes / 1e9:.2f} GB (memory_limit {duckdb_memory_limit})")
     print(f"  error            {p.get('error', 'none')}")
     if out is not None:
         out.write_text(
@@ -589,6 +590,9 @@ def main() -> None:
     parser.add_argument("--cap-rows", type=int, default=40_000, help="row cap of (b) and (c) (about: whole pages)")
     parser.add_argument("--backfill-large", action="store_true", help="spans-only backfill of the large scale")
     parser.add_argument("--backfill-scale", default="large")
+    parser.add_argument(
+        "--duckdb-memory-limit", default="none", help="DuckDB memory_limit of --backfill-large (default: DuckDB's own)"
+    )
     parser.add_argument("--profile", metavar="SCALE", help="py-spy one cargo-elt backfill at SCALE")
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--json", type=Path, default=None, help="also write the figures (or the profile) here")
@@ -596,7 +600,7 @@ def main() -> None:
     if options.profile:
         _profile(options.profile, options.concurrency, options.json, options.top)
     elif options.backfill_large:
-        _backfill_large(options.concurrency, options.backfill_scale, options.json)
+        _backfill_large(options.concurrency, options.backfill_scale, options.json, options.duckdb_memory_limit)
     else:
         scales = [s.strip() for s in options.scales.split(",") if s.strip()]
         _compare(scales, options.repeat, options.concurrency, options.cap_seconds, options.cap_rows, options.json)
