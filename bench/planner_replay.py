@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import argparse
 import math
-import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 from bench.harness import BENCH_TOKEN, emulator_process
 from sources.cargo.client import CargoClient
+from sources.cargo.extract import CountingExecutor, TableStats
 from sources.cargo.fetch import plan_windows, refinement_budget
 from sources.cargo.planner import QueryWindow
 from sources.cargo.settings import PAGE_LIMIT
@@ -29,20 +28,6 @@ from sources.cargo.specs import TABLE_SPECS
 START = datetime(2026, 1, 1, tzinfo=UTC)
 TARGET_PAGES = 1.10
 TARGET_PLANNING = 0.02
-
-
-class CountingExecutor:
-    """The client, counting the queries the planner sends."""
-
-    def __init__(self, client: CargoClient) -> None:
-        self._client = client
-        self._lock = threading.Lock()
-        self.queries = 0
-
-    def query(self, sql: str) -> list[dict[str, Any]]:
-        with self._lock:
-            self.queries += 1
-        return self._client.query(sql)
 
 
 @dataclass
@@ -61,11 +46,12 @@ class Replay:
 
 def replay(client: CargoClient, table: str, budget: int, end: datetime) -> Replay:
     """Plan ``table``'s backfill with ``budget`` refinements and count what it costs."""
-    executor = CountingExecutor(client)
-    windows = plan_windows(executor, TABLE_SPECS[table], QueryWindow(START, end), refine_budget=budget)
+    stats = TableStats(table)
+    planner = CountingExecutor(client, stats, "planning_queries")
+    windows = plan_windows(planner, TABLE_SPECS[table], QueryWindow(START, end), refine_budget=budget)
     rows = sum(w.expected_rows or 0 for w in windows)
     pages = sum((w.expected_rows or 0) // PAGE_LIMIT + 1 for w in windows)
-    return Replay(table, budget, rows, executor.queries, len(windows), pages)
+    return Replay(table, budget, rows, stats.planning_queries, len(windows), pages)
 
 
 def main() -> None:

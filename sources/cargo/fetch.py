@@ -94,7 +94,7 @@ def plan_windows(
     buckets = run_histogram(executor, spec, HistogramRequest(window, plan_step(window, max_buckets)), extra_predicate)
     budget = refinement_budget(sum(b.rows for b in buckets)) if refine_budget is None else refine_budget
     min_step_ms = 1
-    for _ in range(HISTOGRAM_MAX_REFINE_DEPTH if budget > 0 else 0):
+    for _ in range(HISTOGRAM_MAX_REFINE_DEPTH):
         requests = refinement_requests(buckets, target_rows, max_buckets, budget, min_step_ms)
         if not requests:
             break

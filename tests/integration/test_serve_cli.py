@@ -20,10 +20,10 @@ SERVE = (sys.executable, "-m", "pipelines.cli", "emulator", "serve")
 
 
 @contextmanager
-def serve(*args: str, env: dict[str, str] | None = None) -> Iterator[tuple[str, list[str]]]:
+def serve(*args: str) -> Iterator[tuple[str, list[str]]]:
     """Start the emulator's command; yields its base URL and the lines it printed up to readiness."""
     command = [*SERVE, "--port", "0", *args]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert process.stdout is not None
     lines: list[str] = []
     base_url = ""
