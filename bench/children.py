@@ -19,7 +19,7 @@ def run_sync(args: dict[str, Any]) -> dict[str, Any]:
     """A full backfill (or, with ``again``, a second incremental sync) into a DuckDB file."""
     import dlt
 
-    from sources.cargo import FACT_TABLES, SyncStats, cargo_source
+    from cargo_elt.source import FACT_TABLES, SyncStats, cargo_source
 
     stats = SyncStats()
     pipeline = dlt.pipeline(

@@ -232,7 +232,7 @@ def _probe(base_url: str) -> dict[str, float]:
                 began = time.perf_counter()
                 client.post(f"orchestration/{path}", json={**body, "limit": REST_PAGE_SIZE, "offset": offset})
                 probes[f"(b) {path} {label} page (offset {offset:,})"] = time.perf_counter() - began
-        from sources.cargo.specs import TABLE_SPECS
+        from cargo_elt.source.specs import TABLE_SPECS
 
         spec = TABLE_SPECS["spans"]
         total = int(

@@ -71,9 +71,9 @@ def _row_counts(pipeline: Any, tables: list[str]) -> dict[str, int]:
 
 def run_cargo(args: dict[str, Any]) -> dict[str, Any]:
     """cargo-elt: a backfill from ``start_date``, or (same pipeline dir again) an incremental sync."""
-    from pipelines.sync import duckdb_credentials
-    from sources.cargo import FACT_TABLES, SyncStats, cargo_source
-    from sources.cargo.memory import tune_allocator
+    from cargo_elt.pipelines.sync import duckdb_credentials
+    from cargo_elt.source import FACT_TABLES, SyncStats, cargo_source
+    from cargo_elt.source.memory import tune_allocator
 
     tune_allocator()  # as `cargo-elt sync` does for its own process
     stats = SyncStats()
@@ -161,7 +161,7 @@ def run_naive(args: dict[str, Any]) -> dict[str, Any]:
     import dlt
     import httpx
 
-    from sources.cargo.specs import TABLE_SPECS
+    from cargo_elt.source.specs import TABLE_SPECS
 
     url = args["base_url"].rstrip("/") + "/v1/orchestration/query"
     cap = args.get("cap_seconds")

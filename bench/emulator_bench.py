@@ -26,9 +26,9 @@ from bench.harness import BENCH_TOKEN, emulator_process
 GENERATE = """
 import json, time, resource
 from datetime import datetime, UTC
-from emulator.store import ClickHouseStore
-from emulator.workspaces import make_workspaces
-from emulator.generator import generate
+from cargo_elt.emulator.store import ClickHouseStore
+from cargo_elt.emulator.workspaces import make_workspaces
+from cargo_elt.emulator.generator import generate
 store = ClickHouseStore()
 workspaces = make_workspaces(1, 2)
 for ws in workspaces:
@@ -58,9 +58,9 @@ def _generate(scale: str) -> dict[str, object]:
 
 
 def _latencies(base_url: str, pages: int) -> dict[str, list[float]]:
-    from sources.cargo.pages import CsvCell
-    from sources.cargo.planner import QueryWindow
-    from sources.cargo.specs import RUNS, SPANS
+    from cargo_elt.source.pages import CsvCell
+    from cargo_elt.source.planner import QueryWindow
+    from cargo_elt.source.specs import RUNS, SPANS
 
     headers = {"authorization": f"Bearer {BENCH_TOKEN}"}
     url = f"{base_url}/v1/orchestration/query"

@@ -38,7 +38,7 @@ def emulator_process(scale: str, seed: int = 1, extra: Sequence[str] = (), via_c
     ``via_cli=False`` serves through ``bench.serve``, which accepts every scale of the generator
     (the CLI offers only some of them).
     """
-    entry = ["pipelines.cli", "emulator", "serve"] if via_cli else ["bench.serve"]
+    entry = ["cargo_elt.pipelines.cli", "emulator", "serve"] if via_cli else ["bench.serve"]
     command = [
         sys.executable,
         "-m",

@@ -18,12 +18,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from bench.harness import BENCH_TOKEN, emulator_process
-from sources.cargo.client import CargoClient
-from sources.cargo.extract import CountingExecutor, TableStats
-from sources.cargo.fetch import plan_windows, refinement_budget
-from sources.cargo.planner import QueryWindow
-from sources.cargo.settings import PAGE_LIMIT
-from sources.cargo.specs import TABLE_SPECS
+from cargo_elt.source.client import CargoClient
+from cargo_elt.source.extract import CountingExecutor, TableStats
+from cargo_elt.source.fetch import plan_windows, refinement_budget
+from cargo_elt.source.planner import QueryWindow
+from cargo_elt.source.settings import PAGE_LIMIT
+from cargo_elt.source.specs import TABLE_SPECS
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
 TARGET_PAGES = 1.10

@@ -66,8 +66,8 @@ def child(args: dict[str, Any]) -> dict[str, Any]:
     import dlt
     import duckdb
 
-    from sources.cargo.client import CargoClient
-    from sources.cargo.segments import parse_segment_exports, segment_resources
+    from cargo_elt.source.client import CargoClient
+    from cargo_elt.source.segments import parse_segment_exports, segment_resources
 
     exports = parse_segment_exports([{"model_uuid": args["model_uuid"], "table_name": "companies_export"}])
     stats: dict[str, Any] = {}
@@ -140,7 +140,7 @@ def main() -> None:
         print(json.dumps(child(json.loads(sys.stdin.read()))), flush=True)
         return
 
-    from emulator.generator import SCALES
+    from cargo_elt.emulator.generator import SCALES
 
     scale = options.scale or ("big" if "big" in SCALES else "large")
     if SCALES[scale].companies < MIN_COMPANIES:

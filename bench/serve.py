@@ -14,8 +14,8 @@ from collections.abc import Sequence
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Parse the CLI-like options and serve in the foreground until terminated."""
-    from emulator import server
-    from emulator.generator import SCALES
+    from cargo_elt.emulator import server
+    from cargo_elt.emulator.generator import SCALES
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")

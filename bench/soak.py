@@ -55,8 +55,8 @@ def fast_retries() -> Iterator[None]:
     class it uses is swapped for the duration (a configuration change, not a mock: every request
     still goes over HTTP to the faulty emulator and every retry is real).
     """
+    from cargo_elt.source.client import RetryPolicy
     from sources import cargo
-    from sources.cargo.client import RetryPolicy
 
     original = cargo.__dict__["RetryPolicy"]
     fast = functools.partial(RetryPolicy, initial_backoff_s=0.05, jitter_s=0.05, max_backoff_s=1.0)
@@ -78,7 +78,7 @@ def run_soak(
     slow_s: float = 0.2,
 ) -> SoakResult:
     """One seed: backfill + ``syncs`` incremental syncs under faults; raises AssertionError on any difference."""
-    from emulator.server import EmulatorOptions, running_emulator
+    from cargo_elt.emulator.server import EmulatorOptions, running_emulator
     from tests.e2e.support import Sandbox
 
     result = SoakResult(seed=seed, scale=scale)

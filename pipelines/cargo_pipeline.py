@@ -18,7 +18,7 @@ from __future__ import annotations
 import dlt
 from dlt.common.pipeline import LoadInfo
 
-from sources.cargo import cargo_source
+from cargo_elt.source import cargo_source
 
 PIPELINE_NAME = "cargo_pipeline"
 """Also the DuckDB file's name: keep it different from the dataset's (DuckDB's catalog vs schema)."""

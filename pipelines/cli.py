@@ -87,7 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _sync(args: argparse.Namespace) -> int:
-    from sources.cargo.memory import tune_allocator
+    from cargo_elt.source.memory import tune_allocator
 
     from .sync import SyncFailed, SyncRequest, UserInputError, format_summary, parse_when, run_sync
 
@@ -142,8 +142,8 @@ def _root_cause(exc: BaseException) -> str:
 
 def _serve(args: argparse.Namespace) -> int:
     try:
-        from emulator.faults import FaultSpecError
-        from emulator.server import DataDirMismatch, EmulatorOptions, serve_forever
+        from cargo_elt.emulator.faults import FaultSpecError
+        from cargo_elt.emulator.server import DataDirMismatch, EmulatorOptions, serve_forever
     except ImportError as exc:
         print(f"error: the emulator needs its extra: pip install 'cargo-elt[emulator]' ({exc})", file=sys.stderr)
         return 2

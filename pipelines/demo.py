@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import duckdb
 import httpx
 
-from sources.cargo import TABLE_NAMES
+from cargo_elt.source import TABLE_NAMES
 
 from .sync import PIPELINE_NAME, SyncRequest, TableSummary, format_summary, run_sync
 
@@ -79,7 +79,7 @@ def run_demo(scale: str = "small", seed: int = 1, database: str = DEMO_DATABASE,
     """Run the demo end to end; prints as it goes when ``echo``."""
     import dlt
 
-    from emulator.server import EmulatorOptions, running_emulator
+    from cargo_elt.emulator.server import EmulatorOptions, running_emulator
 
     def say(text: str) -> None:
         if echo:

@@ -142,8 +142,8 @@ def preflight(base_url: str, token: str, workspace_uuid: str | None) -> None:
     """One cheap query, so a wrong token or URL fails before the pipeline (and its state) is touched."""
     import httpx
 
-    from sources.cargo.client import CargoClient, RetryPolicy, query_url
-    from sources.cargo.errors import (
+    from cargo_elt.source.client import CargoClient, RetryPolicy, query_url
+    from cargo_elt.source.errors import (
         CargoAuthError,
         CargoConfigurationError,
         CargoError,
@@ -205,7 +205,7 @@ def _short(text: str, limit: int = 160) -> str:
 
 
 def _default_base_url() -> str:
-    from sources.cargo.settings import DEFAULT_BASE_URL
+    from cargo_elt.source.settings import DEFAULT_BASE_URL
 
     return DEFAULT_BASE_URL
 
@@ -329,7 +329,7 @@ def check_base_url(base_url: str) -> None:
 
 
 def check_workspace_uuid(workspace_uuid: str | None) -> None:
-    from sources.cargo.planner import is_uuid
+    from cargo_elt.source.planner import is_uuid
 
     if workspace_uuid is not None and not is_uuid(workspace_uuid):
         raise UserInputError(
@@ -359,8 +359,8 @@ def run_sync(request: SyncRequest) -> tuple[list[TableSummary], float]:
     from dlt.common.configuration.exceptions import ConfigFieldMissingException, ConfigValueCannotBeCoercedException
     from dlt.common.pipeline import get_dlt_pipelines_dir
 
-    from sources.cargo import SyncStats, cargo_source, resolve_tables
-    from sources.cargo.errors import CargoConfigurationError
+    from cargo_elt.source import SyncStats, cargo_source, resolve_tables
+    from cargo_elt.source.errors import CargoConfigurationError
 
     try:
         tables = resolve_tables(request.tables if request.tables is not None else _table_list(_configured("tables")))
@@ -400,7 +400,7 @@ def run_sync(request: SyncRequest) -> tuple[list[TableSummary], float]:
     except (CargoConfigurationError, ConfigFieldMissingException) as exc:
         raise UserInputError(str(exc)) from None
     # BigQuery partitions/clusters, Snowflake cluster keys (sources/cargo/warehouse.py); others untouched
-    from sources.cargo.warehouse import apply_warehouse_layout
+    from cargo_elt.source.warehouse import apply_warehouse_layout
 
     apply_warehouse_layout(source, request.destination)
     destination: Any = request.destination
@@ -475,7 +475,7 @@ def root_cause(exc: BaseException) -> BaseException:
     """The error that says what to fix: the first of the source's own errors in the chain (their
     messages name the table and column; what they wrap, e.g. an arrow error, does not), else the
     innermost one."""
-    from sources.cargo.errors import CargoError
+    from cargo_elt.source.errors import CargoError
 
     chain = failure_chain(exc)
     return next((e for e in chain if isinstance(e, CargoError)), chain[-1])
@@ -483,7 +483,7 @@ def root_cause(exc: BaseException) -> BaseException:
 
 def describe_failure(exc: BaseException, where: FailedRun) -> str:
     """One message for a run that failed: which step and table, why, what was kept, what to do."""
-    from sources.cargo.errors import (
+    from cargo_elt.source.errors import (
         CargoAuthError,
         CargoError,
         CargoProtocolError,

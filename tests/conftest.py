@@ -15,7 +15,7 @@ FIXED_NOW = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 @pytest.fixture(scope="session")
 def emulator() -> Iterator[object]:
     """A tiny two-workspace emulator with admin endpoints, shared by read-only tests."""
-    from emulator.server import EmulatorOptions, running_emulator
+    from cargo_elt.emulator.server import EmulatorOptions, running_emulator
 
     options = EmulatorOptions(port=0, seed=1, scale="tiny", workspaces=2, admin=True, now=FIXED_NOW)
     with running_emulator(options) as running:

@@ -41,8 +41,8 @@ from dlt.common.destination.reference import Destination
 from dlt.helpers.airflow_helper import DEFAULT_RETRY_BACKOFF, PipelineTasksGroup
 from dlt.pipeline.pipeline import Pipeline
 
-from sources.cargo import DIMENSION_NAMES, EXPORT_TABLES, FACT_TABLES, SEGMENT_TABLES, cargo_source
-from sources.cargo.errors import CargoConfigurationError
+from cargo_elt.source import DIMENSION_NAMES, EXPORT_TABLES, FACT_TABLES, SEGMENT_TABLES, cargo_source
+from cargo_elt.source.errors import CargoConfigurationError
 
 DAG_ID = "cargo_sync"
 PIPELINE_NAME = "cargo"

@@ -13,7 +13,7 @@
 Usage as a library::
 
     import dlt
-    from sources.cargo import cargo_source
+    from cargo_elt.source import cargo_source
 
     pipeline = dlt.pipeline("cargo", destination="duckdb", dataset_name="cargo")
     pipeline.run(cargo_source())  # api_token from .dlt/secrets.toml or SOURCES__CARGO__API_TOKEN
@@ -111,7 +111,7 @@ def resolve_tables(tables: Sequence[str] | str | None) -> list[str]:
     return names
 
 
-@dlt.source(name="cargo", max_table_nesting=0)
+@dlt.source(name="cargo", section="cargo", max_table_nesting=0)
 def cargo_source(
     api_token: str = dlt.secrets.value,
     base_url: str = DEFAULT_BASE_URL,

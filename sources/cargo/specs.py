@@ -252,7 +252,7 @@ class TableSpec:
         if key in self.warned:
             return
         self.warned.add(key)
-        logging.getLogger("sources.cargo").warning(message, *args)
+        logging.getLogger(__package__).warning(message, *args)
 
     def with_columns(self, extra: Iterable[ColumnSpec]) -> TableSpec:
         """The same spec plus some columns (e.g. one the server added since the spec was written)."""

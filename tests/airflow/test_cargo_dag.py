@@ -91,7 +91,7 @@ def airflow_db() -> Iterator[None]:
 @pytest.fixture(scope="module")
 def live_emulator() -> Iterator[Any]:
     """A tiny one-workspace emulator on real time (the DAG's incremental reads up to ``now - settle``)."""
-    from emulator.server import EmulatorOptions, running_emulator
+    from cargo_elt.emulator.server import EmulatorOptions, running_emulator
 
     with running_emulator(EmulatorOptions(port=0, seed=11, scale="tiny", workspaces=1, admin=True)) as emulator:
         yield emulator
@@ -219,8 +219,8 @@ def test_interval_window_reads_exactly_the_interval(airflow_db: None, cargo_env:
 
 
 def test_run_window_choice() -> None:
-    from pipelines.dags.cargo_dag import run_window
-    from sources.cargo.errors import CargoConfigurationError
+    from cargo_elt.pipelines.dags.cargo_dag import run_window
+    from cargo_elt.source.errors import CargoConfigurationError
 
     start, end = datetime(2026, 5, 1, 10, tzinfo=UTC), datetime(2026, 5, 1, 11, tzinfo=UTC)
     assert run_window("scheduled", {}, start, end) is None

@@ -14,7 +14,7 @@ import dlt
 import duckdb
 import httpx
 
-from sources.cargo import FACT_TABLES, SyncStats, cargo_source
+from cargo_elt.source import FACT_TABLES, SyncStats, cargo_source
 
 PRIMARY_KEYS = {
     "runs": ("uuid",),

@@ -14,8 +14,8 @@ from typing import Any
 import orjson
 import pytest
 
-from sources.cargo.catalogue import DIMENSION_NAMES
-from sources.cargo.client import CargoClient
+from cargo_elt.source.catalogue import DIMENSION_NAMES
+from cargo_elt.source.client import CargoClient
 from tests.e2e.support import Sandbox
 
 CATALOGUE = list(DIMENSION_NAMES)
@@ -31,7 +31,7 @@ def client(emulator: Any) -> Iterator[CargoClient]:
 @pytest.fixture(scope="module")
 def own_emulator() -> Iterator[Any]:
     """An emulator this module may change (entities removed, renamed); one workspace, tiny."""
-    from emulator.server import EmulatorOptions, running_emulator
+    from cargo_elt.emulator.server import EmulatorOptions, running_emulator
 
     now = datetime(2026, 11, 1, 12, tzinfo=UTC)
     with running_emulator(EmulatorOptions(port=0, seed=7, scale="tiny", workspaces=1, admin=True, now=now)) as emu:
@@ -179,7 +179,7 @@ def test_run_outputs_windows_split_under_a_small_target(
     emulator: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Windows sized to 5 runs: many exports, every run once (the 10,000 cap scaled down)."""
-    from sources.cargo import outputs
+    from cargo_elt.source import outputs
 
     monkeypatch.setattr(outputs, "RUN_OUTPUTS_TARGET", 5)
     box = Sandbox(tmp_path, emulator, name="small_windows")
@@ -283,8 +283,8 @@ def test_segment_exports_through_the_source_settings(emulator: Any, client: Carg
 
 
 def test_a_misspelled_segment_setting_fails_the_source_before_any_request(emulator: Any) -> None:
-    from sources.cargo import cargo_source
-    from sources.cargo.errors import CargoConfigurationError
+    from cargo_elt.source import cargo_source
+    from cargo_elt.source.errors import CargoConfigurationError
 
     bad = [{"model_uuid": "ec99469b-781b-4fc9-b701-f2785cbfea9d", "filter": {"conjunction": "and", "groups": []}}]
     with pytest.raises(CargoConfigurationError, match="conjonction"):
@@ -296,7 +296,7 @@ def test_run_outputs_halve_a_window_the_server_refuses_as_too_many(
 ) -> None:
     """The server's export cap lowered to 10 runs (in-process emulator): ``tooManyRuns`` windows are
     halved until they fit, and every run is still exported once."""
-    import emulator.api.runs as emulator_runs
+    import cargo_elt.emulator.api.runs as emulator_runs
 
     reference = Sandbox(tmp_path, emulator, name="reference_cap")
     reference.sync(tables=["run_outputs"])

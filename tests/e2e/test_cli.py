@@ -26,7 +26,7 @@ import duckdb
 import httpx
 import pytest
 
-from sources.cargo import SEGMENT_TABLES, TABLE_NAMES
+from cargo_elt.source import SEGMENT_TABLES, TABLE_NAMES
 from tests.e2e.support import serve_handler
 
 REPO = Path(__file__).resolve().parents[2]
@@ -40,7 +40,7 @@ DATABASE = "cargo_warehouse.duckdb"
 def cargo_elt() -> list[str]:
     """The installed console script (``pip install -e .``), else the module it points at."""
     script = BIN / "cargo-elt"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "pipelines.cli"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "cargo_elt.pipelines.cli"]
 
 
 def dlt_cli() -> list[str]:
@@ -149,7 +149,7 @@ def output(result: subprocess.CompletedProcess[str]) -> str:
 @pytest.fixture(scope="module")
 def live_emulator() -> Iterator[Any]:
     """Tiny, one workspace, clock six hours behind real time (inside the default 90-day backfill)."""
-    from emulator.server import EmulatorOptions, running_emulator
+    from cargo_elt.emulator.server import EmulatorOptions, running_emulator
 
     with running_emulator(EmulatorOptions(port=0, seed=5, scale="tiny", workspaces=1, admin=True)) as emulator:
         yield emulator
@@ -526,7 +526,7 @@ def bad_runs(
         return BadRun(result, files, work.snapshot(), counts, work.counts())
 
     def in_process(case: BadInput) -> BadRun:
-        from pipelines.cli import main
+        from cargo_elt.pipelines.cli import main
 
         work, env, argv = prepare(case)
         files, counts = work.snapshot(), work.counts()
@@ -596,7 +596,7 @@ class _Mangler(http.server.BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         import orjson
 
-        from sources.cargo.specs import TABLE_SPECS
+        from cargo_elt.source.specs import TABLE_SPECS
 
         mode, _, rest = self.path.lstrip("/").partition("/")
         body = self.rfile.read(int(self.headers.get("content-length", "0")))
@@ -647,7 +647,7 @@ BEYOND_INT64 = "99999999999999999999999"
 """An integer no Int64 column holds (a UInt64 or Int128 on the server side)."""
 
 FAST_RETRIES = """
-import sources.cargo.client as client
+import cargo_elt.source.client as client
 
 # test only: the client's real retry loop (8 attempts), with millisecond waits instead of 1 s .. 60 s
 client.RetryPolicy.__init__.__defaults__ = (8, 300.0, 0.001, 0.002, 0.0)

@@ -14,7 +14,7 @@ def test_demo_answers_with_play_names(tmp_path: Path) -> None:
     database = tmp_path / "demo.duckdb"
     env = {**os.environ, "DLT_DATA_DIR": str(tmp_path / "dlt")}
     result = subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", "demo", "--scale", "tiny", "--database", str(database)],
+        [sys.executable, "-m", "cargo_elt.pipelines.cli", "demo", "--scale", "tiny", "--database", str(database)],
         cwd=tmp_path,
         env={**env, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
         capture_output=True,

@@ -40,10 +40,10 @@ BASE64_RUN = re.compile(rb"[A-Za-z0-9+/]{24,}={0,2}")
 DEBUG_MAIN = """
 import logging, runpy, sys
 logging.basicConfig(level=logging.DEBUG, stream=sys.stderr, format="%(name)s %(levelname)s %(message)s")
-for name in ("httpx", "httpcore", "sources", "pipelines", "dlt"):
+for name in ("httpx", "httpcore", "cargo_elt", "dlt"):
     logging.getLogger(name).setLevel(logging.DEBUG)
 if sys.argv[1] == "cli":
-    from pipelines.cli import main
+    from cargo_elt.pipelines.cli import main
     sys.exit(main(sys.argv[2:]))
 runpy.run_path(sys.argv[2], run_name="__main__")
 """
@@ -159,7 +159,7 @@ def run_debug(cwd: Path, env: dict[str, str], *args: str) -> subprocess.Complete
 
 @pytest.fixture(scope="module")
 def secret_emulator() -> Iterator[Any]:
-    from emulator.server import EmulatorOptions, running_emulator
+    from cargo_elt.emulator.server import EmulatorOptions, running_emulator
 
     options = EmulatorOptions(port=0, seed=9, scale="tiny", workspaces=1, admin=True, tokens=(TOKEN,))
     with running_emulator(options) as emulator:
@@ -257,7 +257,7 @@ def test_errors_never_repeat_an_echoed_token(
     echo_server: str, answer: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A server that puts the Authorization header in its error answers: the sync's error must not repeat it."""
-    from pipelines.sync import SyncRequest, UserInputError, run_sync
+    from cargo_elt.pipelines.sync import SyncRequest, UserInputError, run_sync
 
     request = SyncRequest(
         base_url=f"{echo_server}/{answer}",
@@ -278,7 +278,7 @@ def test_extraction_failure_exception_has_no_token(secret_emulator: Any, tmp_pat
     import dlt
     from dlt.pipeline.exceptions import PipelineStepFailed
 
-    from sources.cargo import cargo_source
+    from cargo_elt.source import cargo_source
 
     pipeline = dlt.pipeline(
         pipeline_name="secret_failure",
@@ -299,8 +299,8 @@ def test_extraction_failure_exception_has_no_token(secret_emulator: Any, tmp_pat
 
 
 def test_client_protocol_error_redacts_an_echoed_token(echo_server: str) -> None:
-    from sources.cargo.client import CargoClient, RetryPolicy
-    from sources.cargo.errors import CargoProtocolError
+    from cargo_elt.source.client import CargoClient, RetryPolicy
+    from cargo_elt.source.errors import CargoProtocolError
 
     with (
         CargoClient(TOKEN, base_url=f"{echo_server}/json", retry=RetryPolicy(max_attempts=1)) as client,
@@ -358,7 +358,7 @@ def test_failing_warehouse_leaves_no_password_or_token_anywhere(secret_emulator:
 def test_failing_warehouse_exception_has_no_password(secret_emulator: Any, tmp_path: Path) -> None:
     """In process, with the credentials as one connection string in the environment: the SyncFailed the
     caller gets (and anything chained to it) and the log records never repeat the password."""
-    from pipelines.sync import SyncFailed, SyncRequest, run_sync
+    from cargo_elt.pipelines.sync import SyncFailed, SyncRequest, run_sync
 
     port = _closed_port()
     credentials = (

@@ -17,10 +17,10 @@ import orjson
 import pyarrow.parquet as pq
 import pytest
 
-from sources.cargo.client import CargoClient
-from sources.cargo.errors import CargoConfigurationError, SignedUrlExpired
-from sources.cargo.extract import TableStats
-from sources.cargo.segments import (
+from cargo_elt.source.client import CargoClient
+from cargo_elt.source.errors import CargoConfigurationError, SignedUrlExpired
+from cargo_elt.source.extract import TableStats
+from cargo_elt.source.segments import (
     ExportFailed,
     SegmentExport,
     download_shards,
@@ -490,7 +490,7 @@ def test_an_export_in_many_shards_loads_every_row_once(
     """The emulator cuts exports into shards of SEGMENT_DOWNLOAD_SHARD_ROWS rows; at 40 rows the
     contacts model comes in several files. The first export's URLs are all refused (expired), so
     every shard is downloaded again from a fresh export; the table holds each record exactly once."""
-    import emulator.api.segments as emulated_segments
+    import cargo_elt.emulator.api.segments as emulated_segments
 
     monkeypatch.setattr(emulated_segments, "SEGMENT_DOWNLOAD_SHARD_ROWS", 40)
     contacts = _models(sandbox)["contacts"]

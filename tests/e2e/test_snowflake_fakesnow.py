@@ -16,8 +16,8 @@ import dlt
 import pyarrow as pa
 import pytest
 
-from sources.cargo import FACT_TABLES, SyncStats, cargo_source
-from sources.cargo.warehouse import apply_snowflake_layout
+from cargo_elt.source import FACT_TABLES, SyncStats, cargo_source
+from cargo_elt.source.warehouse import apply_snowflake_layout
 from tests.e2e.support import PRIMARY_KEYS, STATUS_COLUMNS, UPDATE_COLUMNS, Sandbox, _iso
 
 pytest.importorskip("fakesnow", reason="fakesnow comes with the `dev` extra")
@@ -35,7 +35,7 @@ ADDED_COLUMN = "status_label"
 @pytest.fixture(scope="module")
 def live_emulator() -> Iterator[Any]:
     """A tiny emulator with its clock near real time, so incremental syncs see what it adds."""
-    from emulator.server import EmulatorOptions, running_emulator
+    from cargo_elt.emulator.server import EmulatorOptions, running_emulator
 
     with running_emulator(EmulatorOptions(port=0, seed=11, scale="tiny", workspaces=1, admin=True)) as emulator:
         yield emulator
@@ -134,7 +134,7 @@ def test_snowflake_backfill_merge_and_schema_evolution(live_emulator: Any, tmp_p
 
 def test_snowflake_takes_the_catalogue_and_exports(live_emulator: Any, tmp_path: Path) -> None:
     """The REST-fed tables (arrow with JSON and timestamp columns) load into Snowflake like the facts."""
-    from sources.cargo import DIMENSION_NAMES
+    from cargo_elt.source import DIMENSION_NAMES
     from tests.snowflake_shim import fakesnow_destination
 
     tables = [*DIMENSION_NAMES, "run_outputs", "run_metrics", "batch_failures"]

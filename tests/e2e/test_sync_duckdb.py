@@ -15,7 +15,7 @@ from tests.e2e.support import Sandbox
 @pytest.fixture(scope="module")
 def live_emulator() -> Iterator[Any]:
     """A tiny emulator whose clock is near real time (so a 7-day lookback reaches it); tests move it."""
-    from emulator.server import EmulatorOptions, running_emulator
+    from cargo_elt.emulator.server import EmulatorOptions, running_emulator
 
     with running_emulator(EmulatorOptions(port=0, seed=7, scale="tiny", workspaces=2, admin=True)) as emulator:
         yield emulator
@@ -68,7 +68,7 @@ def test_stateless_backfill_chunks_leave_the_state_alone(live_emulator: Any, tmp
 
 
 def test_hard_delete_removes_soft_deleted_runs(tmp_path: Path) -> None:
-    from emulator.server import EmulatorOptions, running_emulator
+    from cargo_elt.emulator.server import EmulatorOptions, running_emulator
 
     with running_emulator(EmulatorOptions(port=0, seed=8, scale="tiny", workspaces=1, admin=True)) as emulator:
         box = Sandbox(tmp_path, emulator, name="hard_delete")
@@ -86,7 +86,7 @@ def test_hard_delete_removes_soft_deleted_runs(tmp_path: Path) -> None:
 def test_extract_files_rotate_and_the_load_stays_exact(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A row limit per extract file (the source's default bounds the parquet writer's memory) splits a
     table's pages over several files, loaded as several jobs into one exact table."""
-    from emulator.server import EmulatorOptions, running_emulator
+    from cargo_elt.emulator.server import EmulatorOptions, running_emulator
 
     monkeypatch.setenv("SOURCES__CARGO__DATA_WRITER__FILE_MAX_ITEMS", "5000")
     with running_emulator(EmulatorOptions(port=0, seed=3, scale="small", workspaces=1, admin=True)) as emulator:

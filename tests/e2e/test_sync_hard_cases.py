@@ -43,7 +43,7 @@ def _inject_runs(emulator: Any, rows: int, first: int, start: str, spread_ms: in
 
 @pytest.fixture(scope="module")
 def burst_emulator() -> Iterator[Any]:
-    from emulator.server import EmulatorOptions, running_emulator
+    from cargo_elt.emulator.server import EmulatorOptions, running_emulator
 
     with running_emulator(EmulatorOptions(port=0, seed=11, scale="tiny", workspaces=1, admin=True)) as emulator:
         _inject_runs(emulator, BURST_ROWS, 0, "2026-10-15 09:30:00.123", spread_ms=0)
@@ -78,7 +78,7 @@ def test_a_range_over_the_scan_cap_is_bisected_and_read_exactly(burst_emulator: 
 
 @pytest.fixture(scope="module")
 def small_emulator() -> Iterator[Any]:
-    from emulator.server import EmulatorOptions, running_emulator
+    from cargo_elt.emulator.server import EmulatorOptions, running_emulator
 
     with running_emulator(EmulatorOptions(port=0, seed=5, scale="small", workspaces=1, admin=True)) as emulator:
         yield emulator
@@ -111,7 +111,7 @@ def test_a_sync_killed_half_way_ends_exact_when_run_again(small_emulator: Any, t
     command = [
         sys.executable,
         "-m",
-        "pipelines.cli",
+        "cargo_elt.pipelines.cli",
         "sync",
         "--base-url",
         small_emulator.base_url,

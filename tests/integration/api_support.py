@@ -18,12 +18,12 @@ from typing import Any
 import httpx
 import orjson
 
-from emulator.api.catalog import ENTITIES_DDL
-from emulator.schema import EXECUTION_FIELDS
-from emulator.server import RunningEmulator, bind_socket
-from emulator.state import EmulatorState
-from emulator.store import ClickHouseStore
-from emulator.workspaces import Workspace, make_workspaces, seeded_uuid
+from cargo_elt.emulator.api.catalog import ENTITIES_DDL
+from cargo_elt.emulator.schema import EXECUTION_FIELDS
+from cargo_elt.emulator.server import RunningEmulator, bind_socket
+from cargo_elt.emulator.state import EmulatorState
+from cargo_elt.emulator.store import ClickHouseStore
+from cargo_elt.emulator.workspaces import Workspace, make_workspaces, seeded_uuid
 
 SEED = 7
 BASE = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)

@@ -13,7 +13,7 @@ import httpx
 import orjson
 import pytest
 
-from emulator.api import exports
+from cargo_elt.emulator.api import exports
 from tests.integration.api_support import Served, served_fixture, u, zod_issues
 
 RUN_META = ["_uuid", "_workspace_uuid", "_workflow_uuid", "_record_id", "_record_title", "_created_at",
@@ -129,7 +129,7 @@ def test_run_outputs_errors(served: Served, monkeypatch: pytest.MonkeyPatch) -> 
     assert none.status_code == 400 and none.json() == {"reason": "noRunsFound"}
     past_end = served.api.post("/orchestration/runs/download-outputs", json={"workflowUuid": fx.workflow, "offset": 5})
     assert past_end.json() == {"reason": "noRunsFound"}
-    from emulator.api import runs
+    from cargo_elt.emulator.api import runs
 
     monkeypatch.setattr(runs, "DOWNLOAD_OUTPUTS_MAX_ROWS", 4)
     too_many = served.api.post("/orchestration/runs/download-outputs", json={"workflowUuid": fx.workflow})

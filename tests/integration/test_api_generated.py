@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-pytest.importorskip("emulator.generator")
+pytest.importorskip("cargo_elt.emulator.generator")
 
 Api = Callable[..., httpx.Client]
 

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from emulator.api.limits import RUNS_LIST_DEFAULT_LIMIT, RUNS_LIST_MAX_LIMIT, SPANS_LIST_MAX_LIMIT
+from cargo_elt.emulator.api.limits import RUNS_LIST_DEFAULT_LIMIT, RUNS_LIST_MAX_LIMIT, SPANS_LIST_MAX_LIMIT
 from tests.integration.api_support import Served, served_fixture, u, zod_issues
 
 ISO = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")

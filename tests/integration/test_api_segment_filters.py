@@ -21,8 +21,8 @@ import httpx
 import orjson
 import pytest
 
-from emulator.api import exports, segments
-from emulator.generator import current_now
+from cargo_elt.emulator.api import exports, segments
+from cargo_elt.emulator.generator import current_now
 from tests.integration.api_support import Served, served_fixture, u
 
 Record = dict[str, Any]

@@ -14,12 +14,12 @@ from typing import Any
 import orjson
 import pytest
 
-from emulator import clock
-from emulator.clock import AdvanceReport, advance
-from emulator.generator import SCALES, GenerationReport, current_now, generate, read_meta
-from emulator.store import ClickHouseStore
-from emulator.truth import TRUTH_SPECS, consistency_problems, ground_truth, truth_rows
-from emulator.workspaces import Workspace, make_workspaces
+from cargo_elt.emulator import clock
+from cargo_elt.emulator.clock import AdvanceReport, advance
+from cargo_elt.emulator.generator import SCALES, GenerationReport, current_now, generate, read_meta
+from cargo_elt.emulator.store import ClickHouseStore
+from cargo_elt.emulator.truth import TRUTH_SPECS, consistency_problems, ground_truth, truth_rows
+from cargo_elt.emulator.workspaces import Workspace, make_workspaces
 
 NOW = datetime(2026, 7, 22, 0, 20, 41, 999000, tzinfo=UTC)
 SEED = 11

@@ -15,11 +15,11 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from sources.cargo.client import CargoClient
-from sources.cargo.fetch import fetch_pages
-from sources.cargo.pages import CsvCell, Page, PageCodec, RowObjects
-from sources.cargo.planner import QueryWindow, cursor_after
-from sources.cargo.specs import TABLE_SPECS, TableSpec
+from cargo_elt.source.client import CargoClient
+from cargo_elt.source.fetch import fetch_pages
+from cargo_elt.source.pages import CsvCell, Page, PageCodec, RowObjects
+from cargo_elt.source.planner import QueryWindow, cursor_after
+from cargo_elt.source.specs import TABLE_SPECS, TableSpec
 
 PAGE_LIMIT = 97
 WHOLE_HISTORY = QueryWindow(datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC))

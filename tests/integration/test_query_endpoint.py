@@ -97,7 +97,7 @@ def test_errors_carry_clickhouse_codes(api: Api, sql: str, code: int, fragment: 
 
 
 def test_another_workspace_database_is_unreachable(api: Api, emulator: object) -> None:
-    from emulator.schema import workspace_database
+    from cargo_elt.emulator.schema import workspace_database
 
     state = emulator.state  # type: ignore[attr-defined]
     other_db = workspace_database(state.store.namespace, state.workspaces[1].uuid)
@@ -188,7 +188,7 @@ def test_selected_workspace_header_must_match_the_token(api: Api, emulator: obje
 @pytest.fixture(scope="module")
 def capped_emulator() -> Iterator[object]:
     """A second emulator whose scan and time caps are lowered, to reach them on tiny data."""
-    from emulator.server import EmulatorOptions, running_emulator
+    from cargo_elt.emulator.server import EmulatorOptions, running_emulator
 
     options = EmulatorOptions(
         port=0,

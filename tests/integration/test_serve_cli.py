@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 
-SERVE = (sys.executable, "-m", "pipelines.cli", "emulator", "serve")
+SERVE = (sys.executable, "-m", "cargo_elt.pipelines.cli", "emulator", "serve")
 
 
 @contextmanager

@@ -50,7 +50,7 @@ def install(point: str) -> None:
     from dlt.load.load import Load
     from dlt.normalize.normalize import Normalize
 
-    from sources.cargo.client import CargoClient
+    from cargo_elt.source.client import CargoClient
 
     kind, _, arg = point.partition(":")
     if kind == "page":
@@ -98,7 +98,7 @@ def main(argv: list[str]) -> int:
     base_url, token, database, pipelines_dir, name, point = argv
     import dlt
 
-    from sources.cargo import FACT_TABLES, cargo_source
+    from cargo_elt.source import FACT_TABLES, cargo_source
 
     install(point)
     pipeline = dlt.pipeline(

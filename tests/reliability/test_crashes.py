@@ -37,7 +37,7 @@ CRASH_POINTS = (
 
 @pytest.fixture(scope="module")
 def crash_emulator() -> Iterator[Any]:
-    from emulator.server import EmulatorOptions, running_emulator
+    from cargo_elt.emulator.server import EmulatorOptions, running_emulator
 
     with running_emulator(EmulatorOptions(port=0, seed=17, scale="tiny", workspaces=1, admin=True)) as emulator:
         yield emulator

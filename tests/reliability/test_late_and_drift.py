@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 from dlt.pipeline.exceptions import PipelineStepFailed
 
-from sources.cargo.errors import WindowTooNarrow
+from cargo_elt.source.errors import WindowTooNarrow
 from tests.e2e.support import Sandbox
 
 
 def _emulator(seed: int) -> Any:
-    from emulator.server import EmulatorOptions, running_emulator
+    from cargo_elt.emulator.server import EmulatorOptions, running_emulator
 
     return running_emulator(EmulatorOptions(port=0, seed=seed, scale="tiny", workspaces=1, admin=True))
 
@@ -92,7 +92,7 @@ def test_a_span_pending_past_max_lookback_is_warned_about_not_silently_missed(
 
     # the lookback now ends 30 minutes after the span started: it leaves the window in this sync
     lookback = (real_now - (now - timedelta(minutes=30))).total_seconds() / 86400
-    caplog.set_level(logging.WARNING, logger="sources.cargo")
+    caplog.set_level(logging.WARNING, logger="cargo_elt.source")
     box.sync(tables=["spans"], max_lookback_days=lookback)
     warnings = [r.getMessage() for r in caplog.records if "max_lookback_days" in r.getMessage()]
     assert warnings and "spans" in warnings[0] and "still not terminal" in warnings[0], warnings
@@ -157,10 +157,10 @@ def test_schema_drift_keeps_the_pipeline_running_and_says_what_changed(
         fill="concat(credits_used_count, ' cr')",
     )
     alter(table="batches", action="modify", column="runs_count", type="String")  # still reads as a number
-    caplog.set_level(logging.WARNING, logger="sources.cargo")
+    caplog.set_level(logging.WARNING, logger="cargo_elt.source")
     stats = box.sync()
     box.assert_equals_truth()
-    warnings = "\n".join(r.getMessage() for r in caplog.records if r.name.startswith("sources.cargo"))
+    warnings = "\n".join(r.getMessage() for r in caplog.records if r.name.startswith("cargo_elt.source"))
     for fragment in (
         "runs.priority: the server has a new column",
         "runs.temporal_workflow_id: the server no longer has this column",

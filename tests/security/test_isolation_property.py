@@ -84,7 +84,7 @@ def _query(other_db: str, store_db: str) -> st.SearchStrategy[str]:
 @pytest.fixture(scope="module")
 def fixture_facts(emulator: Any) -> dict[str, Any]:
     """Both workspaces: their uuids and every key value of theirs (read on the admin side)."""
-    from emulator.schema import workspace_database
+    from cargo_elt.emulator.schema import workspace_database
 
     state = emulator.state
     store = state.store

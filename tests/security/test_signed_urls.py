@@ -14,7 +14,7 @@ from urllib.parse import parse_qs, quote, urlsplit
 import httpx
 import pytest
 
-from emulator.downloads import _decode_id, _encode_id, _signature, sign_file_url
+from cargo_elt.emulator.downloads import _decode_id, _encode_id, _signature, sign_file_url
 from tests.integration.api_support import Served, served_fixture
 
 
@@ -134,7 +134,7 @@ def test_a_url_expires_and_cannot_be_replayed(served: Served) -> None:
 
 def test_a_url_of_another_emulator_is_refused(served: Served) -> None:
     """Another instance has its own signing key: its URLs are worthless here."""
-    from emulator.server import EmulatorOptions, running_emulator
+    from cargo_elt.emulator.server import EmulatorOptions, running_emulator
 
     _, file_id, _, _ = parts(signed(served))
     with running_emulator(EmulatorOptions(port=0, seed=2, scale="tiny", workspaces=1)) as other:

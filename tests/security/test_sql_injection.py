@@ -15,9 +15,9 @@ from typing import Any
 import duckdb
 import pytest
 
-from sources.cargo.client import CargoClient, RetryPolicy
-from sources.cargo.errors import UnsafeLiteralError
-from sources.cargo.planner import (
+from cargo_elt.source.client import CargoClient, RetryPolicy
+from cargo_elt.source.errors import UnsafeLiteralError
+from cargo_elt.source.planner import (
     KeysetCursor,
     QueryWindow,
     cursor_after,
@@ -28,7 +28,7 @@ from sources.cargo.planner import (
     sql_timestamp,
     sql_uuid,
 )
-from sources.cargo.specs import TABLE_SPECS
+from cargo_elt.source.specs import TABLE_SPECS
 
 HOSTILE = [
     "' OR 1=1 --",
@@ -118,7 +118,7 @@ def test_timestamps_reach_sql_only_from_aware_datetimes(value: object) -> None:
 
 def test_a_hostile_dataset_name_cannot_end_the_destination_statement(emulator: Any, tmp_path: Path) -> None:
     """``--dataset`` reaches the warehouse's DDL: dlt normalises it to an identifier; the sentinel survives."""
-    from pipelines.sync import SyncRequest, run_sync
+    from cargo_elt.pipelines.sync import SyncRequest, run_sync
 
     database = tmp_path / "hostile.duckdb"
     con = duckdb.connect(str(database))

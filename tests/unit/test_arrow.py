@@ -9,9 +9,9 @@ import orjson
 import pyarrow as pa
 import pytest
 
-from sources.cargo.arrow import convert_column, rows_to_table, strip_secret_keys
-from sources.cargo.errors import CargoProtocolError
-from sources.cargo.specs import BATCHES, RUNS, SPANS, TableSpec, ValueKind, column
+from cargo_elt.source.arrow import convert_column, rows_to_table, strip_secret_keys
+from cargo_elt.source.errors import CargoProtocolError
+from cargo_elt.source.specs import BATCHES, RUNS, SPANS, TableSpec, ValueKind, column
 
 U1 = "0b7a6c1e-8f2d-4c3b-9a1e-5d6f7a8b9c0d"
 

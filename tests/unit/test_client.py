@@ -18,8 +18,8 @@ import orjson
 import pytest
 from pydantic import SecretStr
 
-from sources.cargo.client import CargoClient, RetryPolicy, query_url, retry_after_seconds
-from sources.cargo.errors import (
+from cargo_elt.source.client import CargoClient, RetryPolicy, query_url, retry_after_seconds
+from cargo_elt.source.errors import (
     CargoAuthError,
     CargoConfigurationError,
     CargoProtocolError,

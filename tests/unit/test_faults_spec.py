@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from emulator.faults import FaultInjector, FaultSpecError, parse_fault_spec
+from cargo_elt.emulator.faults import FaultInjector, FaultSpecError, parse_fault_spec
 
 
 def test_spec_from_the_docs_parses() -> None:

@@ -19,10 +19,10 @@ from typing import Any
 
 import pytest
 
-from sources.cargo.errors import KeysetStalled, ResultCapExceeded, ScanCapExceeded, query_error
-from sources.cargo.fetch import fetch_window, plan_windows, refinement_budget
-from sources.cargo.planner import QueryWindow, UpdatedAfter
-from sources.cargo.specs import RUNS
+from cargo_elt.source.errors import KeysetStalled, ResultCapExceeded, ScanCapExceeded, query_error
+from cargo_elt.source.fetch import fetch_window, plan_windows, refinement_budget
+from cargo_elt.source.planner import QueryWindow, UpdatedAfter
+from cargo_elt.source.specs import RUNS
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 _TS = r"toDateTime64\('([^']+)', \d, 'UTC'\)"

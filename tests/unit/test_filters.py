@@ -12,15 +12,15 @@ from typing import Any
 
 import pytest
 
-from sources.cargo.errors import CargoConfigurationError
-from sources.cargo.filters import (
+from cargo_elt.source.errors import CargoConfigurationError
+from cargo_elt.source.filters import (
     MATCH_ALL,
     and_condition,
     check_filter_columns,
     validate_filter,
     validate_sort,
 )
-from sources.cargo.segments import parse_segment_exports, table_name_for
+from cargo_elt.source.segments import parse_segment_exports, table_name_for
 
 UUID_A = "991c515b-963c-4c3b-ba19-e46f8fcc3521"
 UUID_B = "ec99469b-781b-4fc9-b701-f2785cbfea9d"

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 import pyarrow as pa
 import pytest
 
-from sources.cargo import memory
-from sources.cargo.settings import EXTRACT_FILE_MAX_ROWS
+from cargo_elt.source import memory
+from cargo_elt.source.settings import EXTRACT_FILE_MAX_ROWS
 
 
 def test_freed_arrow_memory_goes_back_and_the_helpers_report_glibc() -> None:

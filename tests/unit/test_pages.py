@@ -23,20 +23,20 @@ import orjson
 import pyarrow as pa
 import pytest
 
-from sources.cargo import extract
-from sources.cargo.arrow import rows_to_table
-from sources.cargo.errors import (
+from cargo_elt.source import extract
+from cargo_elt.source.arrow import rows_to_table
+from cargo_elt.source.errors import (
     CargoProtocolError,
     CargoQueryError,
     ResultCapExceeded,
     query_error,
 )
-from sources.cargo.extract import CountingExecutor, TableStats, _read_window, read_range
-from sources.cargo.fetch import fetch_pages
-from sources.cargo.pages import CodecChoice, CsvCell, Page, PageCodec, RowObjects, csv_to_table
-from sources.cargo.planner import KeysetCursor, QueryWindow, UpdatedAfter, cursor_after, page_query, sql_string
-from sources.cargo.settings import MIN_PAGE_LIMIT, PAGE_LIMIT
-from sources.cargo.specs import BATCHES, RECORDS, RUNS, SPANS, TABLE_SPECS, ColumnSpec, TableSpec, ValueKind
+from cargo_elt.source.extract import CountingExecutor, TableStats, _read_window, read_range
+from cargo_elt.source.fetch import fetch_pages
+from cargo_elt.source.pages import CodecChoice, CsvCell, Page, PageCodec, RowObjects, csv_to_table
+from cargo_elt.source.planner import KeysetCursor, QueryWindow, UpdatedAfter, cursor_after, page_query, sql_string
+from cargo_elt.source.settings import MIN_PAGE_LIMIT, PAGE_LIMIT
+from cargo_elt.source.specs import BATCHES, RECORDS, RUNS, SPANS, TABLE_SPECS, ColumnSpec, TableSpec, ValueKind
 
 Row = dict[str, Any]
 

@@ -9,8 +9,8 @@ from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
 
-from sources.cargo.errors import UnsafeLiteralError
-from sources.cargo.planner import (
+from cargo_elt.source.errors import UnsafeLiteralError
+from cargo_elt.source.planner import (
     Bucket,
     KeysetCursor,
     QueryWindow,
@@ -30,8 +30,8 @@ from sources.cargo.planner import (
     sql_timestamp,
     sql_uuid,
 )
-from sources.cargo.settings import HISTOGRAM_BUCKET_FRACTION, HISTOGRAM_MAX_BUCKETS, MAX_RESULT_ROWS
-from sources.cargo.specs import RECORDS, RUNS, SPANS
+from cargo_elt.source.settings import HISTOGRAM_BUCKET_FRACTION, HISTOGRAM_MAX_BUCKETS, MAX_RESULT_ROWS
+from cargo_elt.source.specs import RECORDS, RUNS, SPANS
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 U1 = "0b7a6c1e-8f2d-4c3b-9a1e-5d6f7a8b9c0d"

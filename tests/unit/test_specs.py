@@ -5,9 +5,9 @@ from __future__ import annotations
 import pyarrow as pa
 import pytest
 
-from emulator import schema as emulator_schema
-from sources.cargo.settings import MAX_COLUMNS_TO_READ
-from sources.cargo.specs import BATCHES, RECORDS, RUNS, SPANS, TABLE_SPECS, TableSpec, ValueKind, column
+from cargo_elt.emulator import schema as emulator_schema
+from cargo_elt.source.settings import MAX_COLUMNS_TO_READ
+from cargo_elt.source.specs import BATCHES, RECORDS, RUNS, SPANS, TABLE_SPECS, TableSpec, ValueKind, column
 
 
 def test_keys_and_cursor_columns_follow_the_design() -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from emulator.sqlguard import check_ast, parse_ast_dump
+from cargo_elt.emulator.sqlguard import check_ast, parse_ast_dump
 
 JOIN_DUMP = """SelectWithUnionQuery (children 1)
  ExpressionList (children 1)

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 import pytest
 from pydantic import Field
 
-from emulator.validation import (
+from cargo_elt.emulator.validation import (
     LenientPayload,
     StrictPayload,
     Timestamp,

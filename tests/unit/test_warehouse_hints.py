@@ -18,9 +18,9 @@ from dlt.common.libs.pyarrow import py_arrow_to_table_schema_columns
 from dlt.common.schema import Schema
 from dlt.common.schema.utils import merge_columns
 
-from sources.cargo import FACT_TABLES, cargo_source
-from sources.cargo.specs import TABLE_SPECS
-from sources.cargo.warehouse import (
+from cargo_elt.source import FACT_TABLES, cargo_source
+from cargo_elt.source.specs import TABLE_SPECS
+from cargo_elt.source.warehouse import (
     BIGQUERY_LAYOUTS,
     SNOWFLAKE_CLUSTER_KEYS,
     BigQueryLayout,
@@ -172,7 +172,7 @@ def test_live_bigquery_load_is_partitioned_clustered_and_exact(tmp_path: Any) ->
     pytest.importorskip("google.cloud.bigquery", reason="the `bigquery` extra is not installed")
     import dlt
 
-    from emulator.server import EmulatorOptions, running_emulator
+    from cargo_elt.emulator.server import EmulatorOptions, running_emulator
 
     dataset = f"cargo_test_{uuid.uuid4().hex[:8]}"
     options = EmulatorOptions(port=0, seed=3, scale="tiny", workspaces=1, admin=True)
