@@ -125,6 +125,14 @@ def _demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
     try:
+        import cargo_elt.emulator.server  # noqa: F401  (the demo runs the emulator: chdb, starlette, uvicorn)
+    except ImportError as exc:
+        print(
+            f"error: the demo runs the emulator, which needs its extra: pip install 'cargo-elt[emulator]' ({exc})",
+            file=sys.stderr,
+        )
+        return 2
+    try:
         run_demo(scale=args.scale, seed=args.seed, database=args.database)
     except Exception as exc:
         print(f"error: the demo failed: {_root_cause(exc)}", file=sys.stderr)

@@ -275,7 +275,7 @@ def test_tables_runs_loads_only_runs_then_full_refresh_reloads_everything(
 def test_plain_dlt_script_loads_rows(live_emulator: Any, token: str, truth: dict[str, int], tmp_path: Path) -> None:
     env = user_env(tmp_path / "dlt", SOURCES__CARGO__API_TOKEN=token, SOURCES__CARGO__BASE_URL=live_emulator.base_url)
     result = subprocess.run(
-        [sys.executable, str(REPO / "pipelines" / "cargo_pipeline.py")],
+        [sys.executable, str(REPO / "sources" / "cargo_pipeline.py")],
         check=False,
         cwd=tmp_path,
         env=env,
