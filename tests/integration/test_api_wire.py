@@ -4,7 +4,9 @@
 test installs it when ``node_modules`` is missing (``npm ci``, from the committed lock file), runs
 ``wire_check.mjs`` against a served emulator and checks what the client made of each answer: URL
 building, headers, Axios query strings, wrappers, ``null`` handling and the error classes.
-Skipped when Node.js/npm are not installed.
+Node.js and npm are part of this project's machines and CI's: without them
+``test_nodejs_and_npm_are_installed`` fails (one failure, not a broken collection) and the wire checks
+are skipped behind it.
 """
 
 from __future__ import annotations
@@ -23,13 +25,18 @@ from tests.integration.api_support import Served, served_fixture
 
 NODE_PROJECT = Path(__file__).resolve().parents[1] / "node"
 
-# Node.js and npm are part of this project's machines (and CI's); a missing one fails here rather than
-# skipping, so the wire check can never silently stop running.
-assert shutil.which("node") and shutil.which("npm"), "Node.js and npm are needed for Cargo's own client"
+NODE_TOOLS = ("node", "npm")
+
+
+def test_nodejs_and_npm_are_installed() -> None:
+    missing = [tool for tool in NODE_TOOLS if shutil.which(tool) is None]
+    assert not missing, f"{', '.join(missing)} not found: Cargo's own client (tests/node) needs Node.js and npm"
 
 
 @pytest.fixture(scope="module")
 def wire(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Served, dict[str, Any]]]:
+    if any(shutil.which(tool) is None for tool in NODE_TOOLS):
+        pytest.skip("Node.js/npm missing: test_nodejs_and_npm_are_installed fails for it")
     if not (NODE_PROJECT / "node_modules" / "@cargo-ai" / "api").is_dir():
         subprocess.run(
             ["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"],
