@@ -1,4 +1,4 @@
-"""``cargo-elt sync`` and ``pipelines/cargo_pipeline.py`` as a user runs them: real subprocesses, in
+"""``cargo-elt sync`` and ``sources/cargo_pipeline.py`` as a user runs them: real subprocesses, in
 a temporary working directory with a private dlt data directory, against an in-process emulator.
 
 Bad input must end with exit code 2, one clear line on stderr naming the setting to change, and

@@ -39,13 +39,14 @@ ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 BASE64_RUN = re.compile(rb"[A-Za-z0-9+/]{24,}={0,2}")
 
 DEBUG_MAIN = """
-import logging, runpy, sys
+import logging, os, runpy, sys
 logging.basicConfig(level=logging.DEBUG, stream=sys.stderr, format="%(name)s %(levelname)s %(message)s")
-for name in ("httpx", "httpcore", "cargo_elt", "dlt"):
+for name in ("httpx", "httpcore", "cargo_elt", "cargo", "dlt"):  # "cargo": the source as the script imports it
     logging.getLogger(name).setLevel(logging.DEBUG)
 if sys.argv[1] == "cli":
     from cargo_elt.pipelines.cli import main
     sys.exit(main(sys.argv[2:]))
+sys.path.insert(0, os.path.dirname(sys.argv[2]))  # as ``python script.py`` puts the script's folder first
 runpy.run_path(sys.argv[2], run_name="__main__")
 """
 """Runs the CLI (``cli ARGS``) or a script (``script PATH``) with every logger at DEBUG on stderr."""
@@ -241,7 +242,7 @@ def test_failing_script_run_leaves_no_token_in_output_or_artifacts(secret_emulat
         SOURCES__CARGO__BASE_URL=f"{secret_emulator.base_url}/not/the/api",
         SOURCES__CARGO__TABLES='["runs"]',
     )
-    result = run_debug(tmp_path, env, "script", str(REPO / "pipelines" / "cargo_pipeline.py"))
+    result = run_debug(tmp_path, env, "script", str(REPO / "sources" / "cargo_pipeline.py"))
     transcript = f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
     assert result.returncode != 0, transcript
     assert "PipelineStepFailed" in result.stderr and "HTTP 404" in result.stderr, transcript
