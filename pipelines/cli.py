@@ -1,4 +1,5 @@
-"""The ``cargo-elt`` command: ``sync`` (the connector), ``demo`` (all of it, locally), ``emulator serve``.
+"""The ``cargo-elt`` command: ``sync`` (the connector), ``tables`` (what it loads), ``demo`` (all of it,
+locally), ``emulator serve``.
 
 Exit codes: 0 success, 1 the sync failed while running, 2 bad input (nothing was changed).
 """
@@ -47,6 +48,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="bound DuckDB's memory while loading, e.g. 256MB; it spills to disk beyond (default: DuckDB's own)",
     )
 
+    tables = commands.add_parser("tables", help="every table: key, how it loads, what each column means")
+    shown = tables.add_mutually_exclusive_group()
+    shown.add_argument("--json", action="store_const", const="json", dest="format", help="as one JSON document")
+    shown.add_argument("--markdown", action="store_const", const="markdown", dest="format", help="as docs/TABLES.md")
+
     demo = commands.add_parser("demo", help="emulator + backfill + incremental sync into DuckDB, then answers")
     demo.add_argument("--scale", default="small", choices=["tiny", "small", "medium"])
     demo.add_argument("--seed", type=int, default=1)
@@ -83,6 +89,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _sync(args)
     if args.command == "demo":
         return _demo(args)
+    if args.command == "tables":
+        from .tables import render
+
+        print(render(args.format or "text"), end="")
+        return 0
     return 2
 
 

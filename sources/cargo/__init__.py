@@ -34,6 +34,7 @@ from dlt.extract.resource import DltResource
 
 from .catalogue import DIMENSION_NAMES, DIMENSIONS, dimension_resource
 from .client import CargoClient, RetryPolicy
+from .descriptions import describe_resource
 from .errors import CargoConfigurationError
 from .extract import TableStats, read_range
 from .failures import batch_failures_resource
@@ -249,7 +250,7 @@ def cargo_source(
     if SEGMENT_TABLES in names and segment_exports:
         resources.extend(segment_resources(segment_exports, connection.open, sink))
     quiet_hint_notices(r.name for r in resources)
-    return resources
+    return [describe_resource(r) for r in resources]
 
 
 def _counting(stats: TableStats) -> Any:

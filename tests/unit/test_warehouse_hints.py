@@ -19,6 +19,7 @@ from dlt.common.schema import Schema
 from dlt.common.schema.utils import merge_columns
 
 from cargo_elt.source import FACT_TABLES, cargo_source
+from cargo_elt.source.descriptions import describe
 from cargo_elt.source.specs import TABLE_SPECS
 from cargo_elt.source.warehouse import (
     BIGQUERY_LAYOUTS,
@@ -123,6 +124,14 @@ def test_bigquery_create_table_ddl(bigquery_client: Any) -> None:
         assert re.search(rf"`{layout.partition}` TIMESTAMP\s+NOT NULL", create)
 
 
+def test_bigquery_columns_carry_the_data_dictionary(bigquery_client: Any) -> None:
+    columns = list(bigquery_client.schema.get_table_columns("spans").values())
+    (create,) = bigquery_client._get_table_update_sql("spans", columns, generate_alter=False)
+    for column in ("execution_credits_used_count", "record_title"):  # the second holds an apostrophe
+        meaning = (describe("spans", column) or "").replace("'", "\\'")
+        assert meaning and f"OPTIONS (description='{meaning}')" in create.split(f"`{column}`")[1].split("\n")[0]
+
+
 def test_bigquery_schema_evolution_ddl_never_touches_partition(bigquery_client: Any) -> None:
     """dlt#3377: an ALTER on a partitioned table must not repeat PARTITION BY / CLUSTER BY."""
     new_column = {"name": "added_later", "data_type": "text", "nullable": True}
@@ -147,6 +156,8 @@ def test_snowflake_create_and_alter_ddl() -> None:
         time_column = TABLE_SPECS[name].time_column.upper()
         assert create.startswith(f'CREATE TABLE "CARGO"."{name.upper()}"'), create
         assert create.rstrip().endswith(f'CLUSTER BY ("WORKFLOW_UUID","{time_column}")'), create
+        meaning = (describe(name, TABLE_SPECS[name].update_column) or "").replace("'", "''")
+        assert meaning and f"COMMENT '{meaning}'" in create, create  # the data dictionary, as column comments
     alter = client._get_table_update_sql("spans", [{"name": "added_later", "data_type": "text"}], generate_alter=True)
     # dlt re-states the clustering key on every ALTER; it must still be the same key
     assert alter[-1] == 'ALTER TABLE "CARGO"."SPANS"\nCLUSTER BY ("WORKFLOW_UUID","EXECUTION_STARTED_AT")'
