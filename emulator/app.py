@@ -206,7 +206,12 @@ async def admin_advance(request: Request) -> Response:
     seconds = payload.get("seconds")
     if not isinstance(seconds, int) or isinstance(seconds, bool) or seconds <= 0:
         return error_response(400, message="'seconds' must be a positive integer")
-    report = await run_in_threadpool(advance, state.store, state.workspaces, seconds, seed=state.seed)
+
+    def locked_advance() -> Any:
+        with state.clock_lock:
+            return advance(state.store, state.workspaces, seconds, seed=state.seed)
+
+    report = await run_in_threadpool(locked_advance)
     return json_response(_as_json(report))
 
 

@@ -29,6 +29,8 @@ class EmulatorState:
     query_log: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=200_000))
     request_counts: dict[str, int] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    clock_lock: threading.Lock = field(default_factory=threading.Lock)
+    """Held by whatever writes facts (the clock's advance, batch creation): one writer at a time."""
     by_token: dict[str, Workspace] = field(init=False)
     by_uuid: dict[str, Workspace] = field(init=False)
 

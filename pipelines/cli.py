@@ -1,5 +1,5 @@
-"""The ``cargo-elt`` command: ``sync`` (the connector), ``tables`` (what it loads), ``demo`` (all of it,
-locally), ``emulator serve``.
+"""The ``cargo-elt`` command: ``sync`` (the connector), ``tables`` (what it loads), ``rerun`` (failed
+records), ``demo`` (all of it, locally), ``emulator serve``.
 
 Exit codes: 0 success, 1 the sync failed while running, 2 bad input (nothing was changed).
 """
@@ -53,6 +53,19 @@ def build_parser() -> argparse.ArgumentParser:
     shown.add_argument("--json", action="store_const", const="json", dest="format", help="as one JSON document")
     shown.add_argument("--markdown", action="store_const", const="markdown", dest="format", help="as docs/TABLES.md")
 
+    rerun = commands.add_parser("rerun", help="re-run the failed records of a batch (or workflow) from the warehouse")
+    scope = rerun.add_mutually_exclusive_group(required=True)
+    scope.add_argument("--batch", default=None, help="the batch whose failed records to re-run (uuid)")
+    scope.add_argument("--workflow", default=None, help="the workflow whose failed records to re-run (with --since)")
+    rerun.add_argument("--since", default=None, help="with --workflow: failures of runs created since (date or ISO)")
+    rerun.add_argument("--yes", action="store_true", help="send the batch to Cargo (default: print it, a dry run)")
+    rerun.add_argument("--force", action="store_true", help="include records an earlier rerun already re-ran")
+    rerun.add_argument("--base-url", default=None, help="Cargo API host (default: sources.cargo.base_url)")
+    rerun.add_argument("--destination", default="duckdb", help="the warehouse sync loads (default duckdb)")
+    rerun.add_argument("--dataset", default="cargo", help="dataset / schema name (default cargo)")
+    rerun.add_argument("--pipeline-name", default="cargo", help="the sync's dlt pipeline name (default cargo)")
+    rerun.add_argument("--duckdb-path", default=None, help="DuckDB file (default <pipeline-name>_warehouse.duckdb)")
+
     demo = commands.add_parser("demo", help="emulator + backfill + incremental sync into DuckDB, then answers")
     demo.add_argument("--scale", default="small", choices=["tiny", "small", "medium"])
     demo.add_argument("--seed", type=int, default=1)
@@ -94,6 +107,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         print(render(args.format or "text"), end="")
         return 0
+
+    if args.command == "rerun":
+        return _rerun(args)
     return 2
 
 
@@ -129,6 +145,39 @@ def _sync(args: argparse.Namespace) -> int:
         print(f"error: the sync failed: {_root_cause(exc)}", file=sys.stderr)
         return 1
     print(format_summary(summaries, seconds))
+    return 0
+
+
+def _rerun(args: argparse.Namespace) -> int:
+    from .rerun import RerunRequest, format_plan, payload_json, run_rerun
+    from .sync import SyncFailed, UserInputError, parse_when
+
+    try:
+        request = RerunRequest(
+            batch=args.batch,
+            workflow=args.workflow,
+            since=parse_when(args.since, "--since") if args.since else None,
+            send=args.yes,
+            force=args.force,
+            base_url=args.base_url,
+            destination=args.destination,
+            dataset=args.dataset,
+            pipeline_name=args.pipeline_name,
+            duckdb_path=args.duckdb_path,
+        )
+        outcome = run_rerun(request)
+    except UserInputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except SyncFailed as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:
+        print(f"error: the rerun failed: {_root_cause(exc)}", file=sys.stderr)
+        return 1
+    for line in format_plan(outcome.plan, outcome.batch_uuid):
+        print(line, file=sys.stderr)
+    print(outcome.batch_uuid if outcome.batch_uuid is not None else payload_json(outcome.plan))
     return 0
 
 

@@ -11,7 +11,7 @@ from starlette.routing import BaseRoute, Route
 
 from ..downloads import FILE_ROUTES
 from . import exports as _exports  # registers the export file producers
-from .batches import batches_download, batches_get, batches_list
+from .batches import batches_create, batches_download, batches_get, batches_list
 from .common import endpoint
 from .definitions import (
     connectors_list,
@@ -57,6 +57,7 @@ V1_ROUTES: list[BaseRoute] = [
     Route("/orchestration/spans/list", endpoint(spans_list), methods=POST),
     Route("/orchestration/spans/count", endpoint(spans_count), methods=POST),
     # batches
+    Route("/orchestration/batches", endpoint(batches_create), methods=POST),
     Route("/orchestration/batches/list", endpoint(batches_list), methods=GET),
     Route("/orchestration/batches/{uuid}/download", endpoint(batches_download), methods=POST),
     Route("/orchestration/batches/{uuid}", endpoint(batches_get), methods=GET),

@@ -1,15 +1,26 @@
-"""Batches endpoints (REFERENCE.md section 3.7): list (query string, no count), get, download."""
+"""Batches endpoints (REFERENCE.md section 3.7): list (query string, no count), get, download, create."""
 
 from __future__ import annotations
+
+from typing import Any, get_args
 
 from starlette.responses import Response
 
 from ..downloads import FileSpec, sign_file_url
+from ..enrolment import EnrolmentRefused, create_record_ids_batch
+from ..http import json_response
+from ..validation import ValidationFailed, validate_body
 from . import catalog
-from .common import Call, Where, lit, not_found, ok, rejected, uuid_lit
+from .common import ApiError, Call, Where, lit, not_found, ok, rejected, uuid_lit
 from .facts import BATCH_TABLE, batch_json, table
 from .limits import BATCHES_LIST_DEFAULT_LIMIT
-from .payloads import BatchDownloadPayload, BatchesListParams
+from .payloads import (
+    BatchCreatePayload,
+    BatchDownloadPayload,
+    BatchesListParams,
+    CreateBatchDataKind,
+    RecordIdsBatchData,
+)
 
 BATCH_ORDER = "created_at DESC, uuid DESC"
 
@@ -95,3 +106,70 @@ def batches_download(call: Call) -> Response:
         filename=f"batch-{row['uuid']}.csv",
     )
     return ok({"url": sign_file_url(call.state, spec)})
+
+
+def _data_issues(issues: list[dict[str, Any]]) -> ValidationFailed:
+    """Issues of the nested ``data`` object, with their paths rooted at the payload (as zod reports them)."""
+    return ValidationFailed([{**issue, "path": ["data", *issue.get("path", [])]} for issue in issues])
+
+
+def _refusal(refused: EnrolmentRefused) -> Response:
+    """Cargo's error body for a refused creation; a ``dataError`` carries its own reason ([I] shape,
+    from the client: ``data.dataError.reason`` picks the message)."""
+    body: dict[str, Any] = {"reason": refused.reason}
+    if refused.data_error is not None:
+        body["dataError"] = {"reason": refused.data_error}
+    return json_response(body, refused.status)
+
+
+def batches_create(call: Call) -> Response:
+    """``POST orchestration/batches`` -> ``{batch}``: a batch from record ids, its runs left to the clock.
+
+    Only ``data.kind = "recordIds"`` is implemented (``modelUuid`` + ``ids``, the shape of Cargo's
+    client, not the ``{"kind": "recordIds", "recordIds": [...]}`` of one doc sample, which is refused
+    here as zod would: ``modelUuid`` and ``ids`` required, ``recordIds`` unrecognised). The batch is
+    answered ``pending`` with no runs; each ``POST /_emulator/advance`` then moves its runs along.
+    """
+    p = call.payload(BatchCreatePayload)
+    kinds = get_args(CreateBatchDataKind)
+    kind = p.data.get("kind")
+    if kind not in kinds:
+        expected = " | ".join(f"'{k}'" for k in kinds)
+        raise ValidationFailed(
+            [
+                {
+                    "code": "invalid_union_discriminator",
+                    "options": list(kinds),
+                    "path": ["data", "kind"],
+                    "message": f"Invalid discriminator value. Expected {expected}",
+                }
+            ]
+        )
+    if kind != "recordIds":
+        raise ApiError(400, message=f'the emulator creates batches of data.kind "recordIds" only, not {kind!r}')
+    try:
+        data = validate_body(RecordIdsBatchData, p.data)
+    except ValidationFailed as failed:
+        raise _data_issues(failed.issues) from None
+    if p.nodes is not None:
+        raise ApiError(400, reason="invalidReleaseOrCustomNodes")
+    if p.workflowUuid is None:
+        raise not_found("workflowNotFound")
+    workspace = call.workspace
+    try:
+        with call.state.clock_lock:
+            created = create_record_ids_batch(
+                call.store,
+                workspace,
+                seed=call.state.seed,
+                workflow_uuid=p.workflowUuid,
+                release_uuid=p.releaseUuid,
+                model_uuid=data.modelUuid,
+                ids=data.ids,
+            )
+    except EnrolmentRefused as refused:
+        return _refusal(refused)
+    row = _batch_row(call, created.uuid)
+    if row is None:
+        raise ApiError(500, message="Internal Server Error")
+    return ok({"batch": batch_json(row)})

@@ -279,6 +279,27 @@ class BatchDownloadPayload(StrictPayload):
     outputNodeSlug: str | None = None
 
 
+CreateBatchDataKind = Literal["segment", "change", "file", "filter", "runs", "recordIds", "records", "schedule", "form"]
+"""The ``data.kind`` values ``CreateBatchPayload`` accepts (its union, in the client's order)."""
+
+
+class BatchCreatePayload(StrictPayload):
+    """``CreateBatchPayload``; ``data`` is a union on ``kind``, checked per kind by the handler."""
+
+    workflowUuid: str | None = None
+    releaseUuid: str | None = None
+    nodes: list[dict[str, Any]] | None = None
+    data: dict[str, Any]
+
+
+class RecordIdsBatchData(StrictPayload):
+    """``CreateBatchPayload.data`` of kind ``recordIds`` (REFERENCE.md 5.4: ``modelUuid``, ``ids``)."""
+
+    kind: Literal["recordIds"]
+    modelUuid: str
+    ids: list[str]
+
+
 class ReleasesListParams(StrictPayload):
     """``ListReleasesPayload``."""
 

@@ -4,9 +4,10 @@
   ``orchestration/query`` that stays under Cargo's caps (10,000 result rows, 10,000,000 rows
   scanned, 30 s, 50 columns), merged on their primary key, the newest update winning, so re-reads
   never duplicate. See ``incremental.py`` for what each sync reads.
-* Exports (``run_outputs``, ``batch_outputs``, ``run_metrics``, ``batch_failures``) come from the
-  signed-URL download endpoints, the metrics endpoint and SQL (``outputs.py``, ``metrics.py``,
-  ``failures.py``); segment exports (one table each) from ``segments.py``.
+* Exports (``run_outputs``, ``batch_outputs``, ``run_metrics``, ``run_metrics_daily``,
+  ``batch_failures``) come from the signed-URL download endpoints, the metrics endpoint and SQL
+  (``outputs.py``, ``metrics.py``, ``metrics_daily.py``, ``failures.py``); segment exports (one
+  table each) from ``segments.py``.
 * The catalogue (``workflows``, ``plays``, ``tools``, ... ``release_nodes``) names the uuids of the
   facts (``catalogue.py``).
 
@@ -41,6 +42,7 @@ from .failures import batch_failures_resource
 from .incremental import UNBOUNDED_LOOKBACK_TABLES, BandTracker, IncrementalSettings, plan_read
 from .memory import bound_extract_files
 from .metrics import run_metrics_resource
+from .metrics_daily import run_metrics_daily_resource
 from .outputs import batch_outputs_resource, parse_output_targets, run_outputs_resource
 from .planner import QueryWindow, floor_ms
 from .segments import parse_segment_exports, quiet_hint_notices, segment_resources
@@ -65,7 +67,13 @@ __all__ = [
 ]
 
 FACT_TABLES: tuple[str, ...] = tuple(TABLE_SPECS)
-EXPORT_TABLES: tuple[str, ...] = ("run_outputs", "batch_outputs", "run_metrics", "batch_failures")
+EXPORT_TABLES: tuple[str, ...] = (
+    "run_outputs",
+    "batch_outputs",
+    "run_metrics",
+    "run_metrics_daily",
+    "batch_failures",
+)
 SEGMENT_TABLES = "segment_records"
 """Selects every configured segment export (each loads into a table of its own)."""
 TABLE_NAMES: tuple[str, ...] = (*FACT_TABLES, *EXPORT_TABLES, *DIMENSION_NAMES, SEGMENT_TABLES)
@@ -150,7 +158,8 @@ def cargo_source(
         hard_delete: delete soft-deleted runs (``deleted_at`` set) from the destination instead of keeping them.
         run_outputs: ``[{workflow_uuid, output_node_slug}, ...]`` whose outputs to export (default: every
             deployed workflow with its terminal node); also the output node of each workflow's batches.
-        run_metrics_per_release: also snapshot ``runs/metrics`` per release of each workflow.
+        run_metrics_per_release: also read ``runs/metrics`` per release of each workflow (snapshots and
+            daily rows).
         segments: segment exports, each ``{segment_uuid}`` or ``{model_uuid, filter, sort?, limit?}`` with
             optional ``table_name`` and ``update_column`` (see ``segments.py``).
         stats: a ``SyncStats`` to fill with per-table costs (used by the CLI's report).
@@ -239,6 +248,20 @@ def cargo_source(
                 )
             elif name == "run_metrics":
                 resources.append(run_metrics_resource(connection.open, run_metrics_per_release, table_stats))
+            elif name == "run_metrics_daily":
+                chunk = (export_start, export_until) if backfill_since is not None else None
+                resources.append(
+                    run_metrics_daily_resource(
+                        connection.open,
+                        lambda: connection.pool,
+                        per_release=run_metrics_per_release,
+                        start_date=settings.start_date,
+                        settle=settings.settle,
+                        overlap=settings.overlap,
+                        chunk=chunk,
+                        stats=table_stats,
+                    )
+                )
             else:
                 resources.append(
                     batch_failures_resource(connection.open, export_start, export_until, settings.overlap, table_stats)

@@ -26,6 +26,7 @@ TABLES: Final[dict[str, str]] = {
     "run_outputs": "The output of one node for each run of a workflow, from Cargo's runs export.",
     "batch_outputs": "One row per run of a finished batch: the record's input fields and the chosen node's output.",
     "run_metrics": "Per-node run counters of each workflow (and release), appended as a snapshot each sync.",
+    "run_metrics_daily": "Per-node run counters of each workflow (and release) for the runs created on each UTC day.",
     "batch_failures": "One row per failed run of a batch: the record, the run's error and the failing node.",
     "workflows": "Workflows (the graph a play or tool runs); named after the play or tool that owns them.",
     "plays": "Plays: workflows run on the records of a model or segment, on a schedule or on change.",
@@ -177,6 +178,14 @@ BY_TABLE: Final[dict[str, dict[str, str]]] = {
         "credits_used_count": "Credits used by the node's executions (as of the snapshot).",
         **_COUNTERS,
     },
+    "run_metrics_daily": {
+        "day": "The UTC day the counted runs were created on.",
+        "_scope_key": "workflow/release (or *)/day: the merge key (a day's rows are replaced whole when re-read).",
+        "_deleted": "Always empty in the table: marks a day whose runs were all deleted (dlt's hard delete).",
+        "release_uuid": "The release counted; empty for the whole workflow.",
+        "credits_used_count": "Credits used by the node's executions of that day's runs.",
+        **{name: text.replace("(as of the snapshot)", "(runs created that day)") for name, text in _COUNTERS.items()},
+    },
     "batch_failures": {
         "run_error_message": "The run's error.",
         "failed_node_uuid": "The node that failed (the run's last failed execution).",
@@ -273,6 +282,7 @@ REFERENCES: Final[dict[str, list[dict[str, Any]]]] = {
         "batch_outputs": ("workflow_uuid", "batch_uuid"),
         "batch_failures": ("workflow_uuid", "batch_uuid", "run_uuid"),
         "run_metrics": ("workflow_uuid", "release_uuid"),
+        "run_metrics_daily": ("workflow_uuid", "release_uuid"),
     }.items()
 }
 """Facts to the catalogue (dlt ``references``): every uuid column that names a catalogue row."""
@@ -312,6 +322,7 @@ LOADING: Final[dict[str, str]] = {
     "run_outputs": "incremental on run creation time, per (workflow, output node); unfinished runs exported again",
     "batch_outputs": "incremental on batch finished_at: each batch's file once it has finished",
     "run_metrics": "a snapshot per sync, appended",
+    "run_metrics_daily": "by UTC day: open days re-read until closed (+ settle), closed days when their runs change",
     "batch_failures": "incremental: batches with failed runs that changed since the last sync",
 }
 """How each table is read; the catalogue tables are read whole each sync (``CATALOGUE_LOADING``)."""

@@ -6,7 +6,7 @@ import http.server
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,23 @@ UPDATE_COLUMNS = {
     "records": "updated_at",
 }
 STATUS_COLUMNS = {"runs": "status", "batches": "status", "spans": "execution_status", "records": "status"}
+
+SERVER_CLOCK_OVERLAP_S = 4 * 3600
+"""``overlap_seconds`` of the tests that advance an emulator started at ``recent_now()``: see there."""
+
+
+def recent_now() -> datetime:
+    """A virtual clock two hours behind the host's, on the hour, for tests that advance the clock and
+    then rely on the server's time (closed days, changed-since reads).
+
+    Why not the fixed clock of the other tests: the server's time is ``SELECT now()``, which the
+    emulator answers with the host's clock while its data lives at its virtual clock. Data two hours
+    old, advanced by at most two hours, stays in the server's past, and an ``overlap`` of four hours
+    covers the gap between a change's virtual time and the server's time of the last sync. Once the
+    emulator's SQL clock is its virtual clock, both are the same and these settings are merely generous.
+    The seeded data then depends on the hour the test runs; what the tests assert holds for any data.
+    """
+    return datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=2)
 
 
 class Sandbox:

@@ -137,7 +137,7 @@ def test_snowflake_takes_the_catalogue_and_exports(live_emulator: Any, tmp_path:
     from cargo_elt.source import DIMENSION_NAMES
     from tests.snowflake_shim import fakesnow_destination
 
-    tables = [*DIMENSION_NAMES, "run_outputs", "run_metrics", "batch_failures"]
+    tables = [*DIMENSION_NAMES, "run_outputs", "run_metrics", "run_metrics_daily", "batch_failures"]
     with fakesnow_destination(tmp_path / "fakesnow") as destination:
         box = SnowflakeSandbox(tmp_path, live_emulator, destination)
         stats = box.sync(tables=tables)

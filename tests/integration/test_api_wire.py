@@ -136,6 +136,9 @@ def test_errors_as_the_client_sees_them(wire: tuple[Served, dict[str, Any]]) -> 
     assert orjson.loads(invalid["message"])[0]["keys"] == ["isFinished"]
     missing = failed(results, "spansMissingField")
     assert missing["type"] == "RequestError" and "executionStartedAfter" in missing["message"]
+    seed_shape = failed(results, "batchCreateSeedShape")
+    assert seed_shape["type"] == "RequestError" and seed_shape["status"] == 400
+    assert {tuple(i["path"]) for i in orjson.loads(seed_shape["message"])} >= {("data", "modelUuid"), ("data", "ids")}
     business = failed(results, "batchNotFinished")
     assert business["status"] == 400 and business["reason"] == "batchNotFinished"
     assert business["message"] == "Batch not finished."  # the client's own text for the reason

@@ -80,6 +80,10 @@ await call("runsDownload", async () => {
 });
 await call("validationError", () => api.orchestration.run.download({ workflowUuid, isFinished: true }));
 await call("spansMissingField", () => api.orchestration.span.count({}));
+// The seed's {"kind":"recordIds","recordIds":[...]}: the client's type wants modelUuid + ids instead.
+await call("batchCreateSeedShape", () =>
+  api.orchestration.batch.create({ workflowUuid, data: { kind: "recordIds", recordIds: ["cmp_0000001"] } }),
+);
 await call("batchNotFinished", () => api.orchestration.batch.download({ uuid: env("RUNNING_BATCH_UUID") }));
 await call("unauthorized", () => intruder.workspaceManagement.workspace.getCurrent());
 
