@@ -70,6 +70,7 @@ class TableStats:
     max_skipped: int = 0
     """Rows this table may skip before the sync fails (``sources.cargo.max_skipped_rows``)."""
     skip_reasons: dict[str, int] = field(default_factory=dict, repr=False, compare=False)
+    _noted: set[str] = field(default_factory=set, repr=False, compare=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def add(self, **amounts: float) -> None:
@@ -77,6 +78,14 @@ class TableStats:
         with self._lock:
             for name, amount in amounts.items():
                 setattr(self, name, getattr(self, name) + amount)
+
+    def note_once(self, key: str, message: str, *args: object) -> None:
+        """Log at INFO, once per sync and ``key``, a harmless difference the table adapted to."""
+        with self._lock:
+            if key in self._noted:
+                return
+            self._noted.add(key)
+        logger.info(message, *args)
 
     def skip(self, rows: int, reason: str, where: str = "") -> None:
         """Count ``rows`` rows not loaded because of ``reason`` (a short, stable text) and log them.

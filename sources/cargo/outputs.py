@@ -37,13 +37,14 @@ from dlt.common.schema.typing import TTableSchemaColumns
 from dlt.extract.resource import DltResource
 
 from .arrow import to_arrow
-from .catalogue import graph_order
+from .catalogue import DIMENSIONS, graph_order, list_entities
 from .client import CargoClient
 from .errors import CargoApiError, CargoConfigurationError, SignedUrlExpired
 from .exportformats import (
     BATCH_OUTPUT_LAYOUTS,
     RUN_OUTPUT_LAYOUTS,
     ExportTally,
+    FileFormat,
     Unreadable,
     batch_output_column,
     blank,
@@ -145,10 +146,10 @@ def terminal_slug(nodes: Sequence[Mapping[str, Any]]) -> str | None:
 def default_targets(client: CargoClient) -> list[OutputTarget]:
     """Every workflow with a deployed release, paired with that release's terminal node."""
     targets = []
-    for workflow in client.call("GET", "orchestration/workflows/list").get("workflows") or []:
-        release = workflow.get("deployedRelease") if isinstance(workflow, Mapping) else None
+    for workflow in list_entities(client, DIMENSIONS["workflows"]):  # logs an item it cannot use
+        release = workflow.get("deployedRelease")
         if not isinstance(release, Mapping):
-            continue
+            continue  # not deployed: no runs of a release to export
         slug = terminal_slug([n for n in release.get("nodes") or [] if isinstance(n, Mapping)])
         if slug is not None and is_uuid(str(workflow.get("uuid"))):
             targets.append(OutputTarget(str(workflow["uuid"]).lower(), slug))
@@ -259,7 +260,23 @@ def read_run_outputs_file(
     records = open_records(path, fmt, table="run_outputs", export=export)
     keys = run_output_keys(records.keys, target.output_node_slug, table="run_outputs", export=export, fmt=fmt)
     if records.keys and "output" not in keys.fields:
-        logger.info("run_outputs: the file of %s (%s) has no output key: outputs load as null", export, fmt)
+        stats.note_once(
+            "no-output", "run_outputs: the file of %s (%s) has no output key: its outputs load as null", export, fmt
+        )
+    if keys.unknown:
+        stats.note_once(
+            f"unknown:{','.join(keys.unknown)}",
+            "run_outputs: keys %s of the file of %s are not columns of the table; they are not loaded",
+            list(keys.unknown),
+            export,
+        )
+    spelled = keys.fields.get("created_at", "_created_at")
+    if spelled != "_created_at":
+        stats.note_once(f"keys:{spelled}", "run_outputs: keys spelled like %r, not '_created_at'; mapped", spelled)
+    if fmt != FileFormat("json-array"):
+        stats.note_once(
+            f"format:{fmt}", "run_outputs: the export arrives as %s, not a plain JSON array; reading it", fmt
+        )
     rows: list[Row] = []
     held: datetime | None = None
     for item in records.items:
@@ -449,6 +466,13 @@ def read_batch_file(
     output = ""
     if records.keys:
         output = batch_output_column(records.keys, slug, table="batch_outputs", export=export, fmt=fmt)
+    if output not in ("", "output") or fmt.layout not in ("csv", "empty") or fmt.gzip:
+        stats.note_once(
+            f"layout:{fmt}:{output}",
+            "batch_outputs: the files arrive as %s, the output in column %r; reading them",
+            fmt,
+            output,
+        )
     rows: list[Row] = []
     for item in records.items:
         number = first_number + tally.in_file

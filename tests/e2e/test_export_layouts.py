@@ -122,22 +122,48 @@ def assert_rows_equal_the_files(emulator: Any, rows: Loaded) -> None:
 
 VARIANTS = [
     pytest.param(
-        {"runOutputsFormat": "ndjson", "runOutputsKeys": "camel", "gzipExports": True}, id="ndjson-gzip-camel"
+        {"runOutputsFormat": "ndjson", "runOutputsKeys": "camel", "gzipExports": True},
+        ("run_outputs: the export arrives as NDJSON (gzip)", "run_outputs: keys spelled like 'createdAt'"),
+        id="ndjson-gzip-camel",
     ),
-    pytest.param({"runOutputsKeys": "snake", "gzipExports": True}, id="array-gzip-snake"),
-    pytest.param({"runOutputsFormat": "csv"}, id="csv-although-json-was-asked"),
-    pytest.param({"batchOutputColumn": "{slug}", "gzipExports": True}, id="output-column-named-after-the-node"),
-    pytest.param({"batchOutputColumn": "_output"}, id="output-column-underscored"),
+    pytest.param(
+        {"runOutputsKeys": "snake", "gzipExports": True},
+        ("run_outputs: the export arrives as a JSON array (gzip)", "keys spelled like 'created_at'"),
+        id="array-gzip-snake",
+    ),
+    pytest.param(
+        {"runOutputsFormat": "csv"}, ("run_outputs: the export arrives as CSV,",), id="csv-although-json-was-asked"
+    ),
+    pytest.param(
+        {"batchOutputColumn": "{slug}", "gzipExports": True},
+        ("batch_outputs: the files arrive as CSV (gzip), the output in column 'end'",),
+        id="output-column-named-after-the-node",
+    ),
+    pytest.param(
+        {"batchOutputColumn": "_output"},
+        ("batch_outputs: the files arrive as CSV, the output in column '_output'",),
+        id="output-column-underscored",
+    ),
 ]
 
 
-@pytest.mark.parametrize("settings", VARIANTS)
+@pytest.mark.parametrize(("settings", "said"), VARIANTS)
 def test_every_plausible_layout_loads_exactly_the_rows_of_its_files(
-    settings: dict[str, Any], emulator: Any, reference: Loaded, layout: Callable[..., None], tmp_path: Path
+    settings: dict[str, Any],
+    said: tuple[str, ...],
+    emulator: Any,
+    reference: Loaded,
+    layout: Callable[..., None],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     layout(**settings)
+    caplog.set_level(logging.INFO, logger="cargo_elt.source")
     box = Sandbox(tmp_path, emulator, name="variant")
     stats = box.sync(tables=EXPORTS)
+    infos = "\n".join(r.getMessage() for r in caplog.records if r.levelno == logging.INFO)
+    for fragment in said:
+        assert fragment in infos, f"the adaptation is not said at INFO: {fragment!r} in\n{infos}"
     rows = loaded(box, EXPORTS)
     assert_rows_equal_the_files(emulator, rows)
     for table in EXPORTS:
