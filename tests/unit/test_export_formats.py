@@ -389,3 +389,67 @@ def test_a_long_header_is_shown_by_its_first_and_last_names() -> None:
     assert "..., 'field_27', 'field_28', 'field_29', 'payload'] (31 in all), which has no output column" in str(
         caught.value
     )
+
+
+# -- list endpoints: catalogue and run metrics --------------------------------------------------------
+
+
+class Answers:
+    """Stands in for ``CargoClient.call`` with fixed answers: the emulator lists only well-formed objects,
+    so a list holding a broken item cannot be served by it; the parsing under test is the real one."""
+
+    def __init__(self, answers: dict[str, list[dict[str, Any]]]) -> None:
+        self.answers = answers
+
+    def call(self, method: str, path: str, payload: Any = None, params: Any = None) -> dict[str, Any]:
+        pages = self.answers[path]
+        offset = int((params or {}).get("offset", 0)) // 100
+        return pages[offset] if offset < len(pages) else {"releases": []}
+
+
+def test_catalogue_items_without_a_uuid_are_counted_not_dropped() -> None:
+    from cargo_elt.source.catalogue import DIMENSIONS, current_rows
+
+    agent = {"uuid": "c0000000-0000-4000-8000-000000000003", "name": "a", "slug": "a"}
+    client: Any = Answers({"ai/agents/list": [{"agents": [agent, {"name": "no uuid"}, "text"]}]})
+    stats = TableStats("agents")
+    rows = current_rows(client, DIMENSIONS["agents"], stats.skip)
+    assert [r["uuid"] for r in rows] == [agent["uuid"]]
+    assert stats.skipped == 2
+    with pytest.raises(SkippedRowsError, match="agents: 2 row"):
+        stats.enforce_skip_limit()
+
+
+def test_release_nodes_without_a_uuid_are_skipped_and_short_pages_follow_the_items_sent() -> None:
+    from cargo_elt.source.catalogue import DIMENSIONS, current_rows
+
+    def release(index: int, nodes: list[Any]) -> dict[str, Any]:
+        return {"uuid": f"d0000000-0000-4000-8000-{index:012d}", "workflowUuid": "w", "nodes": nodes}
+
+    node = {"uuid": "e0000000-0000-4000-8000-000000000001", "slug": "end", "childrenUuids": []}
+    first = [release(i, [node]) for i in range(99)] + [{"no": "uuid"}]  # a full page, one item unusable
+    second = [release(100, [node, {"slug": "lost"}, 7])]
+    client: Any = Answers({"orchestration/releases/list": [{"releases": first}, {"releases": second}]})
+    stats = TableStats("release_nodes")
+    rows = current_rows(client, DIMENSIONS["release_nodes"], stats.skip)
+    assert len(rows) == 100, "the second page is read although the first held an unusable item"
+    assert all(r["node_uuid"] == node["uuid"] for r in rows)
+    assert stats.skip_reasons == {
+        "an item of orchestration/releases/list that is not an object with a uuid": 1,
+        "a row of release_nodes without its key ['release_uuid', 'node_uuid']": 2,
+    }
+
+
+def test_run_metrics_without_a_node_are_counted_and_an_answer_without_metrics_is_refused() -> None:
+    from datetime import UTC, datetime
+
+    from cargo_elt.source.metrics import metric_rows
+
+    at = datetime(2026, 11, 1, tzinfo=UTC)
+    stats = TableStats("run_metrics")
+    body = {"runMetrics": [{"nodeUuid": "n1", "totalExecutionsCount": 3}, {"totalExecutionsCount": 1}]}
+    rows = metric_rows(body, "w", None, at, stats)
+    assert [r["node_uuid"] for r in rows] == ["n1"] and stats.skipped == 1
+    assert metric_rows({"runMetrics": None}, "w", None, at, stats) == []
+    with pytest.raises(CargoProtocolError, match="without a 'runMetrics' list"):
+        metric_rows({"metrics": []}, "w", None, at, stats)
