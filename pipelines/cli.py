@@ -90,6 +90,18 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--fault-seed", type=int, default=None, help="seed of the fault draws (default: --seed)")
     serve.add_argument("--now", type=_iso_datetime, default=None, help="virtual clock start (ISO, default: 6 h ago)")
     serve.add_argument("--truncate-results", action="store_true", help="truncate over-cap results instead of Code 396")
+    serve.add_argument(
+        "--export-layout",
+        default="",
+        help="serve other export layouts, e.g. runOutputsFormat=ndjson,runOutputsKeys=camel,gzipExports=true,"
+        "batchOutputColumn=result,malformedExports=batch+segment,defectiveRows=10",
+    )
+    serve.add_argument(
+        "--rename-column",
+        action="append",
+        default=[],
+        help="show a fact column under another name in orchestration/query, e.g. records.id=record_id (repeatable)",
+    )
     return parser
 
 
@@ -228,6 +240,8 @@ def _serve(args: argparse.Namespace) -> int:
         fault_seed=args.fault_seed,
         now=args.now,
         truncate_results=args.truncate_results,
+        export_layout=args.export_layout,
+        renamed_columns=tuple(args.rename_column),
     )
     try:
         serve_forever(options)

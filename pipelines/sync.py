@@ -127,13 +127,16 @@ class TableSummary:
     queries: int
     retries: int
     seconds: float
+    skipped: int = 0
+    """Rows the source could not read or place, each logged; non-zero only within
+    ``sources.cargo.max_skipped_rows`` (past it the sync fails)."""
 
 
 def format_summary(summaries: Sequence[TableSummary], total_seconds: float) -> str:
     """The per-table report printed at the end of a sync."""
-    lines = [f"{'table':<16}{'rows loaded':>14}{'queries':>10}{'retries':>10}{'seconds':>10}"]
+    lines = [f"{'table':<16}{'rows loaded':>14}{'skipped':>10}{'queries':>10}{'retries':>10}{'seconds':>10}"]
     for s in summaries:
-        lines.append(f"{s.table:<16}{s.rows:>14,}{s.queries:>10,}{s.retries:>10,}{s.seconds:>10.1f}")
+        lines.append(f"{s.table:<16}{s.rows:>14,}{s.skipped:>10,}{s.queries:>10,}{s.retries:>10,}{s.seconds:>10.1f}")
     lines.append(f"total {total_seconds:.1f} s")
     return "\n".join(lines)
 
@@ -359,7 +362,7 @@ def run_sync(request: SyncRequest) -> tuple[list[TableSummary], float]:
     from dlt.common.configuration.exceptions import ConfigFieldMissingException, ConfigValueCannotBeCoercedException
     from dlt.common.pipeline import get_dlt_pipelines_dir
 
-    from cargo_elt.source import SyncStats, cargo_source, resolve_tables
+    from cargo_elt.source import TABLE_NAMES, SyncStats, cargo_source, resolve_tables
     from cargo_elt.source.errors import CargoConfigurationError
 
     try:
@@ -439,7 +442,9 @@ def run_sync(request: SyncRequest) -> tuple[list[TableSummary], float]:
         # holding its connection parameters, or a response echoing the token) rides along with it.
         raise SyncFailed(failure)
     summaries = [
-        TableSummary(name, s.rows, s.queries, s.retries, s.seconds) for name, s in stats.items() if name in tables
+        TableSummary(name, s.rows, s.queries, s.retries, s.seconds, s.skipped)
+        for name, s in stats.items()
+        if name in tables or name not in TABLE_NAMES  # a segment export loads a table of its own name
     ]
     return summaries, time.monotonic() - started
 
@@ -490,10 +495,14 @@ def describe_failure(exc: BaseException, where: FailedRun) -> str:
         CargoRetryBudgetExceeded,
         UnsafeLiteralError,
     )
+    from cargo_elt.source.exportformats import ExportFormatError
 
     chain = failure_chain(exc)
     cause = root_cause(exc)
-    reason = _short(str(cause) or type(cause).__name__, 600)
+    if isinstance(cause, ExportFormatError):  # the file's first bytes as they are, an HTML page's too
+        reason = " ".join(str(cause).split())
+    else:
+        reason = _short(str(cause) or type(cause).__name__, 600)
     step = str(getattr(exc, "step", "") or "")
     names = (getattr(e, "pipe_name", None) for e in chain)
     table = next((str(name) for name in names if name), None)
@@ -520,7 +529,7 @@ def describe_failure(exc: BaseException, where: FailedRun) -> str:
         what = f"reading {table} from Cargo at {where.base_url}" if table else f"reading from Cargo at {where.base_url}"
         if isinstance(cause, CargoAuthError):
             advice = ""
-        elif isinstance(cause, CargoProtocolError | UnsafeLiteralError):
+        elif isinstance(cause, CargoProtocolError | UnsafeLiteralError) and not isinstance(cause, ExportFormatError):
             advice = (
                 " The answer is not what Cargo sends: if sources.cargo.base_url / --base-url goes through a proxy "
                 "or gateway, check that it passes Cargo's answers through unchanged."
