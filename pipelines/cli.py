@@ -40,6 +40,13 @@ def build_parser() -> argparse.ArgumentParser:
     sync.add_argument("--full-refresh", action="store_true", help="drop this source's tables and state first")
     sync.add_argument("--progress", default="log", choices=["bar", "log", "none"])
     sync.add_argument("--pipeline-name", default="cargo", help="dlt pipeline name (default cargo)")
+    sync.add_argument(
+        "--lock-wait",
+        default=None,
+        metavar="SECONDS",
+        help="wait this long for another sync of the pipeline to finish, then exit 1; 0 refuses at once "
+        "(default: sources.cargo.lock_wait_seconds, else 300)",
+    )
     sync.add_argument("--duckdb-path", default=None, help="DuckDB file (default <pipeline-name>_warehouse.duckdb here)")
     sync.add_argument(
         "--duckdb-memory-limit",
@@ -89,7 +96,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _sync(args: argparse.Namespace) -> int:
     from cargo_elt.source.memory import tune_allocator
 
-    from .sync import SyncFailed, SyncRequest, UserInputError, format_summary, parse_when, run_sync
+    from .lock import PipelineBusy
+    from .sync import SyncFailed, SyncRequest, UserInputError, format_summary, lock_wait_seconds, parse_when, run_sync
 
     tune_allocator()  # this process is ours: fewer malloc arenas for the reader threads
 
@@ -105,13 +113,14 @@ def _sync(args: argparse.Namespace) -> int:
             progress=args.progress,
             pipeline_name=args.pipeline_name,
             duckdb_path=args.duckdb_path,
+            lock_wait_seconds=lock_wait_seconds(args.lock_wait) if args.lock_wait is not None else None,
             **({"duckdb_memory_limit": args.duckdb_memory_limit} if args.duckdb_memory_limit is not None else {}),
         )
         summaries, seconds = run_sync(request)
     except UserInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except SyncFailed as exc:
+    except (SyncFailed, PipelineBusy) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except Exception as exc:

@@ -11,6 +11,7 @@ import errno
 import importlib
 import importlib.util
 import logging
+import math
 import os
 import re
 import time
@@ -71,6 +72,8 @@ class SyncRequest:
     duckdb_path: str | None = None
     duckdb_memory_limit: str | None = DEFAULT_DUCKDB_MEMORY_LIMIT
     api_token: str | None = None
+    lock_wait_seconds: float | None = None
+    """How long to wait for another sync of the pipeline; ``None``: ``sources.cargo.lock_wait_seconds``."""
     extra_source_args: dict[str, Any] = field(default_factory=dict)
 
 
@@ -87,6 +90,26 @@ def parse_when(text: str, setting: str) -> datetime:
             f"{setting} {text!r} is not a date (YYYY-MM-DD) or an ISO datetime (YYYY-MM-DDTHH:MM:SSZ)"
         ) from None
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def lock_wait_seconds(value: float | str | None, setting: str = "--lock-wait") -> float:
+    """Seconds to wait for the pipeline's lock: ``value`` (the option), else the setting, else the default."""
+    from .lock import DEFAULT_LOCK_WAIT_SECONDS, LOCK_WAIT_SETTING
+
+    if value is None:
+        value, setting = _configured(LOCK_WAIT_SETTING.removeprefix("sources.cargo.")), LOCK_WAIT_SETTING
+        if value is None or value == "":
+            return DEFAULT_LOCK_WAIT_SECONDS
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = float("nan")
+    if not math.isfinite(seconds) or seconds < 0:
+        raise UserInputError(
+            f"{setting} = {value!r} is not a number of seconds: use 0 (refuse at once while another sync of the "
+            "pipeline runs) or more"
+        )
+    return seconds
 
 
 def check_destination(name: str) -> None:
@@ -355,11 +378,9 @@ def run_sync(request: SyncRequest) -> tuple[list[TableSummary], float]:
         check_duckdb_writable(duckdb_path)
         duckdb_credentials(duckdb_path, request.duckdb_memory_limit)  # refuses a malformed size now
 
-    import dlt
-    from dlt.common.configuration.exceptions import ConfigFieldMissingException, ConfigValueCannotBeCoercedException
     from dlt.common.pipeline import get_dlt_pipelines_dir
 
-    from cargo_elt.source import SyncStats, cargo_source, resolve_tables
+    from cargo_elt.source import resolve_tables
     from cargo_elt.source.errors import CargoConfigurationError
 
     try:
@@ -369,6 +390,7 @@ def run_sync(request: SyncRequest) -> tuple[list[TableSummary], float]:
     check_destination(request.destination)
     pipelines_dir = request.pipelines_dir or get_dlt_pipelines_dir()
     check_pipelines_dir(pipelines_dir, request.pipeline_name)
+    lock_wait = lock_wait_seconds(request.lock_wait_seconds)
 
     # dlt.secrets, never dlt.config: a value read through dlt.config is recorded in the pipeline's
     # trace (trace.pickle, `dlt pipeline <name> trace`) in clear; secrets are recorded as <secret>.
@@ -384,10 +406,29 @@ def run_sync(request: SyncRequest) -> tuple[list[TableSummary], float]:
     check_workspace_uuid(workspace_uuid)
     preflight(base_url, str(token), workspace_uuid)
 
+    # One writer per pipeline (pipelines/lock.py): taken only now, so bad input never creates the
+    # lock file, and before the source is built, so a sync that waited reads from the state its
+    # predecessor left.
+    from .lock import pipeline_lock
+
+    with pipeline_lock(pipelines_dir, request.pipeline_name, lock_wait):
+        return _run_pipeline(request, tables, str(token), base_url, duckdb_path, started)
+
+
+def _run_pipeline(
+    request: SyncRequest, tables: list[str], token: str, base_url: str, duckdb_path: str, started: float
+) -> tuple[list[TableSummary], float]:
+    """The pipeline run of ``run_sync``, its input checked and the pipeline's lock held."""
+    import dlt
+    from dlt.common.configuration.exceptions import ConfigFieldMissingException, ConfigValueCannotBeCoercedException
+
+    from cargo_elt.source import SyncStats, cargo_source
+    from cargo_elt.source.errors import CargoConfigurationError
+
     stats = SyncStats()
     try:
         source = cargo_source(
-            api_token=str(token),
+            api_token=token,
             base_url=base_url,
             tables=tables,
             since=request.since.isoformat() if request.since else None,
@@ -433,7 +474,7 @@ def run_sync(request: SyncRequest) -> tuple[list[TableSummary], float]:
             pipeline.run(source)
     except Exception as exc:
         where = FailedRun(base_url, request.destination, duckdb_path, str(pipeline.working_dir))
-        failure = _redact(describe_failure(exc, where), [str(token), *_destination_secrets(request.destination)])
+        failure = _redact(describe_failure(exc, where), [token, *_destination_secrets(request.destination)])
     if failure is not None:
         # Raised outside the handler, the text redacted: no chained exception (a destination driver's,
         # holding its connection parameters, or a response echoing the token) rides along with it.
@@ -491,6 +532,8 @@ def describe_failure(exc: BaseException, where: FailedRun) -> str:
         UnsafeLiteralError,
     )
 
+    from .lock import duckdb_lock_conflict
+
     chain = failure_chain(exc)
     cause = root_cause(exc)
     reason = _short(str(cause) or type(cause).__name__, 600)
@@ -505,6 +548,9 @@ def describe_failure(exc: BaseException, where: FailedRun) -> str:
     )
     text = " ".join(str(e) for e in chain)
     errnos = {getattr(e, "errno", None) for e in chain}
+    busy = duckdb_lock_conflict(text)
+    if busy is not None:
+        return f"the sync failed at the {step or 'sync'} step: {busy}; {kept}"
     storage = f"--duckdb-path ({where.duckdb_path})" if where.destination == "duckdb" else "the destination"
     if errnos & set(_DISK_FULL) or any(t in text for t in _DISK_FULL_TEXT):
         return (

@@ -25,6 +25,13 @@ logical date (``dag.test()``'s default, ``airflow dags trigger``) get a zero-len
 ``"interval"`` without an explicit window is refused rather than silently loading nothing. dlt's
 ``DLT_INTERVAL_START/END`` and Airflow's interval are not picked up implicitly: the source keeps its own
 state instead of a ``dlt.sources.incremental``.
+
+One writer. ``max_active_runs=1`` keeps one scheduled or manual run active at a time, on any worker, its
+tasks in sequence. Backfill runs (their own ``max_active_runs``), other DAGs and ``cargo-elt sync`` on the
+same pipeline are kept apart by the pipeline's lock (``pipelines/lock.py``), which every task takes in
+``CARGO_LOCK_DIR`` (default: the pipelines directory ``cargo-elt sync`` uses on the worker), waiting up to
+``sources.cargo.lock_wait_seconds`` before it fails. That lock spans one machine; across workers, an
+Airflow pool of one slot for the tasks that write the pipeline does what it does.
 """
 
 from __future__ import annotations
@@ -38,9 +45,12 @@ from typing import Any, Literal
 import dlt
 from airflow.sdk import DAG, Param, get_current_context
 from dlt.common.destination.reference import Destination
+from dlt.common.pipeline import get_dlt_pipelines_dir
 from dlt.helpers.airflow_helper import DEFAULT_RETRY_BACKOFF, PipelineTasksGroup
 from dlt.pipeline.pipeline import Pipeline
 
+from cargo_elt.pipelines.lock import LOCK_DIR_ENV, duckdb_lock_conflict, pipeline_lock
+from cargo_elt.pipelines.sync import failure_chain, lock_wait_seconds
 from cargo_elt.source import DIMENSION_NAMES, EXPORT_TABLES, FACT_TABLES, SEGMENT_TABLES, cargo_source
 from cargo_elt.source.errors import CargoConfigurationError
 
@@ -50,6 +60,12 @@ PIPELINE_NAME = "cargo"
 DATASET_NAME = "cargo"
 CONNECTION_ID = "cargo_default"
 BASE_URL_VARIABLE = "cargo_base_url"
+
+LOCK_DIR = os.environ.get(LOCK_DIR_ENV) or get_dlt_pipelines_dir()
+"""Where the tasks take the pipeline's lock: ``CARGO_LOCK_DIR``, else the pipelines directory
+``cargo-elt sync`` uses on this machine (``$DLT_DATA_DIR/pipelines``, default ``~/.dlt/pipelines``).
+Read when this file is imported, before ``PipelineTasksGroup`` points ``DLT_DATA_DIR`` at a temporary
+folder of its own."""
 
 WindowMode = Literal["auto", "incremental", "interval"]
 
@@ -61,6 +77,10 @@ TASK_TABLES: dict[str, tuple[str, ...]] = {
 }
 """The DAG's tasks and the tables each loads: a task per fact table, one for the small catalogue
 tables, one for the exports (segment exports included when configured)."""
+
+
+class DestinationBusy(Exception):
+    """Another process holds the DuckDB file the task loads into (DuckDB's file lock)."""
 
 
 class TableRun:
@@ -126,24 +146,33 @@ class CargoTasksGroup(PipelineTasksGroup):
         schema points into the wiped folder and fail with ``FileNotFoundError``. A fresh instance restores the
         state from the destination as dlt does on any new worker.
         """
-        fresh = dlt.pipeline(
-            pipeline_name=pipeline.pipeline_name,
-            pipelines_dir=pipeline.pipelines_dir,
-            destination=pipeline.destination,
-            dataset_name=pipeline.dataset_name,
-        )
-        # explicit parameters, no **kwargs: PythonOperator would pass the Airflow context into **kwargs
-        super()._run(
-            fresh,
-            data,
-            table_name=table_name,  # type: ignore[arg-type]
-            write_disposition=write_disposition,
-            loader_file_format=loader_file_format,
-            schema_contract=schema_contract,
-            pipeline_name=pipeline_name,  # type: ignore[arg-type]
-            on_before_run=on_before_run,  # type: ignore[arg-type]
-            truncate_staging_destination=truncate_staging_destination,
-        )
+        # the lock `cargo-elt sync` takes (pipelines/lock.py): a task waits for a CLI sync, a backfill run or
+        # another DAG of the same pipeline on this machine, then fails with who holds it
+        with pipeline_lock(LOCK_DIR, pipeline.pipeline_name, lock_wait_seconds(None)):
+            fresh = dlt.pipeline(
+                pipeline_name=pipeline.pipeline_name,
+                pipelines_dir=pipeline.pipelines_dir,
+                destination=pipeline.destination,
+                dataset_name=pipeline.dataset_name,
+            )
+            try:
+                # explicit parameters, no **kwargs: PythonOperator would pass the Airflow context into **kwargs
+                super()._run(
+                    fresh,
+                    data,
+                    table_name=table_name,  # type: ignore[arg-type]
+                    write_disposition=write_disposition,
+                    loader_file_format=loader_file_format,
+                    schema_contract=schema_contract,
+                    pipeline_name=pipeline_name,  # type: ignore[arg-type]
+                    on_before_run=on_before_run,  # type: ignore[arg-type]
+                    truncate_staging_destination=truncate_staging_destination,
+                )
+            except Exception as exc:
+                busy = duckdb_lock_conflict(" ".join(str(e) for e in failure_chain(exc)))
+                if busy is None:
+                    raise
+                raise DestinationBusy(f"{self._task_name(pipeline, data)}: {busy}") from exc
 
 
 def run_window(
