@@ -118,16 +118,23 @@ def _sync(args: argparse.Namespace) -> int:
         )
         summaries, seconds = run_sync(request)
     except UserInputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return _failed(args, f"{exc}", None, 2)
     except (SyncFailed, PipelineBusy) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return _failed(args, f"{exc}", getattr(exc, "table", None), 1)
     except Exception as exc:
-        print(f"error: the sync failed: {_root_cause(exc)}", file=sys.stderr)
-        return 1
+        return _failed(args, f"the sync failed: {_root_cause(exc)}", None, 1)
     print(format_summary(summaries, seconds))
     return 0
+
+
+def _failed(args: argparse.Namespace, message: str, table: str | None, code: int) -> int:
+    """Say why on stderr, alert ``runtime.slack_incoming_hook`` if configured (pipelines/alerts.py)."""
+    from .alerts import send_failure_alert
+    from .sync import known_secrets
+
+    print(f"error: {message}", file=sys.stderr)
+    send_failure_alert(args.pipeline_name, table, message, known_secrets(args.destination))
+    return code
 
 
 def _demo(args: argparse.Namespace) -> int:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import importlib
-import importlib.util
 import logging
 import math
 import os
@@ -53,6 +52,11 @@ class UserInputError(Exception):
 class SyncFailed(Exception):
     """The sync failed while running (exit 1): the message says which step and table failed, why,
     what became of the extracted data and the state, and what to change or retry."""
+
+    def __init__(self, message: str, table: str | None = None) -> None:
+        super().__init__(message)
+        self.table = table
+        """The table being read or loaded when it failed, when one can be named."""
 
 
 @dataclass
@@ -383,6 +387,12 @@ def run_sync(request: SyncRequest) -> tuple[list[TableSummary], float]:
     from cargo_elt.source import resolve_tables
     from cargo_elt.source.errors import CargoConfigurationError
 
+    from .progress import ProgressUnavailable, check_progress
+
+    try:
+        check_progress(request.progress)
+    except ProgressUnavailable as exc:
+        raise UserInputError(str(exc)) from None
     try:
         tables = resolve_tables(request.tables if request.tables is not None else _table_list(_configured("tables")))
     except CargoConfigurationError as exc:
@@ -409,8 +419,11 @@ def run_sync(request: SyncRequest) -> tuple[list[TableSummary], float]:
     # One writer per pipeline (pipelines/lock.py): taken only now, so bad input never creates the
     # lock file, and before the source is built, so a sync that waited reads from the state its
     # predecessor left.
+    from cargo_elt.source.log import route_to_dlt_logger
+
     from .lock import pipeline_lock
 
+    route_to_dlt_logger(__name__.rpartition(".")[0])  # this package's warnings too (lock, recovery)
     with pipeline_lock(pipelines_dir, request.pipeline_name, lock_wait):
         return _run_pipeline(request, tables, str(token), base_url, duckdb_path, started)
 
@@ -424,6 +437,8 @@ def _run_pipeline(
 
     from cargo_elt.source import SyncStats, cargo_source
     from cargo_elt.source.errors import CargoConfigurationError
+
+    from .progress import collector as progress_collector
 
     stats = SyncStats()
     try:
@@ -455,10 +470,11 @@ def _run_pipeline(
         pipeline_name=request.pipeline_name,
         destination=destination,
         dataset_name=request.dataset,
-        progress=_progress(request.progress),
+        progress=progress_collector(request.progress, stats),
         **pipeline_args,
     )
     failure: str | None = None
+    failed: str | None = None
     try:
         if request.full_refresh:
             if pipeline.has_pending_data:  # a refresh re-reads everything: an interrupted load is moot
@@ -475,10 +491,11 @@ def _run_pipeline(
     except Exception as exc:
         where = FailedRun(base_url, request.destination, duckdb_path, str(pipeline.working_dir))
         failure = _redact(describe_failure(exc, where), [token, *_destination_secrets(request.destination)])
+        failed = failed_table(exc)
     if failure is not None:
         # Raised outside the handler, the text redacted: no chained exception (a destination driver's,
         # holding its connection parameters, or a response echoing the token) rides along with it.
-        raise SyncFailed(failure)
+        raise SyncFailed(failure, failed)
     summaries = [
         TableSummary(name, s.rows, s.queries, s.retries, s.seconds) for name, s in stats.items() if name in tables
     ]
@@ -522,6 +539,18 @@ def root_cause(exc: BaseException) -> BaseException:
     return next((e for e in chain if isinstance(e, CargoError)), chain[-1])
 
 
+def failed_table(exc: BaseException) -> str | None:
+    """The table whose resource was running when ``exc`` was raised (dlt's ``pipe_name``), if any."""
+    names = (getattr(e, "pipe_name", None) for e in failure_chain(exc))
+    return next((str(name) for name in names if name), None)
+
+
+def known_secrets(destination: str, api_token: str | None = None) -> list[str]:
+    """The configured Cargo token and destination secrets: what no message leaving the process may hold."""
+    token = api_token or _configured_secret("api_token")
+    return [*([str(token)] if token else []), *_destination_secrets(destination)]
+
+
 def describe_failure(exc: BaseException, where: FailedRun) -> str:
     """One message for a run that failed: which step and table, why, what was kept, what to do."""
     from cargo_elt.source.errors import (
@@ -538,8 +567,7 @@ def describe_failure(exc: BaseException, where: FailedRun) -> str:
     cause = root_cause(exc)
     reason = _short(str(cause) or type(cause).__name__, 600)
     step = str(getattr(exc, "step", "") or "")
-    names = (getattr(e, "pipe_name", None) for e in chain)
-    table = next((str(name) for name in names if name), None)
+    table = failed_table(exc)
     pending = bool(getattr(exc, "has_pending_data", False))
     kept = (
         f"the extracted data is kept in {where.pipeline_dir} and the next sync loads it first"
@@ -670,16 +698,3 @@ def _configured_secret(key: str) -> Any:
         return dlt.secrets.get(f"sources.cargo.{key}")
     except Exception:
         return None
-
-
-def _progress(kind: str) -> Any:
-    """dlt's progress collector; on stderr, so stdout carries only the summary."""
-    import sys
-
-    from dlt.common.runtime.collector import LogCollector, TqdmCollector
-
-    if kind == "none":
-        return None
-    if kind == "bar" and importlib.util.find_spec("tqdm") is not None:
-        return TqdmCollector(file=sys.stderr)
-    return LogCollector(logger=sys.stderr, dump_system_stats=False)

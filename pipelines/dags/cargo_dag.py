@@ -36,6 +36,7 @@ Airflow pool of one slot for the tasks that write the pipeline does what it does
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -49,10 +50,12 @@ from dlt.common.pipeline import get_dlt_pipelines_dir
 from dlt.helpers.airflow_helper import DEFAULT_RETRY_BACKOFF, PipelineTasksGroup
 from dlt.pipeline.pipeline import Pipeline
 
-from cargo_elt.pipelines.lock import LOCK_DIR_ENV, duckdb_lock_conflict, pipeline_lock
-from cargo_elt.pipelines.sync import failure_chain, lock_wait_seconds
+from cargo_elt.pipelines.alerts import send_failure_alert
+from cargo_elt.pipelines.lock import duckdb_lock_conflict, pipeline_lock
+from cargo_elt.pipelines.sync import failed_table, failure_chain, known_secrets, lock_wait_seconds
 from cargo_elt.source import DIMENSION_NAMES, EXPORT_TABLES, FACT_TABLES, SEGMENT_TABLES, cargo_source
 from cargo_elt.source.errors import CargoConfigurationError
+from cargo_elt.source.log import route_to_dlt_logger
 
 DAG_ID = "cargo_sync"
 PIPELINE_NAME = "cargo"
@@ -61,11 +64,11 @@ DATASET_NAME = "cargo"
 CONNECTION_ID = "cargo_default"
 BASE_URL_VARIABLE = "cargo_base_url"
 
-LOCK_DIR = os.environ.get(LOCK_DIR_ENV) or get_dlt_pipelines_dir()
-"""Where the tasks take the pipeline's lock: ``CARGO_LOCK_DIR``, else the pipelines directory
-``cargo-elt sync`` uses on this machine (``$DLT_DATA_DIR/pipelines``, default ``~/.dlt/pipelines``).
-Read when this file is imported, before ``PipelineTasksGroup`` points ``DLT_DATA_DIR`` at a temporary
-folder of its own."""
+LOCK_DIR = get_dlt_pipelines_dir()
+"""Where the tasks take the pipeline's lock unless ``CARGO_LOCK_DIR`` says otherwise when a task runs:
+the pipelines directory ``cargo-elt sync`` uses on this machine (``$DLT_DATA_DIR/pipelines``, default
+``~/.dlt/pipelines``), read when this file is imported, before ``PipelineTasksGroup`` points
+``DLT_DATA_DIR`` at a temporary folder of its own."""
 
 WindowMode = Literal["auto", "incremental", "interval"]
 
@@ -148,6 +151,7 @@ class CargoTasksGroup(PipelineTasksGroup):
         """
         # the lock `cargo-elt sync` takes (pipelines/lock.py): a task waits for a CLI sync, a backfill run or
         # another DAG of the same pipeline on this machine, then fails with who holds it
+        route_to_dlt_logger("cargo_elt.pipelines")  # the lock's messages in dlt's log format too
         with pipeline_lock(LOCK_DIR, pipeline.pipeline_name, lock_wait_seconds(None)):
             fresh = dlt.pipeline(
                 pipeline_name=pipeline.pipeline_name,
@@ -173,6 +177,22 @@ class CargoTasksGroup(PipelineTasksGroup):
                 if busy is None:
                     raise
                 raise DestinationBusy(f"{self._task_name(pipeline, data)}: {busy}") from exc
+
+
+def alert_on_failure(context: Any) -> None:
+    """``on_failure_callback``: a task failed for good (after its retries): one alert to
+    ``runtime.slack_incoming_hook`` naming the pipeline, the table and the error (``pipelines/alerts.py``)."""
+    error = context.get("exception")
+    task_id = str(getattr(context.get("task_instance") or context.get("ti"), "task_id", ""))
+    task = task_id.rpartition(".")[2].removeprefix("cargo_")
+    table = (failed_table(error) if isinstance(error, BaseException) else None) or ", ".join(
+        TASK_TABLES.get(task, (task,))
+    )
+    text = f"{type(error).__name__}: {error}" if isinstance(error, BaseException) else str(error or "unknown error")
+    secrets = known_secrets(os.environ.get("CARGO_DESTINATION", "duckdb"))
+    with contextlib.suppress(Exception):  # the connection's token too, when there is one
+        secrets.append(_credentials()[0] or "")
+    send_failure_alert(PIPELINE_NAME, table, text, secrets)
 
 
 def run_window(
@@ -278,7 +298,12 @@ def make_dag(
         start_date=start_date or datetime(2026, 1, 1),  # naive -> UTC in Airflow 3
         catchup=False,
         max_active_runs=1,  # one writer of the pipeline state at a time
-        default_args={"retries": retries, "retry_delay": retry_delay, "retry_exponential_backoff": True},
+        default_args={
+            "retries": retries,
+            "retry_delay": retry_delay,
+            "retry_exponential_backoff": True,
+            "on_failure_callback": alert_on_failure,
+        },
         params={"window": Param("auto", enum=["auto", "incremental", "interval"])},
         tags=["cargo", "dlt"],
         doc_md=__doc__,

@@ -38,6 +38,7 @@ from .errors import CargoConfigurationError
 from .extract import TableStats, read_range
 from .failures import batch_failures_resource
 from .incremental import UNBOUNDED_LOOKBACK_TABLES, BandTracker, IncrementalSettings, plan_read
+from .log import route_to_dlt_logger
 from .memory import bound_extract_files
 from .metrics import run_metrics_resource
 from .outputs import batch_outputs_resource, parse_output_targets, run_outputs_resource
@@ -154,6 +155,7 @@ def cargo_source(
             optional ``table_name`` and ``update_column`` (see ``segments.py``).
         stats: a ``SyncStats`` to fill with per-table costs (used by the CLI's report).
     """
+    route_to_dlt_logger()  # the source's warnings follow [runtime] log_level and log_format (log.py)
     if not api_token or not str(api_token).strip():
         raise CargoConfigurationError(
             "no Cargo API token: set sources.cargo.api_token in .dlt/secrets.toml or SOURCES__CARGO__API_TOKEN"

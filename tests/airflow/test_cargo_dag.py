@@ -190,14 +190,25 @@ def _served_queries(box: Sandbox) -> list[str]:
     return queries
 
 
-def test_failing_task_fails_the_dag_run(airflow_db: None, cargo_env: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failing_task_fails_the_dag_run_and_alerts_once(
+    airflow_db: None, cargo_env: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.alert_receiver import alert_receiver
+
     # the connection's token wins over SOURCES__CARGO__API_TOKEN; a wrong one fails the first table
-    monkeypatch.setenv("AIRFLOW_CONN_CARGO_DEFAULT", '{"conn_type": "http", "password": "wrong-token"}')
-    state, tasks = _run(_dag("failing"))
+    monkeypatch.setenv("AIRFLOW_CONN_CARGO_DEFAULT", '{"conn_type": "http", "password": "wrong-token-4c7a"}')
+    with alert_receiver() as hook:
+        monkeypatch.setenv("RUNTIME__SLACK_INCOMING_HOOK", hook.url)
+        state, tasks = _run(_dag("failing"))
     assert tasks["cargo_runs"] == "failed", tasks
     downstream = ("cargo_batches", "cargo_spans", "cargo_records", "cargo_catalogue", "cargo_exports")
     assert {tasks[t] for t in downstream} == {"upstream_failed"}, tasks
     assert state == "failed"
+    # on_failure_callback: one message for the one failed task, naming pipeline, table and error
+    assert len(hook.messages) == 1, hook.messages
+    text = hook.texts[0]
+    assert "pipeline `cargo`" in text and "table `runs`" in text and "rejected the API token" in text, text
+    assert "wrong-token-4c7a" not in str(hook.messages), "the token reached the alert"
 
 
 def test_a_task_waits_for_the_pipelines_lock_then_fails_naming_the_holder(
