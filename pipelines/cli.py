@@ -41,6 +41,13 @@ def build_parser() -> argparse.ArgumentParser:
     sync.add_argument("--full-refresh", action="store_true", help="drop this source's tables and state first")
     sync.add_argument("--progress", default="log", choices=["bar", "log", "none"])
     sync.add_argument("--pipeline-name", default="cargo", help="dlt pipeline name (default cargo)")
+    sync.add_argument(
+        "--lock-wait",
+        default=None,
+        metavar="SECONDS",
+        help="wait this long for another sync of the pipeline to finish, then exit 1; 0 refuses at once "
+        "(default: sources.cargo.lock_wait_seconds, else 300)",
+    )
     sync.add_argument("--duckdb-path", default=None, help="DuckDB file (default <pipeline-name>_warehouse.duckdb here)")
     sync.add_argument(
         "--duckdb-memory-limit",
@@ -128,7 +135,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _sync(args: argparse.Namespace) -> int:
     from cargo_elt.source.memory import tune_allocator
 
-    from .sync import SyncFailed, SyncRequest, UserInputError, format_summary, parse_when, run_sync
+    from .lock import PipelineBusy
+    from .sync import SyncFailed, SyncRequest, UserInputError, format_summary, lock_wait_seconds, parse_when, run_sync
 
     tune_allocator()  # this process is ours: fewer malloc arenas for the reader threads
 
@@ -144,18 +152,16 @@ def _sync(args: argparse.Namespace) -> int:
             progress=args.progress,
             pipeline_name=args.pipeline_name,
             duckdb_path=args.duckdb_path,
+            lock_wait_seconds=lock_wait_seconds(args.lock_wait) if args.lock_wait is not None else None,
             **({"duckdb_memory_limit": args.duckdb_memory_limit} if args.duckdb_memory_limit is not None else {}),
         )
         summaries, seconds = run_sync(request)
     except UserInputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except SyncFailed as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return _failed(args, f"{exc}", None, 2)
+    except (SyncFailed, PipelineBusy) as exc:
+        return _failed(args, f"{exc}", getattr(exc, "table", None), 1)
     except Exception as exc:
-        print(f"error: the sync failed: {_root_cause(exc)}", file=sys.stderr)
-        return 1
+        return _failed(args, f"the sync failed: {_root_cause(exc)}", None, 1)
     print(format_summary(summaries, seconds))
     return 0
 
@@ -191,6 +197,16 @@ def _rerun(args: argparse.Namespace) -> int:
         print(line, file=sys.stderr)
     print(outcome.batch_uuid if outcome.batch_uuid is not None else payload_json(outcome.plan))
     return 0
+
+
+def _failed(args: argparse.Namespace, message: str, table: str | None, code: int) -> int:
+    """Say why on stderr, alert ``runtime.slack_incoming_hook`` if configured (pipelines/alerts.py)."""
+    from .alerts import send_failure_alert
+    from .sync import known_secrets
+
+    print(f"error: {message}", file=sys.stderr)
+    send_failure_alert(args.pipeline_name, table, message, known_secrets(args.destination))
+    return code
 
 
 def _demo(args: argparse.Namespace) -> int:

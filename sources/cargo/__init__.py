@@ -40,6 +40,7 @@ from .errors import CargoConfigurationError
 from .extract import TableStats, read_range
 from .failures import batch_failures_resource
 from .incremental import UNBOUNDED_LOOKBACK_TABLES, BandTracker, IncrementalSettings, plan_read
+from .log import route_to_dlt_logger
 from .memory import bound_extract_files
 from .metrics import run_metrics_resource
 from .metrics_daily import run_metrics_daily_resource
@@ -167,6 +168,7 @@ def cargo_source(
             or placed; each is logged and counted) before it fails; 0 = any skipped row fails the sync.
         stats: a ``SyncStats`` to fill with per-table costs (used by the CLI's report).
     """
+    route_to_dlt_logger()  # the source's warnings follow [runtime] log_level and log_format (log.py)
     if not api_token or not str(api_token).strip():
         raise CargoConfigurationError(
             "no Cargo API token: set sources.cargo.api_token in .dlt/secrets.toml or SOURCES__CARGO__API_TOKEN"

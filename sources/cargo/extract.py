@@ -37,7 +37,7 @@ from .fetch import fetch_pages, plan_windows
 from .memory import release_free_memory
 from .pages import CodecChoice, RowObjects
 from .planner import Predicate, QueryWindow, UpdatedAfter, cursor_after, range_condition, sql_string
-from .settings import MAX_COLUMNS_TO_READ
+from .settings import MAX_COLUMNS_TO_READ, PAGE_LIMIT
 from .specs import IDENTIFIER, SERVER_NAMES, ColumnSpec, TableSpec, ValueKind, kind_of_type
 
 logger = logging.getLogger(__name__)
@@ -65,6 +65,10 @@ class TableStats:
     retries: int = 0
     windows: int = 0
     splits: int = 0
+    pages_planned: int = 0
+    """Pages the planner expects this sync to read (those read before planning included); with
+    ``data_queries`` (pages read) it is what a progress bar shows. Grows when rows arrive after
+    planning or a refused window is split; 0 for tables read without the planner."""
     seconds: float = 0.0
     skipped: int = 0
     max_skipped: int = 0
@@ -263,9 +267,13 @@ def read_range(
     fetcher = CountingExecutor(client, stats, "data_queries")
     original = spec.for_read()
     spec = check_schema(planner, original, predicate) if schema_check else original
+    read_before = stats.data_queries
     first_tables, planned = _first_page_then_plan(planner, fetcher, spec, window, predicate, codecs)
     queue: deque[QueryWindow] = deque(planned)
-    stats.add(windows=1 + len(queue))
+    stats.add(
+        windows=1 + len(queue),
+        pages_planned=stats.data_queries - read_before + sum(expected_pages(w) for w in planned),
+    )
     pages: SimpleQueue[tuple[str, Any]] = SimpleQueue()
     stopped = threading.Event()
 
@@ -298,7 +306,8 @@ def read_range(
             if kind == "error":
                 raise value
             if value.remainder:
-                stats.add(splits=1, windows=len(value.remainder))
+                # the halves of a refused window cost one short last page more than the window did
+                stats.add(splits=1, windows=len(value.remainder), pages_planned=len(value.remainder) - 1)
                 # depth first: a window the server keeps refusing reaches one millisecond (and
                 # ``WindowTooNarrow``) after ~35 splits, instead of after every window of each level
                 queue.extendleft(reversed(value.remainder))
@@ -306,6 +315,11 @@ def read_range(
         stopped.set()
         stats.add(seconds=time.monotonic() - started)
         release_free_memory()  # what the readers freed, before the next table or the load
+
+
+def expected_pages(window: QueryWindow) -> int:
+    """Page queries a planned window costs: a page per ``PAGE_LIMIT`` rows, and a last, short one."""
+    return (window.expected_rows or 0) // PAGE_LIMIT + 1
 
 
 class _ReadAbandoned(Exception):

@@ -470,6 +470,19 @@ BAD_INPUTS = (
         env={"SOURCES__CARGO__WORKSPACE_UUID": "\uff11" * 8 + "-1111-1111-1111-111111111111"},
         in_process=True,
     ),
+    BadInput(
+        "negative lock wait",
+        ("--base-url", "{url}", "--lock-wait", "-1"),
+        ("--lock-wait = '-1' is not a number of seconds", "0 (refuse at once"),
+        in_process=True,
+    ),
+    BadInput(
+        "lock wait setting not a number",
+        ("--base-url", "{url}"),
+        ("sources.cargo.lock_wait_seconds = 'soon' is not a number of seconds",),
+        env={"SOURCES__CARGO__LOCK_WAIT_SECONDS": "soon"},
+        in_process=True,
+    ),
 )
 
 
