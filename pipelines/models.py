@@ -93,11 +93,14 @@ class ModelsReport:
 
 def run_models(request: ModelsRequest) -> ModelsReport:
     """Run, test and check the freshness of the dbt project on the synced warehouse."""
-    started = time.monotonic()
     check_models_supported(request.destination)
     _check_vars(request.variables)
-    pipeline = open_pipeline(request)
+    return build_models(open_pipeline(request), request)
 
+
+def build_models(pipeline: Any, request: ModelsRequest) -> ModelsReport:
+    """The dbt steps on an open pipeline (the Airflow DAG brings its own); ``request`` says which steps."""
+    started = time.monotonic()
     import dlt
     from dlt.helpers.dbt.exceptions import DBTProcessingError
 
@@ -109,7 +112,7 @@ def run_models(request: ModelsRequest) -> ModelsReport:
     # dbt's target/ and logs/ in the pipeline's working folder: the project may sit in a read-only site-packages
     common = ["--target-path", str(work / "target"), "--log-path", str(work / "logs")]
     select = ["--select", request.select] if request.select else []
-    secrets = _destination_secrets(request.destination)
+    secrets = _destination_secrets(pipeline.destination.destination_type.rsplit(".", 1)[-1])
 
     try:
         models = _outcomes(runner.run([*common, *select], additional_vars=request.variables))
@@ -124,7 +127,8 @@ def run_models(request: ModelsRequest) -> ModelsReport:
     freshness: list[FreshnessOutcome] = []
     if request.check_freshness:
         freshness = _source_freshness(runner, common, request.variables, quiet=request.quiet, secrets=secrets)
-    return ModelsReport(request.destination, request.dataset, models, tests, freshness, time.monotonic() - started)
+    destination = str(pipeline.destination.destination_name)
+    return ModelsReport(destination, str(pipeline.dataset_name), models, tests, freshness, time.monotonic() - started)
 
 
 def format_models_report(report: ModelsReport) -> str:

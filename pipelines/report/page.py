@@ -484,12 +484,12 @@ def _records_section(data: ReportData, context: str) -> str:
         shown = records[:RECORDS_PER_BATCH]
         command = f"cargo-elt rerun --batch {batch.batch_uuid}"
         more = f" Showing {len(shown)} of {len(records)}." if len(records) > len(shown) else ""
+        unexecuted = batch.runs_count - batch.executed_runs_count
+        waiting = f", {unexecuted} not executed yet" if unexecuted > 0 else ""
+        created = f", created {batch.created_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC" if batch.created_at else ""
         blocks.append(
-            f"<h3>{escape(batch.workflow_name or '')}: {batch.failed_runs_count} of {batch.runs_count} runs failed "
-            f"({_pct(batch.success_share)} succeeded), created "
-            f"{batch.created_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC</h3>"
-            if batch.created_at
-            else f"<h3>{escape(batch.workflow_name or '')}: {batch.failed_runs_count} failed runs</h3>"
+            f"<h3>{escape(batch.workflow_name or '')}: {batch.failed_runs_count} of {batch.runs_count} runs failed"
+            f"{waiting} ({_pct(batch.success_share)} succeeded){created}</h3>"
         )
         blocks.append(
             f'<p>Re-run its failed records: <code class="command" id="rerun-{index}">{escape(command)}</code>'
