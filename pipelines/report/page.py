@@ -415,7 +415,9 @@ def _batch_section(data: ReportData, days: list[date], context: str) -> str:
     def tip(s: svg.Series, day: date, value: float) -> str:
         return f"{day:%Y-%m-%d}: {value:,.0f} batches, {s.name.lower()}"
 
-    chart = svg.stacked_bar_chart(days, layers, label="Batches per day by completeness", fmt=_num_tick, tooltip=tip)
+    chart = svg.stacked_bar_chart(
+        days, layers, label="Batches per day by completeness", fmt=_num_tick, tooltip=tip, whole=True
+    )
     worst = sorted(
         (b for b in data.batches if b.runs_count > 0 and not b.is_fully_processed),
         key=lambda b: (

@@ -62,13 +62,17 @@ def colour(index: int) -> str:
     return PALETTE[index % len(PALETTE)]
 
 
-def nice_ticks(maximum: float, count: int = 5) -> list[float]:
-    """Round tick values from 0 to at least ``maximum`` (1, 2, 2.5 or 5 times a power of ten)."""
+def nice_ticks(maximum: float, count: int = 5, whole: bool = False) -> list[float]:
+    """Round tick values from 0 to at least ``maximum`` (1, 2, 2.5 or 5 times a power of ten; with
+    ``whole``, whole numbers only, for counts)."""
     if maximum <= 0 or not math.isfinite(maximum):
         return [0.0, 1.0]
     raw = maximum / count
     power = 10 ** math.floor(math.log10(raw))
-    step = next(m * power for m in (1, 2, 2.5, 5, 10) if m * power >= raw)
+    steps = (1, 2, 5, 10) if whole else (1, 2, 2.5, 5, 10)
+    step = next(m * power for m in steps if m * power >= raw)
+    if whole:
+        step = max(1.0, float(round(step)))
     return [i * step for i in range(math.ceil(maximum / step - 1e-9) + 1)]
 
 
@@ -98,15 +102,14 @@ def _legend(series: Sequence[Series], top: float) -> tuple[list[str], float]:
 def _day_axis(days: Sequence[date], x_of: Callable[[date], float], bottom: float) -> list[str]:
     """Day labels along the bottom, thinned to about ten."""
     step = max(1, math.ceil(len(days) / 10))
-    last = len(days) - 1
+    shown = list(range(0, len(days), step))
+    shown[-1] = len(days) - 1  # the last day is always labelled; the label before it gives way
     parts = []
-    for i, day in enumerate(days):
-        # every step-th day, and the last one unless the previous label would touch it
-        if i % step == 0 or (i == last and last % step >= (step + 1) // 2):
-            parts.append(
-                f'<text x="{x_of(day):.1f}" y="{bottom + 16:.0f}" text-anchor="middle" fill="#555">'
-                f"{day.strftime('%b %d')}</text>"
-            )
+    for i in shown:
+        parts.append(
+            f'<text x="{x_of(days[i]):.1f}" y="{bottom + 16:.0f}" text-anchor="middle" fill="#555">'
+            f"{days[i].strftime('%b %d')}</text>"
+        )
     return parts
 
 
@@ -160,13 +163,15 @@ def stacked_bar_chart(
     fmt: Callable[[float], str],
     tooltip: Callable[[Series, date, float], str],
     height: int = 260,
+    whole: bool = False,
 ) -> str:
-    """A bar per day, stacked from the layers' values (missing or zero values draw nothing)."""
+    """A bar per day, stacked from the layers' values (missing or zero values draw nothing); ``whole``:
+    the values are counts, ticked in whole numbers."""
     if not days or not layers:
         return _empty(label)
     top, bottom = 14.0, float(height - 30)
     totals = [sum((s.values.get(d) or 0.0) for s in layers) for d in days]
-    ticks = nice_ticks(max(totals, default=0.0))
+    ticks = nice_ticks(max(totals, default=0.0), whole=whole)
     span = ticks[-1] or 1.0
     left, right = 70.0, float(WIDTH - 30)
     slot = (right - left) / len(days)

@@ -25,6 +25,9 @@ BATCH = "0f8fad5b-d9cb-469f-a165-70867728950e"
 def test_nice_ticks_cover_the_maximum_with_round_steps() -> None:
     assert svg.nice_ticks(0.0) == [0.0, 1.0]
     assert svg.nice_ticks(37.0) == [0.0, 10.0, 20.0, 30.0, 40.0]
+    assert svg.nice_ticks(11.0) == [0.0, 2.5, 5.0, 7.5, 10.0, 12.5]
+    assert svg.nice_ticks(11.0, whole=True) == [0.0, 5.0, 10.0, 15.0]
+    assert svg.nice_ticks(2.0, whole=True) == [0.0, 1.0, 2.0]
     ticks = svg.nice_ticks(0.33)
     assert ticks[-1] >= 0.33 and len(ticks) <= 6
     assert all(abs((b - a) - (ticks[1] - ticks[0])) < 1e-12 for a, b in itertools.pairwise(ticks))
