@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import weakref
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 
@@ -51,8 +52,25 @@ def _cargo_elt_logs_reach_caplog(caplog: pytest.LogCaptureFixture) -> Iterator[N
     for name in names:  # routed from the start, so no record reaches caplog twice (directly and via root)
         route_to_dlt_logger(name)
     loggers = [logging.getLogger(name) for name in names]
+    once = _EachRecordOnce()  # dlt's logger may reach caplog too, by its own handlers: count a record once
+    caplog.handler.addFilter(once)
     for logger in loggers:
         logger.addHandler(caplog.handler)
     yield
     for logger in loggers:
         logger.removeHandler(caplog.handler)
+    caplog.handler.removeFilter(once)
+
+
+class _EachRecordOnce(logging.Filter):
+    """Lets each ``LogRecord`` object through once, whichever logger's handler sees it first."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: weakref.WeakSet[logging.LogRecord] = weakref.WeakSet()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record in self.seen:
+            return False
+        self.seen.add(record)
+        return True
