@@ -35,12 +35,14 @@ from dlt.common.schema.typing import TTableSchemaColumns
 from dlt.extract.resource import DltResource
 
 from .arrow import to_arrow
+from .bounds import SyncBounds
 from .catalogue import graph_order
 from .client import CargoClient
 from .errors import CargoApiError, CargoConfigurationError, SignedUrlExpired
 from .extract import TableStats
 from .fetch import plan_windows
 from .planner import QueryWindow, is_uuid, parse_timestamp, sql_timestamp, sql_uuid
+from .server_clock import remember_server_now
 from .settings import PAGE_LIMIT
 from .specs import TABLE_SPECS, TableSpec
 
@@ -293,8 +295,7 @@ def export_run_outputs(
 def run_outputs_resource(
     open_client: Callable[[], CargoClient],
     targets: list[OutputTarget] | None,
-    start: datetime,
-    until: datetime,
+    sync_window: Callable[[], SyncBounds],
     stats: TableStats,
     max_wait: timedelta = timedelta(days=7),
 ) -> DltResource:
@@ -308,6 +309,8 @@ def run_outputs_resource(
 
     def run_outputs() -> Iterator[pa.Table]:
         state = dlt.current.resource_state()
+        bounds = sync_window()  # on Cargo's clock: the frontiers are compared with the runs' created_at
+        start, until = bounds.start, bounds.until
         frontiers: dict[str, str] = state.setdefault("frontiers", {})
         started = time.monotonic()
         with open_client() as client, tempfile.TemporaryDirectory(prefix="cargo-outputs-") as spool_dir:
@@ -341,6 +344,7 @@ def run_outputs_resource(
                     )
                     held = until - max_wait
                 frontiers[target.state_key] = (held or until).isoformat()
+            remember_server_now(state, bounds.server_now, "run_outputs")
             stats.add(
                 planning_queries=int(client.stats_snapshot().get("queries", 0)), seconds=time.monotonic() - started
             )
@@ -433,8 +437,7 @@ def batch_file_rows(path: Path, batch: Mapping[str, Any], slug: str) -> Iterator
 def batch_outputs_resource(
     open_client: Callable[[], CargoClient],
     targets: list[OutputTarget] | None,
-    start: datetime,
-    until: datetime,
+    sync_window: Callable[[], SyncBounds],
     stats: TableStats,
     concurrency: int = 4,
 ) -> DltResource:
@@ -447,7 +450,9 @@ def batch_outputs_resource(
 
     def batch_outputs() -> Iterator[pa.Table]:
         state = dlt.current.resource_state()
-        since = parse_timestamp(state["frontier"]) if "frontier" in state else start
+        bounds = sync_window()  # on Cargo's clock: the frontier is compared with the batches' finished_at
+        until = bounds.until
+        since = parse_timestamp(state["frontier"]) if "frontier" in state else bounds.start
         if since >= until:
             return
         release_slugs: dict[str, str | None] = {}
@@ -496,6 +501,7 @@ def batch_outputs_resource(
                 after = (parse_timestamp(batches[-1]["finished_at"]), str(batches[-1]["uuid"]))
         stats.add(seconds=time.monotonic() - started)
         state["frontier"] = until.isoformat()
+        remember_server_now(state, bounds.server_now, "batch_outputs")
 
     return dlt.resource(
         batch_outputs,

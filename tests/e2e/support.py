@@ -52,12 +52,19 @@ class Sandbox:
         )
 
     def sync(self, **source_args: Any) -> SyncStats:
+        """One sync of the facts (unless a test names other tables), ending at the emulator's ``now``.
+
+        ``settle_seconds`` is 0: the emulator has no insert lag, so a sync can read up to Cargo's
+        clock and be compared with the truth right away (the default settle leaves the rows of the
+        last two minutes for the next sync; ``test_clock_skew.py`` checks that too).
+        """
         stats = SyncStats()
         # the fact tables unless a test names others: the catalogue and exports have tests of their own
         args: dict[str, Any] = {
             "start_date": "2026-01-01",
             "concurrency": 4,
             "tables": list(FACT_TABLES),
+            "settle_seconds": 0,
             **source_args,
         }
         source = cargo_source(api_token=self.token, base_url=self.emulator.base_url, stats=stats, **args)

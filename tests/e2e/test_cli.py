@@ -27,6 +27,7 @@ import httpx
 import pytest
 
 from cargo_elt.source import SEGMENT_TABLES, TABLE_NAMES
+from tests.conftest import FIXED_NOW
 from tests.e2e.support import serve_handler
 
 REPO = Path(__file__).resolve().parents[2]
@@ -76,7 +77,10 @@ class Workdir:
         return self.data_dir / "pipelines" / PIPELINE
 
     def env(self, **extra: str) -> dict[str, str]:
-        return user_env(self.data_dir, SOURCES__CARGO__API_TOKEN=self.token, **extra)
+        # settle 0: read up to Cargo's now, so a sync can be compared with the emulator's truth at once
+        # (the emulator has no insert lag; the default settle is checked in tests/e2e/test_clock_skew.py)
+        settle = {"SOURCES__CARGO__SETTLE_SECONDS": "0", **extra}
+        return user_env(self.data_dir, SOURCES__CARGO__API_TOKEN=self.token, **settle)
 
     def run(self, command: Sequence[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -148,10 +152,12 @@ def output(result: subprocess.CompletedProcess[str]) -> str:
 
 @pytest.fixture(scope="module")
 def live_emulator() -> Iterator[Any]:
-    """Tiny, one workspace, clock six hours behind real time (inside the default 90-day backfill)."""
+    """Tiny, one workspace, on the fixed test clock (its data within the default 90-day backfill, which is
+    measured on the emulator's clock, not this machine's)."""
     from cargo_elt.emulator.server import EmulatorOptions, running_emulator
 
-    with running_emulator(EmulatorOptions(port=0, seed=5, scale="tiny", workspaces=1, admin=True)) as emulator:
+    options = EmulatorOptions(port=0, seed=5, scale="tiny", workspaces=1, admin=True, now=FIXED_NOW)
+    with running_emulator(options) as emulator:
         yield emulator
 
 
@@ -273,7 +279,12 @@ def test_tables_runs_loads_only_runs_then_full_refresh_reloads_everything(
 
 
 def test_plain_dlt_script_loads_rows(live_emulator: Any, token: str, truth: dict[str, int], tmp_path: Path) -> None:
-    env = user_env(tmp_path / "dlt", SOURCES__CARGO__API_TOKEN=token, SOURCES__CARGO__BASE_URL=live_emulator.base_url)
+    env = user_env(
+        tmp_path / "dlt",
+        SOURCES__CARGO__API_TOKEN=token,
+        SOURCES__CARGO__BASE_URL=live_emulator.base_url,
+        SOURCES__CARGO__SETTLE_SECONDS="0",  # up to Cargo's now: compared with the truth (see Workdir.env)
+    )
     result = subprocess.run(
         [sys.executable, str(REPO / "pipelines" / "cargo_pipeline.py")],
         check=False,
