@@ -130,7 +130,7 @@ def test_removed_and_renamed_catalogue_rows(own_emulator: Any, tmp_path: Path) -
         renamed = con.execute("SELECT name FROM cargo.plays WHERE uuid = ?", [play_uuid]).fetchall()
     assert len(removed) == 1, "a removed row stays, once"
     assert removed[0][1] is not None, "and keeps its last name"
-    assert removed[0][2] is not None, "marked removed"
+    assert removed[0][2] == FIXED_NOW, "marked removed, at Cargo's clock (the emulator's), not this machine's"
     assert current >= 1
     assert renamed == [(play_name + " (renamed)",)]
     box.sync(tables=["plays", "agents"])  # a third sync: the mark is not moved again

@@ -373,6 +373,19 @@ BAD_INPUTS = (
     BadInput("--until without --since", ("--base-url", "{url}", "--until", "2026-03-01"), ("--until needs --since",)),
     BadInput("future --since", ("--base-url", "{url}", "--since", "2999-01-01"), ("--since 2999-01-01", "future")),
     BadInput(
+        "--since after Cargo's clock, before this machine's",
+        ("--base-url", "{url}", "--since", "2026-11-15"),
+        ("--since 2026-11-15", "is in the future: Cargo's clock reads 2026-11-01T12:00:00"),
+        in_process=True,
+    ),
+    BadInput(
+        "start_date after Cargo's clock, before this machine's",
+        ("--base-url", "{url}"),
+        ("sources.cargo.start_date 2026-11-15", "not in the past: Cargo's clock reads 2026-11-01T12:00:00"),
+        env={"SOURCES__CARGO__START_DATE": "2026-11-15"},
+        in_process=True,
+    ),
+    BadInput(
         "future start_date",
         ("--base-url", "{url}"),
         ("sources.cargo.start_date", "not in the past"),
