@@ -143,3 +143,20 @@ def test_a_clock_that_went_back_is_warned_about(caplog: pytest.LogCaptureFixture
     assert not caplog.records and state["server_now"] == (FIXED_NOW + timedelta(hours=1)).isoformat()
     remember_server_now(state, FIXED_NOW, "runs")
     assert any("earlier than" in r.getMessage() and r.levelno == logging.WARNING for r in caplog.records)
+
+
+def test_building_the_source_reads_no_clock(closed_port: str) -> None:
+    """The clock is read when the first resource runs, not when the source is built (no request then)."""
+    from cargo_elt.source import TABLE_NAMES, cargo_source
+
+    source = cargo_source(api_token="crg_test", base_url=closed_port, tables=list(TABLE_NAMES))
+    assert set(source.resources) >= {"runs", "run_metrics", "batch_failures", "workflows"}
+
+
+@pytest.fixture()
+def closed_port() -> str:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{sock.getsockname()[1]}"
