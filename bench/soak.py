@@ -102,8 +102,8 @@ def run_soak(
                 faults[kind] = count  # the injector's counts are cumulative since configured
             result.syncs += 1
             result.rows_loaded += sum(s.rows for s in stats.values())
-            result.queries += sum(s.queries for s in stats.values())
-            result.retries += sum(s.retries for s in stats.values())
+            result.queries += sum(s.queries for s in stats.values()) + stats.server_clock.queries
+            result.retries += sum(s.retries for s in stats.values()) + stats.server_clock.retries
             try:
                 box.assert_equals_truth()
             except AssertionError as exc:

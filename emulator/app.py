@@ -181,7 +181,7 @@ async def orchestration_query(request: Request) -> Response:
     try:
         decoded: Any = orjson.loads(raw)
     except orjson.JSONDecodeError:
-        decoded = raw.decode("utf-8", "replace")  # refused below as "Expected object, received string"
+        decoded = raw.decode("utf-8", "replace")  # refused below as "expected object, received string"
     try:
         query = validate_body(QueryPayload, decoded).query
     except ValidationFailed as failed:

@@ -121,7 +121,11 @@ def advance(store: ClickHouseStore, workspaces: list[Workspace], seconds: int, *
     try:
         # 2. Observe the candidate runs at new_now; keep those that are new or progressed.
         select = gen.runs_select(
-            store, seed=seed, at_ms=new_now, source=gen.groups_source(store, candidates), with_deletes=False
+            store,
+            seed=seed,
+            at_ms=gen.observed_at(new_now),
+            source=gen.groups_source(store, candidates),
+            with_deletes=False,
         )
         existing = f"SELECT uuid, _version, status FROM {store.table('runs')} FINAL WHERE {scope} AND {since}"
         cols = ", ".join(f"`{c}`" for c in gen.run_insert_columns())
@@ -147,7 +151,7 @@ def advance(store: ClickHouseStore, workspaces: list[Workspace], seconds: int, *
 
         # 5. Records and batches follow their runs.
         _advance_records(store, report, scope)
-        _advance_batches(store, report, scope, epoch)
+        _advance_batches(store, report, scope, epoch, new_now)
     finally:
         for name in ("runs", "spans", "records", "batches"):
             store.execute(f"DROP TABLE IF EXISTS {db}.gen_stage_{name}")
@@ -191,7 +195,7 @@ def _soft_delete(store: ClickHouseStore, workspaces: list[Workspace], *, seed: i
     for ws in workspaces:
         count = 2 if ws.index == 0 else 1
         pick = f"cityHash64({int(seed)}, {old_now}, uuid)"
-        deleted_ms = f"{old_now} + 1 + toInt64({pick} % {int(seconds) * 1000})"
+        deleted_ms = f"{old_now} + 1 + toInt64({pick} % {max(int(seconds) * 1000 - 1, 1)})"  # before new now
         # Filter in a subquery: the REPLACE aliases would otherwise shadow deleted_at in the WHERE.
         victims = (
             f"SELECT * FROM {store.table('runs')} FINAL WHERE workspace_uuid = toUUID('{ws.uuid}') "
@@ -252,8 +256,11 @@ def _advance_records(store: ClickHouseStore, report: AdvanceReport, scope: str) 
     store.execute(f"INSERT INTO {store.table('records')} SELECT * FROM {stage}{gen.BULK}")
 
 
-def _advance_batches(store: ClickHouseStore, report: AdvanceReport, scope: str, epoch: int) -> None:
-    """Recompute the batches of the staged runs and the batches planned by this advance."""
+def _advance_batches(store: ClickHouseStore, report: AdvanceReport, scope: str, epoch: int, new_now: int) -> None:
+    """Recompute the batches of the staged runs and the batches planned by this advance.
+
+    A batch planned to start at ``new_now`` itself is left for the next advance (its runs too).
+    """
     db = store.database
     stage = f"{db}.gen_stage_batches"
     affected = (
@@ -264,7 +271,7 @@ def _advance_batches(store: ClickHouseStore, report: AdvanceReport, scope: str, 
     runs_source = f"SELECT * FROM {store.table('runs')} FINAL WHERE {scope} AND batch_uuid IN ({affected})"
     existing = f"SELECT uuid, _version FROM {store.table('batches')} FINAL WHERE {scope} AND uuid IN ({affected})"
     cols = ", ".join(f"`{c}`" for c in gen.BATCH_COLUMNS)
-    select = gen.batches_select(store, runs_source, f"{scope} AND batch_uuid IN ({affected})")
+    select = gen.batches_select(store, runs_source, f"{scope} AND batch_uuid IN ({affected}) AND start_ms < {new_now}")
     store.execute(f"INSERT INTO {stage} ({cols}) SELECT * FROM ({select}) WHERE (uuid, _version) NOT IN ({existing})")
     total = int(store.scalar(f"SELECT count() FROM {stage}") or 0)
     changed = int(store.scalar(f"SELECT count() FROM {stage} WHERE uuid IN (SELECT uuid FROM ({existing}))") or 0)

@@ -261,8 +261,10 @@ def insert_json_rows(store: ClickHouseStore, table: str, rows: Iterable[dict[str
 
 
 def set_meta(store: ClickHouseStore, values: dict[str, str]) -> None:
-    """Write meta keys (the last write of a key wins)."""
+    """Write meta keys (the last write of a key wins); a new ``now`` moves the callers' SQL clock too."""
     insert_json_rows(store, store.table("meta"), ({"key": k, "value": v} for k, v in values.items()))
+    if "now" in values:
+        store.note_virtual_now(to_ms(parse_iso(values["now"])))
 
 
 def read_meta(store: ClickHouseStore) -> dict[str, str]:
@@ -395,6 +397,17 @@ def uuid_sql(high: str, low: str) -> str:
         f"toUUID(UUIDNumToString(toFixedString(concat(reverse(reinterpretAsFixedString({a})), "
         f"reverse(reinterpretAsFixedString({b}))), 16)))"
     )
+
+
+def observed_at(now_ms: int) -> int:
+    """The instant the data of virtual time ``now_ms`` is observed at: one millisecond before it.
+
+    The data at virtual ``now`` is what happened strictly before ``now``: no row, execution or
+    update is stamped ``now`` itself, let alone later. A reader that takes everything before the
+    server's ``now()`` (half-open, as the connector reads) therefore sees all of it, and a run whose
+    node finishes at ``now`` is observed still running it, never finished without its next node.
+    """
+    return now_ms - 1
 
 
 def ts(ms: str) -> str:
@@ -1276,7 +1289,9 @@ def generate(
     step("plan")
 
     if total > 0:
-        select = runs_select(store, seed=seed, at_ms=now_ms, source=generation_source(store, total), with_deletes=True)
+        select = runs_select(
+            store, seed=seed, at_ms=observed_at(now_ms), source=generation_source(store, total), with_deletes=True
+        )
         insert_runs(store, store.table("runs"), select)
     report.rows["runs"] = count_rows(store, "runs")
     step("runs")
@@ -1293,9 +1308,8 @@ def generate(
     step("records")
 
     batch_cols = ", ".join(f"`{c}`" for c in BATCH_COLUMNS)
-    store.execute(
-        f"INSERT INTO {store.table('batches')} ({batch_cols}) {batches_select(store, runs_all, 'epoch = 0')}{BULK}"
-    )
+    batches = batches_select(store, runs_all, f"epoch = 0 AND start_ms < {now_ms}")
+    store.execute(f"INSERT INTO {store.table('batches')} ({batch_cols}) {batches}{BULK}")
     report.rows["batches"] = count_rows(store, "batches")
     step("batches")
 

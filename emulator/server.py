@@ -13,7 +13,7 @@ import socket
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import uvicorn
 
@@ -30,12 +30,14 @@ SCALE_NAMES = ("tiny", "small", "medium", "large")
 
 
 def default_now() -> datetime:
-    """The virtual clock's start when none is given: six hours ago, on the hour.
+    """The virtual clock's start when none is given: the wall clock at start, to the second.
 
-    Kept in the past so the clock can be advanced a few hours and still stay behind the real time
-    that a connector compares with; give ``now`` explicitly for byte-identical data across days.
+    One time model: the data ends at the virtual ``now``, the callers' SQL ``now()`` reads it
+    (``sqlclock.py``) and ``/_emulator/advance`` moves both; between advances the clock stands still.
+    A connector takes its bounds from this clock, not its own, so advancing past the wall clock is
+    fine. Give ``now`` explicitly for byte-identical data across days.
     """
-    return datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=6)
+    return datetime.now(UTC).replace(microsecond=0)
 
 
 @dataclass

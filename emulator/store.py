@@ -16,13 +16,15 @@ import queue
 import re
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import chdb
 import orjson
 
 from . import caps, schema
-from .sqlguard import Denial, check_ast
+from .sqlclock import aliases, pin_clock, remaining_clock
+from .sqlguard import Denial, check_ast, parse_ast_dump
 
 _namespace_counter = itertools.count(1)
 _namespace_lock = threading.Lock()
@@ -87,6 +89,7 @@ class ClickHouseStore:
         self.cap_overrides: dict[str, int | str] = {}
         self.renames: dict[str, dict[str, str]] = {}
         """Table -> {stored column: name shown to callers} (``rename_column``)."""
+        self._virtual_now_ms: int | None = None
         self.database = schema.store_database(self.namespace)
         self.execute(f"CREATE DATABASE IF NOT EXISTS {self.database}")
         for layout in schema.ORCHESTRATION_TABLES:
@@ -114,6 +117,28 @@ class ClickHouseStore:
     def table(self, name: str) -> str:
         """Qualified name of a physical table of this instance."""
         return f"{self.database}.{name}"
+
+    # -- the virtual clock -----------------------------------------------------------------------
+
+    def virtual_now_ms(self) -> int | None:
+        """The virtual clock (meta ``now``) in epoch milliseconds; None before any data is generated.
+
+        Cached: the generator and the clock write ``now`` through ``note_virtual_now``; a store reopened
+        from a data directory reads it once from ``meta``.
+        """
+        if self._virtual_now_ms is None:
+            if not int(self.scalar(f"EXISTS TABLE {self.database}.meta") or 0):
+                return None
+            value = self.scalar(f"SELECT value FROM {self.database}.meta FINAL WHERE key = 'now'")
+            if value is None:
+                return None
+            parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+            self._virtual_now_ms = (parsed - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(milliseconds=1)
+        return self._virtual_now_ms
+
+    def note_virtual_now(self, now_ms: int) -> None:
+        """The virtual clock moved (generation, advance): callers' SQL reads it from now on."""
+        self._virtual_now_ms = int(now_ms)
 
     def ensure_workspace(self, workspace_uuid: str) -> None:
         """Create the workspace's view database (idempotent)."""
@@ -217,7 +242,7 @@ class ClickHouseStore:
             raise ValueError("the store has no generated data yet")
         at = (
             f"toDateTime64({_literal(str(now).replace('T', ' ').rstrip('Z'))}, 3, 'UTC') "
-            f"- toIntervalSecond({int(age_s)}) - toIntervalMillisecond(rowNumberInAllBlocks())"
+            f"- toIntervalSecond({int(age_s)}) - toIntervalMillisecond(rowNumberInAllBlocks() + 1)"
         )
         if table == "runs":
             key = "uuid"
@@ -276,19 +301,30 @@ class ClickHouseStore:
         """Run a caller's SQL as Cargo would and return the ``{"rows": [...]}`` body.
 
         Raises QueryRefused with ClickHouse's own message for syntax errors, denied statements and
-        every cap.
+        every cap. Clock functions (``now()``, ``today()`` ...) read the virtual clock (``sqlclock.py``).
         """
+        now_ms = self.virtual_now_ms()
         with self.reader(workspace_uuid) as conn:
             outer = f"SELECT formatQuerySingleLine({_literal(sql)})"
             try:
                 canonical = conn.query(outer, "TSVRaw").bytes().decode().rstrip("\n")
             except Exception as exc:
                 raise QueryRefused(_clean_error(exc, outer_query=outer)) from None
+            if now_ms is not None:
+                canonical = pin_clock(canonical, now_ms)
             try:
                 dump = conn.query(f"EXPLAIN AST {canonical}", "TSVRaw").bytes().decode()
             except Exception as exc:
                 raise QueryRefused(_clean_error(exc)) from None
             denial: Denial | None = check_ast(dump)
+            if denial is None and now_ms is not None:
+                left = remaining_clock(parse_ast_dump(dump), aliases(canonical))
+                if left is not None:
+                    denial = Denial(
+                        48,
+                        "NOT_IMPLEMENTED",
+                        f"The emulator cannot evaluate {left} on its virtual clock in this form of statement",
+                    )
             if denial is not None:
                 raise QueryRefused(denial.message())
             try:

@@ -110,9 +110,9 @@ def consistency_problems(store: ClickHouseStore, workspace_uuid: str) -> dict[st
     Checked over the current (FINAL) rows of one workspace: spans are exactly the runs' executions;
     records are the latest run per (workflow, record id) with the first run's ``created_at``; batch
     counters and status match their runs; every run's workflow and release exist as entities;
-    nothing is dated after ``now``; unfinished runs have a pending execution and no ``finished_at``;
-    error runs carry their error on exactly one failing span; credits add up (native nodes use none);
-    keys are unique.
+    nothing is dated at or after ``now`` (the data is what happened before it); unfinished runs have
+    a pending execution and no ``finished_at``; error runs carry their error on exactly one failing
+    span; credits add up (native nodes use none); keys are unique.
     """
     from .generator import current_now
 
@@ -184,11 +184,12 @@ def consistency_problems(store: ClickHouseStore, workspace_uuid: str) -> dict[st
         ),
         "rows_after_now": (
             f"SELECT (SELECT count() FROM {runs} WHERE greatest(created_at, updated_at, "
-            f"ifNull(finished_at, created_at), ifNull(deleted_at, created_at)) > {now_sql}) + "
+            f"ifNull(finished_at, created_at), ifNull(deleted_at, created_at)) >= {now_sql}) + "
             f"(SELECT count() FROM {spans} WHERE greatest(execution_started_at, execution_updated_at, "
-            f"ifNull(execution_finished_at, execution_started_at)) > {now_sql}) + "
-            f"(SELECT count() FROM {batches} WHERE greatest(created_at, updated_at) > {now_sql}) + "
-            f"(SELECT count() FROM {records} WHERE greatest(created_at, updated_at) > {now_sql})"
+            f"ifNull(execution_finished_at, execution_started_at)) >= {now_sql}) + "
+            f"(SELECT count() FROM {batches} WHERE greatest(created_at, updated_at, "
+            f"ifNull(finished_at, created_at)) >= {now_sql}) + "
+            f"(SELECT count() FROM {records} WHERE greatest(created_at, updated_at) >= {now_sql})"
         ),
         "unfinished_inconsistent": (
             f"SELECT count() FROM {runs} WHERE (finished_at IS NULL) != (status IN ('pending', 'running')) "

@@ -4,8 +4,10 @@ Cargo validates every payload with strict zod schemas and answers 400 with the z
 (REFERENCE.md sections 1.6 and 9.2). Clients react to those issues (and tests assert on them), so the
 emulator must reproduce them: the payloads are pydantic models (``StrictPayload``: unknown keys
 forbidden, no type coercion for JSON bodies) and pydantic's errors are translated here, in one
-place, into zod v3 issues (``invalid_type`` with ``expected``/``received``, ``unrecognized_keys``
-with ``keys``, ``invalid_enum_value``, ``too_small``/``too_big``, ``invalid_string``).
+place, into the issues of zod 4, the version Cargo's client ships (``invalid_type`` with
+``expected``, ``unrecognized_keys`` with ``keys``, ``invalid_value`` with ``values``,
+``too_small``/``too_big``, ``invalid_format``), messages included (``Invalid input: expected
+string, received undefined``).
 
 GET endpoints receive their parameters as a query string in the Axios format the official client
 produces (section 1.3: ``key[]=a&key[]=b``, ``filter[x]=1``, ``true``/``false``); ``parse_query``
@@ -23,7 +25,7 @@ from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
 from urllib.parse import parse_qsl
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError, WithJsonSchema, field_validator
 from pydantic_core import PydanticCustomError
 
 Issue = dict[str, Any]
@@ -44,7 +46,7 @@ class ValidationFailed(Exception):
 class StrictPayload(BaseModel):
     """Base of every request schema: unknown keys are refused and ``null`` is not "absent".
 
-    zod's ``.optional()`` accepts a missing key but refuses an explicit ``null`` ("Expected string,
+    zod's ``.optional()`` accepts a missing key but refuses an explicit ``null`` ("expected string,
     received null"); none of Cargo's read payloads declares a nullable field, so every explicit
     ``null`` is refused here too.
     """
@@ -98,15 +100,22 @@ def parse_timestamp(value: str) -> datetime | None:
     return parsed.astimezone(UTC)
 
 
-Timestamp = Annotated[str, AfterValidator(_check_timestamp)]
+Timestamp = Annotated[str, AfterValidator(_check_timestamp), WithJsonSchema({"type": "string", "format": "date-time"})]
 """A payload timestamp (``createdAfter`` ...): validated, then held as ``YYYY-MM-DD hh:mm:ss.fff`` UTC."""
 
 
 # -- zod issues ------------------------------------------------------------------------------------
 
+ZOD_VERSION = "4"
+"""The zod major whose issue wording the emulator reproduces: Cargo's client (``@cargo-ai/api`` 1.0.57)
+ships zod 4.4.3 (tests/node/package-lock.json), and REFERENCE.md 1.6 quotes its text (``expected
+string, received undefined``). ``tests/integration/test_zod_wording.py`` checks these issues
+against that zod, run by Node on the same payloads. [I] Cargo's server-side schemas themselves are
+not public: which checks (``datetime``, ``int``) its fields carry is inferred."""
+
 
 def zod_type_of(value: Any) -> str:
-    """The name zod v3 gives a received value's type (``getParsedType``)."""
+    """The name zod gives a received value's type (``util.parsedType``; NaN is shown as ``NaN``)."""
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -114,7 +123,7 @@ def zod_type_of(value: Any) -> str:
     if isinstance(value, int):
         return "number"
     if isinstance(value, float):
-        return "nan" if math.isnan(value) else "number"
+        return "NaN" if math.isnan(value) else "number"
     if isinstance(value, str):
         return "string"
     if isinstance(value, list | tuple):
@@ -160,15 +169,13 @@ def _literal_options(annotation: Any) -> list[Any] | None:
     return list(get_args(annotation)) if get_origin(annotation) is Literal else None
 
 
-def _enum_text(options: Sequence[Any]) -> str:
-    return " | ".join(f"'{option}'" for option in options)
+def _json_text(value: Any) -> str:
+    """A value as zod's ``util.stringifyPrimitive`` shows it in messages (strings double-quoted)."""
+    return f'"{value}"' if isinstance(value, str) else str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def zod_expected(annotation: Any) -> str:
     """How zod names an expected type in ``invalid_type`` issues."""
-    options = _literal_options(annotation)
-    if options is not None:
-        return _enum_text(options)
     origin = get_origin(annotation)
     if annotation is str:
         return "string"
@@ -186,85 +193,71 @@ def zod_expected(annotation: Any) -> str:
 
 
 def _invalid_type(expected: str, received: str, path: list[int | str]) -> Issue:
-    message = "Required" if received == "undefined" else f"Expected {expected}, received {received}"
-    return {"code": "invalid_type", "expected": expected, "received": received, "path": path, "message": message}
+    issue: Issue = {"expected": expected, "code": "invalid_type"}
+    if received == "NaN":
+        issue["received"] = "NaN"  # zod's number check names NaN in the issue itself
+    issue["path"] = path
+    issue["message"] = f"Invalid input: expected {expected}, received {received}"
+    return issue
+
+
+def _invalid_value(options: Sequence[Any], path: list[int | str]) -> Issue:
+    if len(options) == 1:
+        message = f"Invalid input: expected {_json_text(options[0])}"
+    else:
+        message = "Invalid option: expected one of " + "|".join(_json_text(o) for o in options)
+    return {"code": "invalid_value", "values": list(options), "path": path, "message": message}
+
+
+def _bound(code: str, limit: Any, inclusive: bool, path: list[int | str]) -> Issue:
+    small = code == "too_small"
+    sign = (">" if small else "<") + ("=" if inclusive else "")
+    return {
+        "origin": "number",
+        "code": code,
+        "minimum" if small else "maximum": limit,
+        "inclusive": inclusive,
+        "path": path,
+        "message": f"Too {'small' if small else 'big'}: expected number to be {sign}{limit}",
+    }
 
 
 def _issue_for(model: type[BaseModel], error: Mapping[str, Any]) -> Issue:
-    """One pydantic error as the zod v3 issue Cargo would have produced."""
+    """One pydantic error as the zod issue Cargo would have produced."""
     kind: str = error["type"]
     path: list[int | str] = list(error["loc"])
     value = error.get("input")
     annotation = _annotation_at(model, path)
-    expected = zod_expected(annotation)
+    options = _literal_options(annotation)
     context: Mapping[str, Any] = error.get("ctx") or {}
+    if options is not None and kind in ("missing", "literal_error", _NULL_NOT_ALLOWED):
+        return _invalid_value(options, path)  # zod checks an enum or literal by value, whatever the type
+    expected = zod_expected(annotation)
     if kind == "missing":
-        if get_origin(annotation) is Literal and len(get_args(annotation)) == 1:
-            return {
-                "code": "invalid_literal",
-                "expected": get_args(annotation)[0],
-                "path": path,
-                "message": f'Invalid literal value, expected "{get_args(annotation)[0]}"',
-            }
         return _invalid_type(expected, "undefined", path)
     if kind == _NULL_NOT_ALLOWED:
         return _invalid_type(expected, "null", path)
-    if kind == "literal_error":
-        options = _literal_options(annotation) or []
-        if len(options) == 1:
-            return {
-                "received": value,
-                "code": "invalid_literal",
-                "expected": options[0],
-                "path": path,
-                "message": f'Invalid literal value, expected "{options[0]}"',
-            }
-        if not isinstance(value, str):
-            return _invalid_type(expected, zod_type_of(value), path)
-        return {
-            "received": value,
-            "code": "invalid_enum_value",
-            "options": options,
-            "path": path,
-            "message": f"Invalid enum value. Expected {_enum_text(options)}, received '{value}'",
-        }
     if kind in ("int_type", "int_from_float", "int_parsing", "float_type", "float_parsing"):
         if isinstance(value, float) and not isinstance(value, bool) and not math.isnan(value):
             return {
+                "expected": "int",
+                "format": "safeint",
                 "code": "invalid_type",
-                "expected": "integer",
-                "received": "float",
                 "path": path,
-                "message": "Expected integer, received float",
+                "message": "Invalid input: expected int, received number",
             }
         return _invalid_type("number", zod_type_of(value), path)
     if kind in ("greater_than_equal", "greater_than"):
-        minimum = context.get("ge", context.get("gt"))
-        return {
-            "code": "too_small",
-            "minimum": minimum,
-            "type": "number",
-            "inclusive": kind.endswith("equal"),
-            "exact": False,
-            "message": f"Number must be greater than {'or equal to ' if kind.endswith('equal') else ''}{minimum}",
-            "path": path,
-        }
+        return _bound("too_small", context.get("ge", context.get("gt")), kind.endswith("equal"), path)
     if kind in ("less_than_equal", "less_than"):
-        maximum = context.get("le", context.get("lt"))
-        return {
-            "code": "too_big",
-            "maximum": maximum,
-            "type": "number",
-            "inclusive": kind.endswith("equal"),
-            "exact": False,
-            "message": f"Number must be less than {'or equal to ' if kind.endswith('equal') else ''}{maximum}",
-            "path": path,
-        }
+        return _bound("too_big", context.get("le", context.get("lt")), kind.endswith("equal"), path)
     if kind == _INVALID_DATETIME:
-        return {"validation": "datetime", "code": "invalid_string", "message": "Invalid datetime", "path": path}
+        # zod also sends the ``pattern`` of its ISO check, which depends on options Cargo's schemas do not show
+        return {"origin": "string", "code": "invalid_format", "format": "datetime", "path": path,
+                "message": "Invalid ISO datetime"}  # fmt: skip
     if kind.endswith("_type") or kind.endswith("_parsing") or kind in ("model_attributes_type",):
         return _invalid_type(expected, zod_type_of(value), path)
-    return {"code": "custom", "message": str(error.get("msg", "Invalid input")), "path": path}
+    return {"code": "custom", "path": path, "message": str(error.get("msg", "Invalid input"))}
 
 
 def zod_issues(model: type[BaseModel], error: ValidationError) -> list[Issue]:
@@ -283,7 +276,7 @@ def zod_issues(model: type[BaseModel], error: ValidationError) -> list[Issue]:
                 "code": "unrecognized_keys",
                 "keys": keys,
                 "path": list(parent),
-                "message": "Unrecognized key(s) in object: " + ", ".join(f"'{k}'" for k in keys),
+                "message": f"Unrecognized key{'s' if len(keys) > 1 else ''}: " + ", ".join(f'"{k}"' for k in keys),
             }
         )
     return issues
@@ -408,22 +401,21 @@ def _field_type(model: type[BaseModel], key: str) -> Any:
 def validate_query(model: type[ModelT], query: str | bytes | Mapping[str, Any]) -> ModelT:
     """Validate GET parameters: parse the query string, coerce text per field, then validate strictly.
 
-    Unparseable numbers stay strings, so they fail as zod ``coerce.number()`` would (``received nan``).
+    Unparseable numbers stay strings, so they fail as zod ``coerce.number()`` would (``received NaN``).
     """
     params = dict(query) if isinstance(query, Mapping) else parse_query(query)
     coerced = {key: _coerce_for(_field_type(model, key), value) for key, value in params.items()}
     try:
         return model.model_validate(coerced, strict=True)
     except ValidationError as error:
-        issues = zod_issues(model, error)
-        for issue in issues:
-            if (
-                issue.get("code") == "invalid_type"
-                and issue.get("expected") == "number"
-                and issue.get("received") == "string"
-            ):
-                issue["received"] = "nan"
-                issue["message"] = "Expected number, received nan"
+        issues = [
+            _invalid_type("number", "NaN", issue["path"])
+            if issue.get("code") == "invalid_type"
+            and issue.get("expected") == "number"
+            and issue.get("message", "").endswith("received string")
+            else issue
+            for issue in zod_issues(model, error)
+        ]
         raise ValidationFailed(issues) from None
 
 

@@ -108,7 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--faults", default="", help="e.g. 429=0.05,500=0.05,503=0.03,reset=0.02,truncate=0.01,slow=0.05"
     )
     serve.add_argument("--fault-seed", type=int, default=None, help="seed of the fault draws (default: --seed)")
-    serve.add_argument("--now", type=_iso_datetime, default=None, help="virtual clock start (ISO, default: 6 h ago)")
+    serve.add_argument(
+        "--now", type=_iso_datetime, default=None, help="virtual clock start (ISO, default: the wall clock at start)"
+    )
     serve.add_argument("--truncate-results", action="store_true", help="truncate over-cap results instead of Code 396")
     serve.add_argument(
         "--export-layout",

@@ -17,7 +17,10 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from cargo_elt.source.server_clock import ClockReading
 
 logger = logging.getLogger(__name__)
 
@@ -136,13 +139,29 @@ def check_destination(name: str) -> None:
             raise UserInputError(f"destination {name!r} needs its extra: pip install 'cargo-elt[{extra}]'") from None
 
 
-def check_dates(since: datetime | None, until: datetime | None, now: datetime) -> None:
-    """``--until`` after ``--since``, and neither in the future."""
-    for label, value in (("--since", since), ("--until", until)):
-        if value is not None and value > now:
-            raise UserInputError(f"{label} {value.isoformat()} is in the future")
+def check_dates(since: datetime | None, until: datetime | None) -> None:
+    """``--until`` after ``--since`` (checked before anything else; the future is Cargo's, see below)."""
     if since is not None and until is not None and until <= since:
         raise UserInputError(f"--until {until.isoformat()} must be after --since {since.isoformat()}")
+
+
+def check_dates_on_server_clock(
+    since: datetime | None, until: datetime | None, start_date: Any, server_now: datetime
+) -> None:
+    """No date in Cargo's future: a user's dates are UTC instants on Cargo's clock, not this machine's."""
+    from cargo_elt.source import parse_instant
+    from cargo_elt.source.errors import CargoConfigurationError
+
+    clock = f"Cargo's clock reads {server_now.isoformat()} (dates are UTC, on Cargo's clock)"
+    for label, value in (("--since", since), ("--until", until)):
+        if value is not None and value > server_now:
+            raise UserInputError(f"{label} {value.isoformat()} is in the future: {clock}")
+    try:
+        start = parse_instant(start_date, "sources.cargo.start_date")
+    except CargoConfigurationError as exc:
+        raise UserInputError(str(exc)) from None
+    if start is not None and start >= server_now:
+        raise UserInputError(f"sources.cargo.start_date {start.isoformat()} is not in the past: {clock}")
 
 
 @dataclass
@@ -168,8 +187,11 @@ def format_summary(summaries: Sequence[TableSummary], total_seconds: float) -> s
     return "\n".join(lines)
 
 
-def preflight(base_url: str, token: str, workspace_uuid: str | None) -> None:
-    """One cheap query, so a wrong token or URL fails before the pipeline (and its state) is touched."""
+def preflight(base_url: str, token: str, workspace_uuid: str | None) -> ClockReading:
+    """One cheap query, so a wrong token or URL fails before the pipeline (and its state) is touched.
+
+    The query reads Cargo's clock, which the dates of the request are then checked against.
+    """
     import httpx
 
     from cargo_elt.source.client import CargoClient, RetryPolicy, query_url
@@ -181,15 +203,19 @@ def preflight(base_url: str, token: str, workspace_uuid: str | None) -> None:
         CargoQueryError,
         CargoRetryBudgetExceeded,
     )
+    from cargo_elt.source.server_clock import ServerClockUnavailable, read_server_clock
 
     fix = f"check sources.cargo.base_url / --base-url (Cargo's API is {_default_base_url()})"
     retry = RetryPolicy(max_attempts=2, max_total_s=10.0)
     problem: str | None = None
+    reading: ClockReading | None = None
     try:
         with CargoClient(token, base_url=base_url, workspace_uuid=workspace_uuid, retry=retry) as client:
-            client.query("SELECT 1 AS ok")
+            reading = read_server_clock(client)
     except CargoAuthError as exc:
         problem = str(exc)
+    except ServerClockUnavailable as exc:
+        problem = f"Cargo at {base_url}: {exc}"
     except CargoConfigurationError as exc:
         problem = f"{exc}: {fix}"
     except CargoRetryBudgetExceeded as exc:
@@ -214,6 +240,8 @@ def preflight(base_url: str, token: str, workspace_uuid: str | None) -> None:
         # could repeat what was sent) alive in the exception the user, or an error reporter, gets;
         # and the text is redacted once more, whatever the server echoed.
         raise UserInputError(problem.replace(token, "***") if token.strip() else problem)
+    assert reading is not None
+    return reading
 
 
 _HTML_PAGE = re.compile(r"<(?:!doctype html|html)\b.*?(?:</html>|$)", re.I | re.S)
@@ -371,9 +399,8 @@ def check_workspace_uuid(workspace_uuid: str | None) -> None:
 def run_sync(request: SyncRequest) -> tuple[list[TableSummary], float]:
     """Validate everything, then run the pipeline once; returns the per-table report."""
     started = time.monotonic()
-    now = datetime.now(UTC)
     # Checks of the command line alone first: they answer before dlt and pyarrow are even imported.
-    check_dates(request.since, request.until, now)
+    check_dates(request.since, request.until)
     check_pipeline_name(request.pipeline_name)
     if request.until is not None and request.since is None:
         raise UserInputError("--until needs --since: a backfill chunk is [since, until)")
@@ -417,7 +444,9 @@ def run_sync(request: SyncRequest) -> tuple[list[TableSummary], float]:
     workspace_uuid = _configured("workspace_uuid")
     workspace_uuid = str(workspace_uuid) if workspace_uuid else None
     check_workspace_uuid(workspace_uuid)
-    preflight(base_url, str(token), workspace_uuid)
+    reading = preflight(base_url, str(token), workspace_uuid)
+    start_date = request.extra_source_args.get("start_date") or _configured("start_date")
+    check_dates_on_server_clock(request.since, request.until, start_date, reading.server_now)
 
     # One writer per pipeline (pipelines/lock.py): taken only now, so bad input never creates the
     # lock file, and before the source is built, so a sync that waited reads from the state its

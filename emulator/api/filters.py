@@ -76,12 +76,13 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
 
 from ..catalog import MODEL_RELATIONSHIPS
+from ..sqlclock import aliases, pin_clock, remaining_clock
 from ..sqlguard import DENIED_FUNCTIONS, AstNode, parse_ast_dump
 from ..store import ClickHouseStore
 from ..validation import parse_timestamp
@@ -484,7 +485,8 @@ class FilterCompiler:
         name, clause = condition.get("name"), condition.get("clause")
         if not isinstance(name, str) or not isinstance(clause, str) or not clause.strip():
             raise invalid()
-        return "(" + safe_clause(self.store, clause, set(model.columns)) + ")"
+        now_ms = (self._now() - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(milliseconds=1)
+        return "(" + safe_clause(self.store, clause, set(model.columns), now_ms) + ")"
 
 
 def _combine(parts: list[str], conjonction: str, *, empty: str | None = None) -> str:
@@ -855,12 +857,13 @@ _CLAUSE_PREFIX = "SELECT 1 FROM t WHERE "
 _IN_FUNCTIONS = frozenset({"in", "notin", "nullin", "notnullin", "globalin", "globalnotin", "globalnullin"})
 
 
-def safe_clause(store: ClickHouseStore, clause: str, columns: set[str]) -> str:
+def safe_clause(store: ClickHouseStore, clause: str, columns: set[str], now_ms: int | None = None) -> str:
     """The canonical text of a ``sql`` condition's clause, after checking it is a plain row predicate.
 
     Raises invalidFilter for anything else (see the module docstring). The check runs on
     ``EXPLAIN AST`` (ClickHouse's own parser), and the canonical text is re-parsed and compared, so
-    what runs is exactly what was checked.
+    what runs is exactly what was checked. With ``now_ms`` (the virtual clock), ``now()``, ``today()``
+    ... read it, as in ``orchestration/query`` (``emulator/sqlclock.py``).
     """
     if "\x00" in clause:
         raise invalid()
@@ -874,6 +877,14 @@ def safe_clause(store: ClickHouseStore, clause: str, columns: set[str]) -> str:
         raise invalid() from None
     if not canonical.startswith(_CLAUSE_PREFIX):
         raise invalid()
+    if now_ms is not None:
+        canonical = pin_clock(canonical, now_ms)
+        try:
+            dump = _ast(store, canonical)
+        except Exception:
+            raise invalid() from None
+        if remaining_clock(parse_ast_dump(dump), aliases(canonical)) is not None:
+            raise invalid()
     expression = canonical[len(_CLAUSE_PREFIX) :]
     _check_clause_ast(dump, columns)
     try:

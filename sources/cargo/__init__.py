@@ -33,6 +33,7 @@ import orjson
 import pyarrow as pa
 from dlt.extract.resource import DltResource
 
+from .bounds import SyncWindow
 from .catalogue import DIMENSION_NAMES, DIMENSIONS, dimension_resource
 from .client import CargoClient, RetryPolicy
 from .descriptions import describe_resource
@@ -45,8 +46,9 @@ from .memory import bound_extract_files
 from .metrics import run_metrics_resource
 from .metrics_daily import run_metrics_daily_resource
 from .outputs import batch_outputs_resource, parse_output_targets, run_outputs_resource
-from .planner import QueryWindow, floor_ms
+from .planner import QueryWindow
 from .segments import parse_segment_exports, quiet_hint_notices, segment_resources
+from .server_clock import ServerClock, remember_server_now
 from .settings import (
     DEFAULT_BASE_URL,
     DEFAULT_CONCURRENCY,
@@ -78,12 +80,18 @@ EXPORT_TABLES: tuple[str, ...] = (
 SEGMENT_TABLES = "segment_records"
 """Selects every configured segment export (each loads into a table of its own)."""
 TABLE_NAMES: tuple[str, ...] = (*FACT_TABLES, *EXPORT_TABLES, *DIMENSION_NAMES, SEGMENT_TABLES)
-DEFAULT_BACKFILL = timedelta(days=90)
 MAX_CONCURRENCY = 32
 
 
 class SyncStats(dict[str, TableStats]):
-    """Per-table costs of the last extraction, filled while the pipeline runs (for reports)."""
+    """Per-table costs of the last extraction, filled while the pipeline runs (for reports).
+
+    ``server_clock`` holds the cost of reading Cargo's clock (one query per sync, shared by all tables).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.server_clock = TableStats("server_clock")
 
 
 def parse_instant(value: str | datetime | None, setting: str) -> datetime | None:
@@ -148,15 +156,16 @@ def cargo_source(
         api_token: the workspace's API token (secret: ``sources.cargo.api_token``).
         base_url: Cargo's API host, or the emulator's URL.
         workspace_uuid: sent as ``selected-workspace-uuid`` when given.
-        start_date: where the first sync (backfill) starts; default 90 days ago.
+        start_date: where the first sync (backfill) starts, UTC on Cargo's clock; default 90 days before
+            Cargo's now. Every bound of a sync comes from Cargo's clock, read once per sync (bounds.py).
         tables: which tables to load (default all): facts, exports, catalogue, ``segment_records``.
         concurrency: windows fetched in parallel per table.
         max_lookback_days: how far back changed rows are looked for on each sync.
         overlap_seconds: tolerance for late-visible rows (ClickHouse insert lag); at least ``settle_seconds``.
-        settle_seconds: rows newer than ``now - settle`` are left for the next sync.
+        settle_seconds: rows newer than Cargo's ``now - settle`` are left for the next sync.
         request_timeout: per-request read timeout in seconds (above the server's 30 s cap).
         since: with ``until``, a stateless backfill of ``[since, until)`` that leaves the state alone.
-        until: end of a stateless backfill (default now minus settle).
+        until: end of a stateless backfill (default Cargo's now minus settle).
         hard_delete: delete soft-deleted runs (``deleted_at`` set) from the destination instead of keeping them.
         run_outputs: ``[{workflow_uuid, output_node_slug}, ...]`` whose outputs to export (default: every
             deployed workflow with its terminal node); also the output node of each workflow's batches.
@@ -189,42 +198,34 @@ def cargo_source(
         raise CargoConfigurationError(
             f"sources.cargo.max_skipped_rows = {max_skipped_rows!r}: use a whole number of rows, 0 or more"
         )
-    now = floor_ms(datetime.now(UTC))
     settle = timedelta(seconds=settle_seconds)
-    start = parse_instant(start_date, "sources.cargo.start_date") or (now - DEFAULT_BACKFILL)
-    if start >= now:
-        raise CargoConfigurationError(f"sources.cargo.start_date {start.isoformat()} is not in the past")
+    start = parse_instant(start_date, "sources.cargo.start_date")
     backfill_since = parse_instant(since, "since")
     backfill_until = parse_instant(until, "until")
     if backfill_until is not None and backfill_since is None:
         raise CargoConfigurationError("until needs since: a backfill chunk is [since, until)")
-    if backfill_since is not None:
-        backfill_until = backfill_until or now - settle
-        if backfill_until <= backfill_since:
-            raise CargoConfigurationError(
-                f"until {backfill_until.isoformat()} must be after since {backfill_since.isoformat()}"
-            )
-        if backfill_since > now:
-            raise CargoConfigurationError(f"since {backfill_since.isoformat()} is in the future")
-    settings = IncrementalSettings(
-        start_date=floor_ms(start),
-        max_lookback=timedelta(days=max_lookback_days),
-        overlap=timedelta(seconds=overlap_seconds),
-        settle=settle,
-    )
+    if backfill_since is not None and backfill_until is not None and backfill_until <= backfill_since:
+        raise CargoConfigurationError(
+            f"until {backfill_until.isoformat()} must be after since {backfill_since.isoformat()}"
+        )
+    lookback = timedelta(days=max_lookback_days)
+    overlap = timedelta(seconds=overlap_seconds)
     bound_extract_files()
     sink: SyncStats = stats if isinstance(stats, SyncStats) else SyncStats()
     connection = _Connection(str(api_token), base_url, workspace_uuid, request_timeout, concurrency)
+    # Every bound comes from Cargo's clock, read when the first resource needs it (bounds.py)
+    clock = ServerClock(connection.open, sink.server_clock)
+    window = SyncWindow(clock, start_date=start, since=backfill_since, until=backfill_until, settle=settle)
     resources = []
     for name in names:
         if name not in TABLE_SPECS:
             continue
         spec = TABLE_SPECS[name]
         table_stats = sink.setdefault(name, TableStats(name))
-        if backfill_since is not None and backfill_until is not None:
-            reader = _backfill(spec, connection, table_stats, floor_ms(backfill_since), floor_ms(backfill_until))
+        if backfill_since is not None:
+            reader = _backfill(spec, connection, table_stats, window)
         else:
-            reader = _incremental(spec, connection, table_stats, settings, floor_ms(now - settle))
+            reader = _incremental(spec, connection, table_stats, window, lookback, overlap, settle)
         resources.append(
             dlt.resource(
                 reader,
@@ -238,46 +239,36 @@ def cargo_source(
             )
         )
     targets = parse_output_targets(run_outputs)
-    export_start = floor_ms(backfill_since) if backfill_since is not None else settings.start_date
-    export_until = floor_ms(backfill_until) if backfill_until is not None else floor_ms(now - settle)
     for name in names:
         if name in EXPORT_TABLES:
             table_stats = sink.setdefault(name, TableStats(name))
             if name == "run_outputs":
-                resources.append(
-                    run_outputs_resource(
-                        connection.open, targets, export_start, export_until, table_stats, settings.max_lookback
-                    )
-                )
+                resources.append(run_outputs_resource(connection.open, targets, window, table_stats, lookback))
             elif name == "batch_outputs":
                 resources.append(
-                    batch_outputs_resource(
-                        connection.open, targets, export_start, export_until, table_stats, connection.concurrency
-                    )
+                    batch_outputs_resource(connection.open, targets, window, table_stats, connection.concurrency)
                 )
             elif name == "run_metrics":
-                resources.append(run_metrics_resource(connection.open, run_metrics_per_release, table_stats))
+                resources.append(run_metrics_resource(connection.open, run_metrics_per_release, table_stats, clock.now))
             elif name == "run_metrics_daily":
-                chunk = (export_start, export_until) if backfill_since is not None else None
                 resources.append(
                     run_metrics_daily_resource(
                         connection.open,
                         lambda: connection.pool,
                         per_release=run_metrics_per_release,
-                        start_date=settings.start_date,
-                        settle=settings.settle,
-                        overlap=settings.overlap,
-                        chunk=chunk,
+                        window=window,
+                        settle=settle,
+                        overlap=overlap,
                         stats=table_stats,
                     )
                 )
             else:
-                resources.append(
-                    batch_failures_resource(connection.open, export_start, export_until, settings.overlap, table_stats)
-                )
+                resources.append(batch_failures_resource(connection.open, window, overlap, table_stats))
         elif name in DIMENSIONS:
             table_stats = sink.setdefault(name, TableStats(name))
-            resources.append(dimension_resource(DIMENSIONS[name], connection.open, _counting(table_stats), table_stats))
+            resources.append(
+                dimension_resource(DIMENSIONS[name], connection.open, _counting(table_stats), clock.now, table_stats)
+            )
     segment_exports = parse_segment_exports(segments)  # checked even when not selected: a typo fails early
     if SEGMENT_TABLES in names and segment_exports:
         resources.extend(segment_resources(segment_exports, connection.open, sink))
@@ -338,11 +329,21 @@ def _columns(spec: TableSpec, hard_delete: bool) -> Any:
 
 
 def _incremental(
-    spec: TableSpec, connection: _Connection, stats: TableStats, settings: IncrementalSettings, until: Any
+    spec: TableSpec,
+    connection: _Connection,
+    stats: TableStats,
+    window: SyncWindow,
+    max_lookback: timedelta,
+    overlap: timedelta,
+    settle: timedelta,
 ) -> Any:
     def read() -> Iterator[pa.Table]:
         state = dlt.current.resource_state()
-        plan = plan_read(state, settings, until, bounded_lookback=spec.name not in UNBOUNDED_LOOKBACK_TABLES)
+        bounds = window()
+        settings = IncrementalSettings(
+            start_date=bounds.start, max_lookback=max_lookback, overlap=overlap, settle=settle
+        )
+        plan = plan_read(state, settings, bounds.until, bounded_lookback=spec.name not in UNBOUNDED_LOOKBACK_TABLES)
         band = BandTracker(spec, state, settings.overlap)
         if not plan.is_empty:
             with connection.open() as client:
@@ -363,19 +364,21 @@ def _incremental(
                 finally:
                     stats.add(retries=int(client.stats_snapshot().get("retries", 0)))
         band.commit(state, max(plan.end, plan.start))
+        remember_server_now(state, bounds.server_now, spec.name)
 
     read.__name__ = spec.name
     return read
 
 
-def _backfill(spec: TableSpec, connection: _Connection, stats: TableStats, since: Any, until: Any) -> Any:
+def _backfill(spec: TableSpec, connection: _Connection, stats: TableStats, window: SyncWindow) -> Any:
     def read() -> Iterator[pa.Table]:
+        bounds = window()
         with connection.open() as client:
             try:
                 for table in read_range(
                     client,
                     spec,
-                    QueryWindow(since, until),
+                    QueryWindow(bounds.start, bounds.until),
                     None,
                     concurrency=connection.concurrency,
                     stats=stats,

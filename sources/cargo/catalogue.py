@@ -465,8 +465,10 @@ def current_rows(client: CargoClient, spec: DimensionSpec, skip: SkipSink | None
     return rows
 
 
-def reconcile(state: dict[str, Any], rows: list[Row], spec: DimensionSpec, now: datetime) -> list[Row]:
+def reconcile(state: dict[str, Any], rows: list[Row], spec: DimensionSpec, now: Callable[[], datetime]) -> list[Row]:
     """The rows to load: every current row, plus, once, each row that disappeared since last time.
+
+    A disappeared row is stamped ``removed_at = now()`` (Cargo's clock; called only if there is one).
 
     ``state["rows"]`` maps each key to its last loaded row (JSON text); ``state["removed"]`` the keys
     already marked removed, so they are not marked again every sync.
@@ -480,8 +482,9 @@ def reconcile(state: dict[str, Any], rows: list[Row], spec: DimensionSpec, now: 
         seen.add(key)
         known[key] = orjson.dumps(row, default=str).decode()
         removed.pop(key, None)
-    stamp = now.astimezone(UTC).isoformat().replace("+00:00", "Z")
-    for key in sorted(set(known) - seen - set(removed)):
+    gone = sorted(set(known) - seen - set(removed))
+    stamp = now().astimezone(UTC).isoformat().replace("+00:00", "Z") if gone else ""
+    for key in gone:
         last = orjson.loads(known[key])
         last[REMOVED_AT] = stamp
         out.append(last)
@@ -493,11 +496,13 @@ def reconcile(state: dict[str, Any], rows: list[Row], spec: DimensionSpec, now: 
 def dimension_resource(
     spec: DimensionSpec,
     open_client: Callable[[], CargoClient],
-    on_rows: Callable[[int, int, float], None] | None = None,
+    on_rows: Callable[[int, int, float], None] | None,
+    server_now: Callable[[], datetime],
     stats: TableStats | None = None,
 ) -> DltResource:
     """A dlt resource loading one catalogue table with ``merge`` on its key.
 
+    ``removed_at`` is stamped with Cargo's clock (``server_now``, read only when a row disappeared).
     With ``stats``, listed items that cannot be loaded are counted there as skipped (and the read fails
     past the table's allowance); without, such an item fails the read."""
 
@@ -509,7 +514,7 @@ def dimension_resource(
             calls = int(client.stats_snapshot().get("calls", 0))
         if stats is not None:
             stats.enforce_skip_limit()
-        out = reconcile(state, rows, spec, datetime.now(UTC))
+        out = reconcile(state, rows, spec, server_now)
         if on_rows is not None:
             on_rows(len(out), calls, time.monotonic() - started)
         if out:

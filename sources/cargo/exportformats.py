@@ -200,7 +200,8 @@ def describe_layouts(accepted: Iterable[Layout]) -> str:
         "csv": "CSV with a header row",
         "parquet": "parquet",
     }
-    shown = [names[layout] for layout in ("json-array", "ndjson", "csv", "parquet") if layout in accepted]
+    chosen = set(accepted)
+    shown = [names[layout] for layout in ("json-array", "ndjson", "csv", "parquet") if layout in chosen]
     listed = ", ".join(shown[:-1]) + (" or " if len(shown) > 1 else "") + shown[-1]
     return f"{listed}, optionally gzip-compressed"
 

@@ -28,10 +28,12 @@ from dlt.common.schema.typing import TTableSchemaColumns
 from dlt.extract.resource import DltResource
 
 from .arrow import to_arrow
+from .bounds import SyncBounds
 from .client import CargoClient
 from .errors import WindowTooLarge
 from .extract import TableStats
 from .planner import parse_timestamp, sql_timestamp, sql_uuid
+from .server_clock import remember_server_now
 from .settings import PAGE_LIMIT
 
 logger = logging.getLogger(__name__)
@@ -163,15 +165,21 @@ def _group_failures(client: CargoClient, group: Sequence[FailedBatch], until: da
 
 def batch_failures_resource(
     open_client: Callable[[], CargoClient],
-    start: datetime,
-    until: datetime,
+    window: Callable[[], SyncBounds],
     overlap: timedelta,
     stats: TableStats,
 ) -> DltResource:
-    """``batch_failures``, merged on ``(batch_uuid, run_uuid)``; re-reads batches changed since last time."""
+    """``batch_failures``, merged on ``(batch_uuid, run_uuid)``; re-reads batches changed since last time.
+
+    ``changed_since`` (state) is Cargo's clock minus ``settle`` at the last sync, compared with the
+    batches' ``updated_at`` (Cargo's stamps), less ``overlap`` for rows that become visible late: a
+    batch that gains a failed run after it was loaded is read again by the next sync.
+    """
 
     def batch_failures() -> Iterator[pa.Table]:
         state = dlt.current.resource_state()
+        bounds = window()
+        start, until = bounds.start, bounds.until
         since = parse_timestamp(state["changed_since"]) - overlap if "changed_since" in state else None
         started = time.monotonic()
         with open_client() as client:
@@ -196,6 +204,7 @@ def batch_failures_resource(
                 after = (batches[-1].created_at, batches[-1].uuid)
             stats.add(data_queries=int(client.stats_snapshot().get("queries", 0)), seconds=time.monotonic() - started)
         state["changed_since"] = until.isoformat()
+        remember_server_now(state, bounds.server_now, "batch_failures")
 
     return dlt.resource(
         batch_failures,

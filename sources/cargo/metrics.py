@@ -8,9 +8,10 @@ each workflow (one more call per release).
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import dlt
@@ -23,6 +24,9 @@ from .catalogue import DIMENSIONS, list_entities
 from .client import CargoClient
 from .errors import CargoProtocolError
 from .extract import TableStats
+from .server_clock import SERVER_NOW_KEY, remember_server_now
+
+logger = logging.getLogger(__name__)
 
 Row = dict[str, Any]
 
@@ -86,11 +90,26 @@ def metric_rows(
     return rows
 
 
-def run_metrics_resource(open_client: Callable[[], CargoClient], per_release: bool, stats: TableStats) -> DltResource:
-    """``run_metrics``: appended snapshots, one row per workflow node (and per release if asked)."""
+def run_metrics_resource(
+    open_client: Callable[[], CargoClient],
+    per_release: bool,
+    stats: TableStats,
+    server_now: Callable[[], datetime],
+) -> DltResource:
+    """``run_metrics``: appended snapshots, one row per workflow node (and per release if asked).
+
+    ``snapshot_at`` is Cargo's clock at this sync (``server_now``), so snapshots line up with the
+    facts' timestamps whatever this machine's clock says. A sync at the instant of the last snapshot
+    (a clock that has not moved: the emulator between two advances) appends nothing: totals as of
+    one instant are loaded once, and ``(snapshot_at, workflow, release, node)`` stays a key.
+    """
 
     def run_metrics() -> Iterator[pa.Table]:
-        at = datetime.now(UTC)
+        state = dlt.current.resource_state()
+        at = server_now()
+        if state.get(SERVER_NOW_KEY) == at.isoformat():
+            logger.info("run_metrics: Cargo's clock still reads %s, the last snapshot's time: none appended", at)
+            return
         started = time.monotonic()
         with open_client() as client:
             releases: dict[str, list[str]] = {}
@@ -117,6 +136,7 @@ def run_metrics_resource(open_client: Callable[[], CargoClient], per_release: bo
                         yield to_arrow(rows, RUN_METRIC_COLUMNS)
         stats.add(seconds=time.monotonic() - started)
         stats.enforce_skip_limit()
+        remember_server_now(state, at, "run_metrics")
 
     return dlt.resource(run_metrics, name="run_metrics", write_disposition="append", columns=RUN_METRIC_COLUMNS)
 

@@ -4,7 +4,7 @@
 ``[createdAfter, createdBefore)``, so asking it day by day gives a row per workflow (and release,
 with ``run_metrics_per_release``), node and UTC day: trends without differencing snapshots.
 
-Which days a sync reads (every clock here is the server's, ``servertime.server_now``):
+Which days a sync reads (every clock here is the server's: the sync's ``SyncWindow``, ``bounds.py``):
 
 * **Open days.** A day is *closed* once the server's clock is past its end plus ``settle``. Every
   day from the resource's ``frontier`` (the first day not closed at the last sync; ``start_date``'s
@@ -41,12 +41,12 @@ from dlt.common.schema.typing import TTableSchemaColumns
 from dlt.extract.resource import DltResource
 
 from .arrow import to_arrow
+from .bounds import SyncWindow
 from .client import CargoClient
 from .errors import CargoProtocolError, WindowTooLarge
 from .extract import TableStats
 from .metrics import COUNTERS, snake
 from .planner import sql_timestamp
-from .servertime import server_now
 from .settings import PAGE_LIMIT
 
 logger = logging.getLogger(__name__)
@@ -261,27 +261,26 @@ def run_metrics_daily_resource(
     pool: Callable[[], ThreadPoolExecutor],
     *,
     per_release: bool,
-    start_date: datetime,
+    window: SyncWindow,
     settle: timedelta,
     overlap: timedelta,
-    chunk: tuple[datetime, datetime] | None,
     stats: TableStats,
 ) -> DltResource:
-    """``run_metrics_daily``, merged per scope-day; ``chunk`` (since, until) reads those days statelessly."""
+    """``run_metrics_daily``, merged per scope-day; a ``since``/``until`` chunk reads its days statelessly."""
 
     def run_metrics_daily() -> Iterator[pa.Table]:
         started = time.monotonic()
+        bounds = window()  # Cargo's clock, read once for the whole sync
+        now = bounds.server_now
         with open_client() as client:
-            now = server_now(client)
-            stats.add(planning_queries=1)
-            if chunk is not None:
-                first_day = chunk[0].astimezone(UTC).date()
-                last_day = min((chunk[1] - timedelta(milliseconds=1)).astimezone(UTC).date(), now.date())
+            if bounds.chunk:
+                first_day = bounds.start.astimezone(UTC).date()
+                last_day = min((bounds.until - timedelta(milliseconds=1)).astimezone(UTC).date(), now.date())
                 scopes = probe(client, day_start(first_day), day_start(last_day) + DAY, per_release, None, None, stats)
                 plan = None
             else:
                 state = dlt.current.resource_state()
-                plan = plan_days(state, start_date.astimezone(UTC).date(), now, settle, overlap)
+                plan = plan_days(state, bounds.start.astimezone(UTC).date(), now, settle, overlap)
                 scopes = probe(
                     client,
                     day_start(plan.recheck_from),

@@ -37,6 +37,7 @@ from dlt.common.schema.typing import TTableSchemaColumns
 from dlt.extract.resource import DltResource
 
 from .arrow import to_arrow
+from .bounds import SyncBounds
 from .catalogue import DIMENSIONS, graph_order, list_entities
 from .client import CargoClient
 from .errors import CargoApiError, CargoConfigurationError, SignedUrlExpired
@@ -59,6 +60,7 @@ from .exportformats import (
 from .extract import TableStats
 from .fetch import plan_windows
 from .planner import QueryWindow, is_uuid, parse_timestamp, sql_timestamp, sql_uuid
+from .server_clock import remember_server_now
 from .settings import PAGE_LIMIT
 from .specs import TABLE_SPECS, TableSpec
 
@@ -358,8 +360,7 @@ def export_run_outputs(
 def run_outputs_resource(
     open_client: Callable[[], CargoClient],
     targets: list[OutputTarget] | None,
-    start: datetime,
-    until: datetime,
+    sync_window: Callable[[], SyncBounds],
     stats: TableStats,
     max_wait: timedelta = timedelta(days=7),
 ) -> DltResource:
@@ -373,6 +374,8 @@ def run_outputs_resource(
 
     def run_outputs() -> Iterator[pa.Table]:
         state = dlt.current.resource_state()
+        bounds = sync_window()  # on Cargo's clock: the frontiers are compared with the runs' created_at
+        start, until = bounds.start, bounds.until
         frontiers: dict[str, str] = state.setdefault("frontiers", {})
         started = time.monotonic()
         with open_client() as client, tempfile.TemporaryDirectory(prefix="cargo-outputs-") as spool_dir:
@@ -410,6 +413,7 @@ def run_outputs_resource(
                 if skipped_from:  # allowed skips (sources.cargo.max_skipped_rows): exported again next sync
                     held = min(held or until, *skipped_from)
                 frontiers[target.state_key] = (held or until).isoformat()
+            remember_server_now(state, bounds.server_now, "run_outputs")
             stats.add(
                 planning_queries=int(client.stats_snapshot().get("queries", 0)), seconds=time.monotonic() - started
             )
@@ -514,8 +518,7 @@ its rows are counted as skipped. ``batchNotFound`` (the batch is gone) leaves no
 def batch_outputs_resource(
     open_client: Callable[[], CargoClient],
     targets: list[OutputTarget] | None,
-    start: datetime,
-    until: datetime,
+    sync_window: Callable[[], SyncBounds],
     stats: TableStats,
     concurrency: int = 4,
 ) -> DltResource:
@@ -529,7 +532,9 @@ def batch_outputs_resource(
 
     def batch_outputs() -> Iterator[pa.Table]:
         state = dlt.current.resource_state()
-        since = parse_timestamp(state["frontier"]) if "frontier" in state else start
+        bounds = sync_window()  # on Cargo's clock: the frontier is compared with the batches' finished_at
+        until = bounds.until
+        since = parse_timestamp(state["frontier"]) if "frontier" in state else bounds.start
         if since >= until:
             return
         release_slugs: dict[str, str | None] = {}
@@ -596,6 +601,7 @@ def batch_outputs_resource(
         stats.add(seconds=time.monotonic() - started)
         stats.enforce_skip_limit()
         state["frontier"] = min([*held, until]).isoformat()
+        remember_server_now(state, bounds.server_now, "batch_outputs")
 
     return dlt.resource(
         batch_outputs,

@@ -54,6 +54,7 @@ for _key, _value in {
 
 pytest.importorskip("airflow", reason="the airflow extra is not installed: pip install -e '.[dev,airflow]'")
 
+from tests.conftest import FIXED_NOW  # noqa: E402
 from tests.e2e.support import Sandbox  # noqa: E402
 
 # The rest of the suite keeps filterwarnings=error; these three warnings, and only here, are ignored:
@@ -91,10 +92,12 @@ def airflow_db() -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def live_emulator() -> Iterator[Any]:
-    """A tiny one-workspace emulator on real time (the DAG's incremental reads up to ``now - settle``)."""
+    """A tiny one-workspace emulator on the fixed test clock: the DAG's reads end at its ``now`` (Cargo's
+    clock), whatever the scheduler's logical dates say."""
     from cargo_elt.emulator.server import EmulatorOptions, running_emulator
 
-    with running_emulator(EmulatorOptions(port=0, seed=11, scale="tiny", workspaces=1, admin=True)) as emulator:
+    options = EmulatorOptions(port=0, seed=11, scale="tiny", workspaces=1, admin=True, now=FIXED_NOW)
+    with running_emulator(options) as emulator:
         yield emulator
 
 
@@ -104,6 +107,7 @@ def cargo_env(live_emulator: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
     monkeypatch.setenv("SOURCES__CARGO__API_TOKEN", live_emulator.state.workspaces[0].token)
     monkeypatch.setenv("SOURCES__CARGO__START_DATE", "2026-01-01")
     monkeypatch.setenv("SOURCES__CARGO__CONCURRENCY", "4")
+    monkeypatch.setenv("SOURCES__CARGO__SETTLE_SECONDS", "0")  # up to Cargo's now: compared with the truth
     monkeypatch.setenv("AIRFLOW_VAR_CARGO_BASE_URL", live_emulator.base_url)
     monkeypatch.delenv("AIRFLOW_CONN_CARGO_DEFAULT", raising=False)
     return live_emulator

@@ -6,7 +6,7 @@ import http.server
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,23 +30,6 @@ UPDATE_COLUMNS = {
 }
 STATUS_COLUMNS = {"runs": "status", "batches": "status", "spans": "execution_status", "records": "status"}
 
-SERVER_CLOCK_OVERLAP_S = 4 * 3600
-"""``overlap_seconds`` of the tests that advance an emulator started at ``recent_now()``: see there."""
-
-
-def recent_now() -> datetime:
-    """A virtual clock two hours behind the host's, on the hour, for tests that advance the clock and
-    then rely on the server's time (closed days, changed-since reads).
-
-    Why not the fixed clock of the other tests: the server's time is ``SELECT now()``, which the
-    emulator answers with the host's clock while its data lives at its virtual clock. Data two hours
-    old, advanced by at most two hours, stays in the server's past, and an ``overlap`` of four hours
-    covers the gap between a change's virtual time and the server's time of the last sync. Once the
-    emulator's SQL clock is its virtual clock, both are the same and these settings are merely generous.
-    The seeded data then depends on the hour the test runs; what the tests assert holds for any data.
-    """
-    return datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=2)
-
 
 class Sandbox:
     """One pipeline writing one DuckDB file under a test's temporary directory."""
@@ -69,12 +52,19 @@ class Sandbox:
         )
 
     def sync(self, **source_args: Any) -> SyncStats:
+        """One sync of the facts (unless a test names other tables), ending at the emulator's ``now``.
+
+        ``settle_seconds`` is 0: the emulator has no insert lag, so a sync can read up to Cargo's
+        clock and be compared with the truth right away (the default settle leaves the rows of the
+        last two minutes for the next sync; ``test_clock_skew.py`` checks that too).
+        """
         stats = SyncStats()
         # the fact tables unless a test names others: the catalogue and exports have tests of their own
         args: dict[str, Any] = {
             "start_date": "2026-01-01",
             "concurrency": 4,
             "tables": list(FACT_TABLES),
+            "settle_seconds": 0,
             **source_args,
         }
         source = cargo_source(api_token=self.token, base_url=self.emulator.base_url, stats=stats, **args)

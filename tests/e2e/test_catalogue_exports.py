@@ -7,7 +7,7 @@ Truth here is what the emulator's own endpoints and SQL answer (lists, ``runs/{u
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ import pytest
 
 from cargo_elt.source.catalogue import DIMENSION_NAMES
 from cargo_elt.source.client import CargoClient
+from tests.conftest import FIXED_NOW
 from tests.e2e.support import Sandbox
 
 CATALOGUE = list(DIMENSION_NAMES)
@@ -129,7 +130,7 @@ def test_removed_and_renamed_catalogue_rows(own_emulator: Any, tmp_path: Path) -
         renamed = con.execute("SELECT name FROM cargo.plays WHERE uuid = ?", [play_uuid]).fetchall()
     assert len(removed) == 1, "a removed row stays, once"
     assert removed[0][1] is not None, "and keeps its last name"
-    assert removed[0][2] is not None, "marked removed"
+    assert removed[0][2] == FIXED_NOW, "marked removed, at Cargo's clock (the emulator's), not this machine's"
     assert current >= 1
     assert renamed == [(play_name + " (renamed)",)]
     box.sync(tables=["plays", "agents"])  # a third sync: the mark is not moved again
@@ -160,7 +161,7 @@ def test_run_outputs_equal_the_runs_and_their_contexts(emulator: Any, client: Ca
         slugs[str(workflow)] = slug
     deployed = [w for w in client.call("GET", "orchestration/workflows/list")["workflows"] if w["deployedRelease"]]
     assert {w["uuid"] for w in deployed} == set(by_workflow)
-    now = datetime.now(UTC) - timedelta(minutes=2)
+    now = FIXED_NOW  # Cargo's clock: the sync (settle 0) reads everything created before it
     for workflow, loaded_runs in by_workflow.items():
         truth = client.query(
             f"SELECT toString(uuid) AS u FROM runs WHERE workflow_uuid = '{workflow}' AND deleted_at IS NULL "
@@ -196,7 +197,7 @@ def test_run_outputs_windows_split_under_a_small_target(
 def test_batch_outputs_and_failures(emulator: Any, client: CargoClient, tmp_path: Path) -> None:
     box = Sandbox(tmp_path, emulator)
     box.sync(tables=["batch_outputs", "batch_failures"])
-    now = datetime.now(UTC) - timedelta(minutes=2)
+    now = FIXED_NOW  # Cargo's clock: the sync (settle 0) reads everything created before it
     finished = client.query(
         "SELECT toString(uuid) AS u, runs_count AS n, failed_runs_count AS f FROM batches "
         f"WHERE finished_at IS NOT NULL AND finished_at < '{now:%Y-%m-%d %H:%M:%S}' AND status != 'cancelled'"
@@ -233,10 +234,15 @@ def test_batch_outputs_and_failures(emulator: Any, client: CargoClient, tmp_path
         assert (spans[0]["node_slug"], spans[0]["execution_error_message"]) == (slug, node_error)
 
 
-def test_run_metrics_are_appended_snapshots(emulator: Any, client: CargoClient, tmp_path: Path) -> None:
+def test_run_metrics_are_snapshots_stamped_with_cargos_clock(
+    emulator: Any, client: CargoClient, tmp_path: Path
+) -> None:
+    """One snapshot per instant of Cargo's clock: a second sync while the emulator's clock stands still
+    appends nothing (the appending across advances is in tests/e2e/test_clock_skew.py)."""
     box = Sandbox(tmp_path, emulator)
     box.sync(tables=["run_metrics"])
-    box.sync(tables=["run_metrics"])
+    second = box.sync(tables=["run_metrics"])
+    assert second["run_metrics"].rows == 0
     workflows = client.call("GET", "orchestration/workflows/list")["workflows"]
     expected = 0
     for workflow in workflows:
@@ -249,10 +255,10 @@ def test_run_metrics_are_appended_snapshots(emulator: Any, client: CargoClient, 
                     "WHERE workflow_uuid = ? AND node_uuid = ? ORDER BY snapshot_at",
                     [workflow["uuid"], metric["nodeUuid"]],
                 ).fetchall()
-            assert loaded == [(metric["totalExecutionsCount"], metric["errorExecutionsCount"])] * 2
+            assert loaded == [(metric["totalExecutionsCount"], metric["errorExecutionsCount"])]
     with box.db() as con:
-        snapshots = con.execute("SELECT count(DISTINCT snapshot_at), count(*) FROM cargo.run_metrics").fetchall()[0]
-    assert snapshots == (2, 2 * expected)
+        snapshots = con.execute("SELECT DISTINCT snapshot_at, count(*) FROM cargo.run_metrics GROUP BY 1").fetchall()
+    assert snapshots == [(FIXED_NOW, expected)], "snapshot_at is Cargo's clock, not this machine's"
 
 
 def test_segment_exports_through_the_source_settings(emulator: Any, client: CargoClient, tmp_path: Path) -> None:

@@ -27,6 +27,7 @@ import httpx
 import pytest
 
 from cargo_elt.source import SEGMENT_TABLES, TABLE_NAMES
+from tests.conftest import FIXED_NOW
 from tests.e2e.support import serve_handler
 
 REPO = Path(__file__).resolve().parents[2]
@@ -76,7 +77,10 @@ class Workdir:
         return self.data_dir / "pipelines" / PIPELINE
 
     def env(self, **extra: str) -> dict[str, str]:
-        return user_env(self.data_dir, SOURCES__CARGO__API_TOKEN=self.token, **extra)
+        # settle 0: read up to Cargo's now, so a sync can be compared with the emulator's truth at once
+        # (the emulator has no insert lag; the default settle is checked in tests/e2e/test_clock_skew.py)
+        settle = {"SOURCES__CARGO__SETTLE_SECONDS": "0", **extra}
+        return user_env(self.data_dir, SOURCES__CARGO__API_TOKEN=self.token, **settle)
 
     def run(self, command: Sequence[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -156,10 +160,12 @@ def output(result: subprocess.CompletedProcess[str]) -> str:
 
 @pytest.fixture(scope="module")
 def live_emulator() -> Iterator[Any]:
-    """Tiny, one workspace, clock six hours behind real time (inside the default 90-day backfill)."""
+    """Tiny, one workspace, on the fixed test clock (its data within the default 90-day backfill, which is
+    measured on the emulator's clock, not this machine's)."""
     from cargo_elt.emulator.server import EmulatorOptions, running_emulator
 
-    with running_emulator(EmulatorOptions(port=0, seed=5, scale="tiny", workspaces=1, admin=True)) as emulator:
+    options = EmulatorOptions(port=0, seed=5, scale="tiny", workspaces=1, admin=True, now=FIXED_NOW)
+    with running_emulator(options) as emulator:
         yield emulator
 
 
@@ -284,7 +290,12 @@ def test_tables_runs_loads_only_runs_then_full_refresh_reloads_everything(
 
 
 def test_plain_dlt_script_loads_rows(live_emulator: Any, token: str, truth: dict[str, int], tmp_path: Path) -> None:
-    env = user_env(tmp_path / "dlt", SOURCES__CARGO__API_TOKEN=token, SOURCES__CARGO__BASE_URL=live_emulator.base_url)
+    env = user_env(
+        tmp_path / "dlt",
+        SOURCES__CARGO__API_TOKEN=token,
+        SOURCES__CARGO__BASE_URL=live_emulator.base_url,
+        SOURCES__CARGO__SETTLE_SECONDS="0",  # up to Cargo's now: compared with the truth (see Workdir.env)
+    )
     result = subprocess.run(
         [sys.executable, str(REPO / "sources" / "cargo_pipeline.py")],
         check=False,
@@ -372,6 +383,19 @@ BAD_INPUTS = (
     ),
     BadInput("--until without --since", ("--base-url", "{url}", "--until", "2026-03-01"), ("--until needs --since",)),
     BadInput("future --since", ("--base-url", "{url}", "--since", "2999-01-01"), ("--since 2999-01-01", "future")),
+    BadInput(
+        "--since after Cargo's clock, before this machine's",
+        ("--base-url", "{url}", "--since", "2026-11-15"),
+        ("--since 2026-11-15", "is in the future: Cargo's clock reads 2026-11-01T12:00:00"),
+        in_process=True,
+    ),
+    BadInput(
+        "start_date after Cargo's clock, before this machine's",
+        ("--base-url", "{url}"),
+        ("sources.cargo.start_date 2026-11-15", "not in the past: Cargo's clock reads 2026-11-01T12:00:00"),
+        env={"SOURCES__CARGO__START_DATE": "2026-11-15"},
+        in_process=True,
+    ),
     BadInput(
         "future start_date",
         ("--base-url", "{url}"),

@@ -18,7 +18,8 @@ import httpx
 import pytest
 
 from cargo_elt.pipelines import cli
-from tests.e2e.support import SERVER_CLOCK_OVERLAP_S, Sandbox, recent_now
+from tests.conftest import FIXED_NOW
+from tests.e2e.support import Sandbox
 from tests.e2e.test_cli import cargo_elt, user_env
 
 TABLES = ["runs", "batches", "records", "batch_failures", "workflows", "plays"]
@@ -26,11 +27,11 @@ TABLES = ["runs", "batches", "records", "batch_failures", "workflows", "plays"]
 
 @pytest.fixture(scope="module")
 def emu() -> Iterator[Any]:
-    """An emulator this module creates batches in and advances; see ``recent_now`` for its clock."""
+    """An emulator this module creates batches in and advances (clock fixed at FIXED_NOW: the same data every run)."""
     from cargo_elt.emulator.server import EmulatorOptions, running_emulator
 
     # small: the busiest workflow has dozens of failed records, so "fewer failures" never hangs on luck
-    options = EmulatorOptions(port=0, seed=5, scale="small", workspaces=1, admin=True, now=recent_now())
+    options = EmulatorOptions(port=0, seed=5, scale="small", workspaces=1, admin=True, now=FIXED_NOW)
     with running_emulator(options) as running:
         yield running
 
@@ -39,7 +40,7 @@ def emu() -> Iterator[Any]:
 def warehouse(emu: Any, tmp_path_factory: pytest.TempPathFactory) -> Sandbox:
     """A warehouse synced once (facts the rerun reads, failures, the catalogue that names the model)."""
     box = Sandbox(tmp_path_factory.mktemp("rerun"), emu)
-    box.sync(tables=TABLES, overlap_seconds=SERVER_CLOCK_OVERLAP_S)
+    box.sync(tables=TABLES)
     return box
 
 
@@ -132,7 +133,7 @@ def test_failures_rerun_advance_sync_fewer_failures(emu: Any, warehouse: Sandbox
     assert rerun_records > 10  # enough that "fewer failures" is not luck
 
     box.admin("POST", "/_emulator/advance", json={"seconds": 1800})
-    box.sync(tables=TABLES, overlap_seconds=SERVER_CLOCK_OVERLAP_S)
+    box.sync(tables=TABLES)
 
     batches = "SELECT uuid, status, runs_count, failed_runs_count FROM cargo.batches WHERE uuid IN (?, ?)"
     loaded = {row[0]: row[1:] for row in one(box, batches, first, second)}

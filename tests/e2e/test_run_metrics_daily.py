@@ -17,7 +17,8 @@ import pytest
 
 from cargo_elt.source.client import CargoClient
 from cargo_elt.source.metrics import COUNTERS, snake
-from tests.e2e.support import SERVER_CLOCK_OVERLAP_S, Sandbox, recent_now
+from tests.conftest import FIXED_NOW
+from tests.e2e.support import Sandbox
 
 TABLE = "run_metrics_daily"
 COLUMNS = [snake(c) for c in COUNTERS]
@@ -26,10 +27,10 @@ Totals = dict[tuple[str, str | None, str], tuple[float, ...]]
 
 @pytest.fixture(scope="module")
 def emulator_now() -> Iterator[Any]:
-    """An emulator this module advances and edits; see ``recent_now`` for its clock."""
+    """An emulator this module advances and edits (clock fixed at FIXED_NOW: the same data every run)."""
     from cargo_elt.emulator.server import EmulatorOptions, running_emulator
 
-    options = EmulatorOptions(port=0, seed=11, scale="tiny", workspaces=1, admin=True, now=recent_now())
+    options = EmulatorOptions(port=0, seed=11, scale="tiny", workspaces=1, admin=True, now=FIXED_NOW)
     with running_emulator(options) as running:
         yield running
 
@@ -41,7 +42,7 @@ def client(emulator_now: Any) -> Iterator[CargoClient]:
 
 
 def sync(box: Sandbox, **args: Any) -> Any:
-    return box.sync(tables=[TABLE], run_metrics_per_release=True, overlap_seconds=SERVER_CLOCK_OVERLAP_S, **args)[TABLE]
+    return box.sync(tables=[TABLE], run_metrics_per_release=True, **args)[TABLE]
 
 
 def nonzero(totals: Totals) -> Totals:

@@ -18,6 +18,7 @@ import pytest
 
 from cargo_elt.source import FACT_TABLES, SyncStats, cargo_source
 from cargo_elt.source.warehouse import apply_snowflake_layout
+from tests.conftest import FIXED_NOW
 from tests.e2e.support import PRIMARY_KEYS, STATUS_COLUMNS, UPDATE_COLUMNS, Sandbox, _iso
 
 pytest.importorskip("fakesnow", reason="fakesnow comes with the `dev` extra")
@@ -34,10 +35,12 @@ ADDED_COLUMN = "status_label"
 
 @pytest.fixture(scope="module")
 def live_emulator() -> Iterator[Any]:
-    """A tiny emulator with its clock near real time, so incremental syncs see what it adds."""
+    """A tiny emulator on the fixed test clock; incremental syncs see what its advances add."""
     from cargo_elt.emulator.server import EmulatorOptions, running_emulator
 
-    with running_emulator(EmulatorOptions(port=0, seed=11, scale="tiny", workspaces=1, admin=True)) as emulator:
+    with running_emulator(
+        EmulatorOptions(port=0, seed=11, scale="tiny", workspaces=1, admin=True, now=FIXED_NOW)
+    ) as emulator:
         yield emulator
 
 
@@ -62,6 +65,7 @@ class SnowflakeSandbox(Sandbox):
             "start_date": "2026-01-01",
             "concurrency": 4,
             "tables": list(FACT_TABLES),
+            "settle_seconds": 0,  # as Sandbox.sync: up to Cargo's now, compared with the truth at once
             **source_args,
         }
         source = apply_snowflake_layout(

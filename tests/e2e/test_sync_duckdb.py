@@ -9,15 +9,20 @@ from typing import Any
 
 import pytest
 
+from cargo_elt.source.server_clock import CLOCK_QUERY
+from tests.conftest import FIXED_NOW
 from tests.e2e.support import Sandbox
 
 
 @pytest.fixture(scope="module")
 def live_emulator() -> Iterator[Any]:
-    """A tiny emulator whose clock is near real time (so a 7-day lookback reaches it); tests move it."""
+    """A tiny emulator on the fixed test clock (the source's bounds come from it, whatever this
+    machine's clock says); tests move it."""
     from cargo_elt.emulator.server import EmulatorOptions, running_emulator
 
-    with running_emulator(EmulatorOptions(port=0, seed=7, scale="tiny", workspaces=2, admin=True)) as emulator:
+    with running_emulator(
+        EmulatorOptions(port=0, seed=7, scale="tiny", workspaces=2, admin=True, now=FIXED_NOW)
+    ) as emulator:
         yield emulator
 
 
@@ -33,7 +38,9 @@ def test_backfill_noop_and_incremental_are_exact(live_emulator: Any, tmp_path: P
         assert stats.rows == 0, f"{table}: a sync with nothing new loaded {stats.rows} rows"
         assert stats.queries <= 3, f"{table}: {stats.queries} queries for a sync with nothing new"
     served = box.admin("GET", "/_emulator/queries")["queries"]
-    assert len(served) == sum(s.queries for s in second.values())
+    clock_reads = [q for q in served if q["sql"] == CLOCK_QUERY]
+    assert len(clock_reads) == 1, "Cargo's clock is read once per sync, for every table"
+    assert len(served) == sum(s.queries for s in second.values()) + second.server_clock.queries
 
     report = box.admin("POST", "/_emulator/advance", json={"seconds": 3600})
     assert sum(report["new_rows"].values()) > 0 and sum(report["changed_rows"].values()) > 0
@@ -70,7 +77,9 @@ def test_stateless_backfill_chunks_leave_the_state_alone(live_emulator: Any, tmp
 def test_hard_delete_removes_soft_deleted_runs(tmp_path: Path) -> None:
     from cargo_elt.emulator.server import EmulatorOptions, running_emulator
 
-    with running_emulator(EmulatorOptions(port=0, seed=8, scale="tiny", workspaces=1, admin=True)) as emulator:
+    with running_emulator(
+        EmulatorOptions(port=0, seed=8, scale="tiny", workspaces=1, admin=True, now=FIXED_NOW)
+    ) as emulator:
         box = Sandbox(tmp_path, emulator, name="hard_delete")
         box.sync(tables=["runs"], hard_delete=True)
         box.admin("POST", "/_emulator/advance", json={"seconds": 7200})
@@ -89,7 +98,9 @@ def test_extract_files_rotate_and_the_load_stays_exact(tmp_path: Path, monkeypat
     from cargo_elt.emulator.server import EmulatorOptions, running_emulator
 
     monkeypatch.setenv("SOURCES__CARGO__DATA_WRITER__FILE_MAX_ITEMS", "5000")
-    with running_emulator(EmulatorOptions(port=0, seed=3, scale="small", workspaces=1, admin=True)) as emulator:
+    with running_emulator(
+        EmulatorOptions(port=0, seed=3, scale="small", workspaces=1, admin=True, now=FIXED_NOW)
+    ) as emulator:
         box = Sandbox(tmp_path, emulator, name="rotating_files")
         stats = box.sync(tables=["spans"])
         box.assert_equals_truth(("spans",))

@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.conftest import FIXED_NOW
 from tests.e2e.support import Sandbox
 
 BURST_ROWS = 25_000
@@ -45,7 +46,9 @@ def _inject_runs(emulator: Any, rows: int, first: int, start: str, spread_ms: in
 def burst_emulator() -> Iterator[Any]:
     from cargo_elt.emulator.server import EmulatorOptions, running_emulator
 
-    with running_emulator(EmulatorOptions(port=0, seed=11, scale="tiny", workspaces=1, admin=True)) as emulator:
+    with running_emulator(
+        EmulatorOptions(port=0, seed=11, scale="tiny", workspaces=1, admin=True, now=FIXED_NOW)
+    ) as emulator:
         _inject_runs(emulator, BURST_ROWS, 0, "2026-10-15 09:30:00.123", spread_ms=0)
         _inject_runs(emulator, DAY_ROWS, BURST_ROWS, "2026-10-20 00:00:00", spread_ms=86_400_000)
         yield emulator
@@ -80,7 +83,9 @@ def test_a_range_over_the_scan_cap_is_bisected_and_read_exactly(burst_emulator: 
 def small_emulator() -> Iterator[Any]:
     from cargo_elt.emulator.server import EmulatorOptions, running_emulator
 
-    with running_emulator(EmulatorOptions(port=0, seed=5, scale="small", workspaces=1, admin=True)) as emulator:
+    with running_emulator(
+        EmulatorOptions(port=0, seed=5, scale="small", workspaces=1, admin=True, now=FIXED_NOW)
+    ) as emulator:
         yield emulator
 
 
@@ -106,6 +111,7 @@ def test_a_sync_killed_half_way_ends_exact_when_run_again(small_emulator: Any, t
         **os.environ,
         "SOURCES__CARGO__API_TOKEN": box.token,
         "SOURCES__CARGO__START_DATE": "2026-01-01",
+        "SOURCES__CARGO__SETTLE_SECONDS": "0",  # read up to Cargo's now: compared with the truth at once
         "DLT_DATA_DIR": str(tmp_path / "dlt"),
     }
     command = [

@@ -85,9 +85,12 @@ def test_runs_download_errors(served: Served) -> None:
     issues = zod_issues(served.api.post("/orchestration/runs/download", json={"workflowUuid": fx.workflow,
                                                                                 "isFinished": True}))  # fmt: skip
     assert issues == [{"code": "unrecognized_keys", "keys": ["isFinished"], "path": [],
-                       "message": "Unrecognized key(s) in object: 'isFinished'"}]  # fmt: skip
+                       "message": 'Unrecognized key: "isFinished"'}]  # fmt: skip
     issues = zod_issues(served.api.post("/orchestration/runs/download", json={}))
-    assert issues[0]["path"] == ["workflowUuid"] and issues[0]["message"] == "Required"
+    assert (
+        issues[0]["path"] == ["workflowUuid"]
+        and issues[0]["message"] == "Invalid input: expected string, received undefined"
+    )
     for workflow in (u("unknown"), fx.archived_workflow):
         response = served.api.post("/orchestration/runs/download", json={"workflowUuid": workflow})
         assert response.status_code == 500
@@ -138,7 +141,7 @@ def test_run_outputs_errors(served: Served, monkeypatch: pytest.MonkeyPatch) -> 
     assert narrowed.status_code == 200
     issues = zod_issues(served.api.post("/orchestration/runs/download-outputs",
                                         json={"workflowUuid": fx.workflow, "format": "xlsx"}))  # fmt: skip
-    assert issues[0]["code"] == "invalid_enum_value" and issues[0]["options"] == ["csv", "json"]
+    assert issues[0]["code"] == "invalid_value" and issues[0]["values"] == ["csv", "json"]
 
 
 # -- batch download --------------------------------------------------------------------------------

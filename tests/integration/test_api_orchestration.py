@@ -205,24 +205,25 @@ def test_runs_metrics(served: Served) -> None:
 def test_unknown_key_is_rejected(client: httpx.Client) -> None:
     issues = zod_issues(client.post("/orchestration/runs/list", json={"workflowUuid": "x", "foo": 1, "bar": 2}))
     assert issues == [{"code": "unrecognized_keys", "keys": ["foo", "bar"], "path": [],
-                       "message": "Unrecognized key(s) in object: 'foo', 'bar'"}]  # fmt: skip
+                       "message": 'Unrecognized keys: "foo", "bar"'}]  # fmt: skip
 
 
 def test_wrong_types_and_enum(client: httpx.Client) -> None:
     issues = zod_issues(
         client.post("/orchestration/runs/list", json={"workflowUuid": 5, "statuses": ["done"], "limit": "10"})
     )
-    assert issues[0] == {"code": "invalid_type", "expected": "string", "received": "number", "path": ["workflowUuid"],
-                         "message": "Expected string, received number"}  # fmt: skip
-    assert issues[1]["code"] == "invalid_enum_value" and issues[1]["path"] == ["statuses", 0]
-    assert issues[1]["options"][:2] == ["idle", "pending"]
-    assert issues[2]["path"] == ["limit"] and issues[2]["expected"] == "number" and issues[2]["received"] == "string"
+    assert issues[0] == {"expected": "string", "code": "invalid_type", "path": ["workflowUuid"],
+                         "message": "Invalid input: expected string, received number"}  # fmt: skip
+    assert issues[1]["code"] == "invalid_value" and issues[1]["path"] == ["statuses", 0]
+    assert issues[1]["values"][:2] == ["idle", "pending"]
+    assert issues[2]["path"] == ["limit"] and issues[2]["expected"] == "number"
+    assert issues[2]["message"] == "Invalid input: expected number, received string"
 
 
 def test_null_is_not_absent(client: httpx.Client) -> None:
     issues = zod_issues(client.post("/orchestration/runs/count", json={"workflowUuid": None}))
-    assert issues == [{"code": "invalid_type", "expected": "string", "received": "null", "path": ["workflowUuid"],
-                       "message": "Expected string, received null"}]  # fmt: skip
+    assert issues == [{"expected": "string", "code": "invalid_type", "path": ["workflowUuid"],
+                       "message": "Invalid input: expected string, received null"}]  # fmt: skip
 
 
 def test_limit_bounds(client: httpx.Client) -> None:
@@ -234,18 +235,18 @@ def test_limit_bounds(client: httpx.Client) -> None:
 
 def test_bad_timestamp_and_non_object_body(client: httpx.Client) -> None:
     issues = zod_issues(client.post("/orchestration/runs/count", json={"createdAfter": "yesterday"}))
-    assert issues == [{"validation": "datetime", "code": "invalid_string", "message": "Invalid datetime",
-                       "path": ["createdAfter"]}]  # fmt: skip
+    assert issues == [{"origin": "string", "code": "invalid_format", "format": "datetime", "path": ["createdAfter"],
+                       "message": "Invalid ISO datetime"}]  # fmt: skip
     issues = zod_issues(client.post("/orchestration/runs/count", json=[1]))
-    assert issues[0]["expected"] == "object" and issues[0]["received"] == "array"
+    assert issues[0]["expected"] == "object" and issues[0]["message"].endswith("received array")
     bad = client.post("/orchestration/runs/count", content=b"{", headers={"content-type": "application/json"})
     assert bad.status_code == 400 and "errorMessage" in bad.json()
 
 
 def test_metrics_require_workflow(client: httpx.Client) -> None:
     issues = zod_issues(client.post("/orchestration/runs/metrics", json={}))
-    assert issues == [{"code": "invalid_type", "expected": "string", "received": "undefined",
-                       "path": ["workflowUuid"], "message": "Required"}]  # fmt: skip
+    assert issues == [{"expected": "string", "code": "invalid_type", "path": ["workflowUuid"],
+                       "message": "Invalid input: expected string, received undefined"}]  # fmt: skip
 
 
 def test_unauthorized(served: Served) -> None:
@@ -275,8 +276,8 @@ def test_records_list_and_count(served: Served) -> None:
 def test_spans_list_requires_execution_started_after(client: httpx.Client) -> None:
     for path in ("/orchestration/spans/list", "/orchestration/spans/count"):
         issues = zod_issues(client.post(path, json={}))
-        assert issues == [{"code": "invalid_type", "expected": "string", "received": "undefined",
-                           "path": ["executionStartedAfter"], "message": "Required"}]  # fmt: skip
+        assert issues == [{"expected": "string", "code": "invalid_type", "path": ["executionStartedAfter"],
+                           "message": "Invalid input: expected string, received undefined"}]  # fmt: skip
 
 
 def test_spans_list(served: Served) -> None:
@@ -346,9 +347,9 @@ def test_batches_list_query_string(served: Served) -> None:
 def test_batches_list_bad_params(client: httpx.Client) -> None:
     issues = zod_issues(client.get("/orchestration/batches/list?statuses%5B%5D=done&limit=abc&hasRuns=maybe&x=1"))
     codes = [(i["code"], i["path"]) for i in issues]
-    assert codes == [("invalid_enum_value", ["statuses", 0]), ("invalid_type", ["hasRuns"]),
+    assert codes == [("invalid_value", ["statuses", 0]), ("invalid_type", ["hasRuns"]),
                      ("invalid_type", ["limit"]), ("unrecognized_keys", [])]  # fmt: skip
-    assert issues[2]["received"] == "nan"
+    assert issues[2]["received"] == "NaN" and issues[2]["message"] == "Invalid input: expected number, received NaN"
 
 
 def test_batches_get(served: Served) -> None:

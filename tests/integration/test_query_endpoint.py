@@ -33,7 +33,33 @@ def test_success_shape_uses_json_numbers_and_clickhouse_labels(api: Api) -> None
     assert len(rows) == 1
     assert isinstance(rows[0]["count()"], int) and rows[0]["count()"] > 0
     assert rows[0]["one"] == 1
-    assert rows[0]["last"] <= FIXED_NOW.strftime("%Y-%m-%d %H:%M:%S.000")
+    assert rows[0]["last"] < FIXED_NOW.strftime("%Y-%m-%d %H:%M:%S.000"), "the data ends before the virtual now"
+
+
+def test_clock_functions_read_the_emulators_virtual_clock(api: Api) -> None:
+    """``now()`` & co. are the emulator's clock (FIXED_NOW), not this machine's, in every form."""
+    sql = (
+        "SELECT now() AS a, NOW() AS b, now('UTC') AS c, now64(3) AS d, toString(now64(6, 'UTC')) AS e, "
+        "today() AS f, yesterday() AS g, toStartOfDay(now()) AS h, CURRENT_TIMESTAMP AS i, current_date AS j, "
+        "toUnixTimestamp64Milli(now64(3)) AS k, toTypeName(now64(3)) AS l, toTypeName(now('UTC')) AS m, "
+        "'now()' AS n, dateDiff('day', toDateTime('2026-10-01 12:00:00', 'UTC'), now()) AS o"
+    )
+    row = query(api(), sql).json()["rows"][0]
+    assert row == {
+        "a": "2026-11-01 12:00:00", "b": "2026-11-01 12:00:00", "c": "2026-11-01 12:00:00",
+        "d": "2026-11-01 12:00:00.000", "e": "2026-11-01 12:00:00.000000", "f": "2026-11-01", "g": "2026-10-31",
+        "h": "2026-11-01 00:00:00", "i": "2026-11-01 12:00:00", "j": "2026-11-01",
+        "k": int(FIXED_NOW.timestamp() * 1000), "l": "DateTime64(3)", "m": "DateTime('UTC')", "n": "now()", "o": 31,
+    }  # fmt: skip
+
+
+def test_the_last_day_by_now_is_the_last_day_of_generated_data(api: Api) -> None:
+    """Cargo's advice, ``created_at > now() - INTERVAL 1 DAY``, sees exactly the data's last day."""
+    last_day = query(api(), "SELECT count() AS n FROM runs WHERE created_at > now() - INTERVAL 1 DAY").json()
+    literal = query(
+        api(), "SELECT count() AS n FROM runs WHERE created_at > toDateTime64('2026-10-31 12:00:00', 3, 'UTC')"
+    ).json()
+    assert last_day == literal and last_day["rows"][0]["n"] > 0
 
 
 def test_empty_result_is_an_empty_rows_array(api: Api) -> None:

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import FIXED_NOW
 from tests.e2e.support import Sandbox
 
 CRASH_POINTS = (
@@ -39,7 +40,9 @@ CRASH_POINTS = (
 def crash_emulator() -> Iterator[Any]:
     from cargo_elt.emulator.server import EmulatorOptions, running_emulator
 
-    with running_emulator(EmulatorOptions(port=0, seed=17, scale="tiny", workspaces=1, admin=True)) as emulator:
+    with running_emulator(
+        EmulatorOptions(port=0, seed=17, scale="tiny", workspaces=1, admin=True, now=FIXED_NOW)
+    ) as emulator:
         yield emulator
 
 

@@ -13,13 +13,14 @@ import pytest
 from dlt.pipeline.exceptions import PipelineStepFailed
 
 from cargo_elt.source.errors import WindowTooNarrow
+from tests.conftest import FIXED_NOW
 from tests.e2e.support import Sandbox
 
 
 def _emulator(seed: int) -> Any:
     from cargo_elt.emulator.server import EmulatorOptions, running_emulator
 
-    return running_emulator(EmulatorOptions(port=0, seed=seed, scale="tiny", workspaces=1, admin=True))
+    return running_emulator(EmulatorOptions(port=0, seed=seed, scale="tiny", workspaces=1, admin=True, now=FIXED_NOW))
 
 
 @pytest.fixture()
@@ -86,19 +87,19 @@ def test_a_span_pending_past_max_lookback_is_warned_about_not_silently_missed(
     box = Sandbox(tmp_path, fresh_emulator, name="stuck")
     now = _virtual_now(fresh_emulator)
     key = _stuck_span(fresh_emulator, now - timedelta(hours=1), now - timedelta(hours=1), "pending", 1)
-    real_now = datetime.now(UTC)
     box.sync(tables=["spans"], max_lookback_days=1)
     assert box.loaded_rows("spans")[key][1] == "pending"
 
-    # the lookback now ends 30 minutes after the span started: it leaves the window in this sync
-    lookback = (real_now - (now - timedelta(minutes=30))).total_seconds() / 86400
+    # the lookback (measured on Cargo's clock, the emulator's now) now begins 30 minutes after the span
+    # started: it leaves the window in this sync
+    lookback = timedelta(minutes=30) / timedelta(days=1)
     caplog.set_level(logging.WARNING, logger="cargo_elt.source")
     box.sync(tables=["spans"], max_lookback_days=lookback)
     warnings = [r.getMessage() for r in caplog.records if "max_lookback_days" in r.getMessage()]
     assert warnings and "spans" in warnings[0] and "still not terminal" in warnings[0], warnings
 
     # it finishes later: outside the lookback, the update is not read (the documented cost) ...
-    _stuck_span(fresh_emulator, now - timedelta(hours=1), now + timedelta(seconds=1), "success", 2)
+    _stuck_span(fresh_emulator, now - timedelta(hours=1), now - timedelta(milliseconds=1), "success", 2)
     box.sync(tables=["spans"], max_lookback_days=lookback)
     truth, loaded = box.truth_rows("spans"), box.loaded_rows("spans")
     assert [k for k in truth if truth[k] != loaded.get(k)] == [key]
