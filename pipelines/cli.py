@@ -7,6 +7,7 @@ Exit codes: 0 success, 1 the sync failed while running, 2 bad input (nothing was
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
 from datetime import datetime
@@ -47,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="bound DuckDB's memory while loading, e.g. 256MB; it spills to disk beyond (default: DuckDB's own)",
     )
+    sync.add_argument("--json", action="store_true", help="the summary as one JSON document (logs: stderr)")
 
     tables = commands.add_parser("tables", help="every table: key, how it loads, what each column means")
     shown = tables.add_mutually_exclusive_group()
@@ -116,7 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _sync(args: argparse.Namespace) -> int:
     from cargo_elt.source.memory import tune_allocator
 
-    from .sync import SyncFailed, SyncRequest, UserInputError, format_summary, parse_when, run_sync
+    from .sync import SyncFailed, SyncRequest, UserInputError, format_summary, parse_when, run_sync_report
 
     tune_allocator()  # this process is ours: fewer malloc arenas for the reader threads
 
@@ -134,17 +136,22 @@ def _sync(args: argparse.Namespace) -> int:
             duckdb_path=args.duckdb_path,
             **({"duckdb_memory_limit": args.duckdb_memory_limit} if args.duckdb_memory_limit is not None else {}),
         )
-        summaries, seconds = run_sync(request)
+        report = run_sync_report(request)
     except UserInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except SyncFailed as exc:
+        if args.json and exc.report is not None:
+            print(json.dumps(exc.report.document(), indent=2))
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except Exception as exc:
         print(f"error: the sync failed: {_root_cause(exc)}", file=sys.stderr)
         return 1
-    print(format_summary(summaries, seconds))
+    if args.json:
+        print(json.dumps(report.document(), indent=2))
+    else:
+        print(format_summary(report.summaries, report.seconds))
     return 0
 
 
