@@ -1,7 +1,8 @@
-"""The ``cargo-elt`` command: ``sync`` (the connector), ``tables`` (what it loads), ``rerun`` (failed
-records), ``demo`` (all of it, locally), ``emulator serve``.
+"""The ``cargo-elt`` command: ``sync`` (the connector), ``status`` (how fresh each table is), ``tables``
+(what it loads), ``rerun`` (failed records), ``demo`` (all of it, locally), ``emulator serve``.
 
-Exit codes: 0 success, 1 the sync failed while running, 2 bad input (nothing was changed).
+Exit codes: 0 success, 1 the sync failed while running (``status``: a table is staler than
+``--max-lag``, or freshness cannot be read), 2 bad input (nothing was changed).
 """
 
 from __future__ import annotations
@@ -49,6 +50,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="bound DuckDB's memory while loading, e.g. 256MB; it spills to disk beyond (default: DuckDB's own)",
     )
     sync.add_argument("--json", action="store_true", help="the summary as one JSON document (logs: stderr)")
+
+    status = commands.add_parser("status", help="per table: frontier, last load, rows, lag behind Cargo's clock")
+    status.add_argument("--json", action="store_true", help="as one JSON document")
+    status.add_argument("--max-lag", default=None, help="exit 1 when a table lags more, e.g. 2h, 90m, 1d")
+    status.add_argument("--tables", default=None, help="comma-separated table names (default: every table loaded)")
+    status.add_argument("--base-url", default=None, help="Cargo API host, for its clock (default: config)")
+    status.add_argument("--destination", default="duckdb", help="the warehouse sync loads (default duckdb)")
+    status.add_argument("--dataset", default="cargo", help="dataset / schema name (default cargo)")
+    status.add_argument("--pipeline-name", default="cargo", help="the sync's dlt pipeline name (default cargo)")
+    status.add_argument("--duckdb-path", default=None, help="DuckDB file (default <pipeline-name>_warehouse.duckdb)")
 
     tables = commands.add_parser("tables", help="every table: key, how it loads, what each column means")
     shown = tables.add_mutually_exclusive_group()
@@ -102,6 +113,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _serve(args)
     if args.command == "sync":
         return _sync(args)
+    if args.command == "status":
+        return _status(args)
     if args.command == "demo":
         return _demo(args)
     if args.command == "tables":
@@ -153,6 +166,31 @@ def _sync(args: argparse.Namespace) -> int:
     else:
         print(format_summary(report.summaries, report.seconds))
     return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    from .status import StatusRequest, StatusUnavailable, parse_duration, run_status
+    from .sync import UserInputError
+
+    try:
+        request = StatusRequest(
+            destination=args.destination,
+            dataset=args.dataset,
+            pipeline_name=args.pipeline_name,
+            duckdb_path=args.duckdb_path,
+            base_url=args.base_url,
+            tables=args.tables.split(",") if args.tables is not None else None,
+            max_lag=parse_duration(args.max_lag) if args.max_lag is not None else None,
+        )
+        report = run_status(request)
+    except UserInputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except StatusUnavailable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(report.document(), indent=2) if args.json else report.text())
+    return 1 if report.stale else 0
 
 
 def _rerun(args: argparse.Namespace) -> int:
