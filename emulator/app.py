@@ -19,6 +19,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 
+from . import layouts
 from .faults import TIMEOUT_MESSAGE, FaultSpecError, parse_fault_spec
 from .http import error_response, json_response, validation_error_response
 from .state import EmulatorState
@@ -274,10 +275,25 @@ async def admin_schema(request: Request) -> Response:
     "fill": "<ClickHouse expression>"}`` alters the physical table and re-creates the workspace views.
 
     ``fill`` (optional) rewrites the column's values after the change (an ``ALTER ... UPDATE``), e.g. to
-    give a column whose type changed values the old type cannot read.
+    give a column whose type changed values the old type cannot read. ``{"action": "rename", "table":
+    "records", "column": "id", "to": "record_id"}`` renames a column as ``orchestration/query`` shows it
+    (the views), leaving the stored data and every other endpoint alone; ``to`` equal to ``column``
+    undoes it.
     """
     state = _emulator(request)
     payload = orjson.loads(await request.body() or b"{}")
+    if payload.get("action") == "rename":
+        try:
+            await run_in_threadpool(
+                state.store.rename_column,
+                [ws.uuid for ws in state.workspaces],
+                str(payload.get("table", "")),
+                str(payload.get("column", "")),
+                str(payload.get("to", "")),
+            )
+        except ValueError as exc:
+            return error_response(400, message=str(exc))
+        return json_response({"renamed": True})
     try:
         await run_in_threadpool(
             state.store.alter_column,
@@ -320,14 +336,32 @@ async def admin_late(request: Request) -> Response:
 
 
 async def admin_settings(request: Request) -> Response:
-    """Runtime switches: result-cap truncation, signed-URL lifetime."""
+    """Runtime switches: result-cap truncation, signed-URL lifetime, the export layout (``layouts.py``)."""
     state = _emulator(request)
     payload = orjson.loads(await request.body() or b"{}")
+    try:
+        state.export_layout = layouts.updated(state.export_layout, payload)
+    except ValueError as exc:
+        return error_response(400, message=str(exc))
     if "truncateResults" in payload:
         state.store.set_truncate_results(bool(payload["truncateResults"]))
     if "signedUrlTtl" in payload:
         state.signed_url_ttl_s = int(payload["signedUrlTtl"])
-    return json_response({"truncateResults": state.store.truncate_results, "signedUrlTtl": state.signed_url_ttl_s})
+    return json_response(
+        {
+            "truncateResults": state.store.truncate_results,
+            "signedUrlTtl": state.signed_url_ttl_s,
+            **state.export_layout.to_json(),
+        }
+    )
+
+
+async def admin_files(request: Request) -> Response:
+    """The export files served so far and what each held (``DELETE`` forgets them)."""
+    state = _emulator(request)
+    if request.method == "DELETE":
+        state.served_files.clear()
+    return json_response({"files": state.served_files.listed()})
 
 
 async def admin_queries(request: Request) -> Response:
@@ -372,6 +406,7 @@ ADMIN_ROUTES: list[BaseRoute] = [
     Route("/_emulator/workspaces", admin_workspaces, methods=["GET"]),
     Route("/_emulator/schema", admin_schema, methods=["POST"]),
     Route("/_emulator/late", admin_late, methods=["POST"]),
+    Route("/_emulator/files", admin_files, methods=["GET", "DELETE"]),
 ]
 
 

@@ -15,6 +15,7 @@ inferred ([I]) the choice is made here and only here, so that correcting it is a
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 DATABASE_PREFIX = "emu"
@@ -275,10 +276,18 @@ def workspace_database(namespace: int, workspace_uuid: str) -> str:
     return f"{DATABASE_PREFIX}{namespace}_ws_" + workspace_uuid.replace("-", "")
 
 
-def view_statement(layout: TableLayout, namespace: int, workspace_uuid: str) -> str:
-    """A view that shows one workspace's current rows (latest version per key)."""
+def view_statement(
+    layout: TableLayout, namespace: int, workspace_uuid: str, renames: Mapping[str, str] | None = None
+) -> str:
+    """A view that shows one workspace's current rows (latest version per key); ``renames`` (stored
+    column -> name shown) renames columns as callers of ``orchestration/query`` see them."""
+    columns = "*"
+    if renames:
+        hidden = ", ".join(f"`{name}`" for name in renames)
+        shown = ", ".join(f"`{name}` AS `{to}`" for name, to in renames.items())
+        columns = f"* EXCEPT ({hidden}), {shown}"
     return (
         f"CREATE VIEW IF NOT EXISTS {workspace_database(namespace, workspace_uuid)}.{layout.name} AS "
-        f"SELECT * FROM {store_database(namespace)}.{layout.name} FINAL "
+        f"SELECT {columns} FROM {store_database(namespace)}.{layout.name} FINAL "
         f"WHERE workspace_uuid = toUUID('{workspace_uuid}')"
     )

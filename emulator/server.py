@@ -19,6 +19,7 @@ import uvicorn
 
 from .app import create_app
 from .faults import FaultInjector, parse_fault_spec
+from .layouts import parse_layout_option
 from .state import EmulatorState
 from .store import ClickHouseStore
 from .workspaces import make_workspaces
@@ -54,6 +55,10 @@ class EmulatorOptions:
     now: datetime | None = None
     truncate_results: bool = False
     cap_overrides: dict[str, int | str] = field(default_factory=dict)
+    export_layout: str = ""
+    """``--export-layout``: ``NAME=VALUE,...`` switches of ``layouts.py`` (e.g. ``runOutputsFormat=ndjson``)."""
+    renamed_columns: Sequence[str] = ()
+    """``--rename-column``: ``table.column=new_name``, as ``orchestration/query`` shows it."""
 
 
 class DataDirMismatch(RuntimeError):
@@ -67,6 +72,8 @@ def build_state(options: EmulatorOptions, store: ClickHouseStore | None = None) 
     if options.scale not in SCALE_NAMES:
         raise ValueError(f"unknown --scale {options.scale!r}: choose one of {', '.join(SCALE_NAMES)}")
     rates = parse_fault_spec(options.faults) if options.faults else {}
+    layout = parse_layout_option(options.export_layout)
+    renames = [_parse_rename(text) for text in options.renamed_columns]
     workspaces = make_workspaces(options.seed, options.workspaces, options.tokens)
     store = store or ClickHouseStore(options.data_dir, namespace=1 if options.data_dir else None)
     for ws in workspaces:
@@ -88,6 +95,8 @@ def build_state(options: EmulatorOptions, store: ClickHouseStore | None = None) 
     store.set_truncate_results(options.truncate_results)
     if options.cap_overrides:
         store.override_caps(**options.cap_overrides)
+    for table, column, to in renames:
+        store.rename_column([ws.uuid for ws in workspaces], table, column, to)
     faults = FaultInjector(rates=rates, seed=options.fault_seed if options.fault_seed is not None else options.seed)
     return EmulatorState(
         store=store,
@@ -96,7 +105,17 @@ def build_state(options: EmulatorOptions, store: ClickHouseStore | None = None) 
         scale=options.scale,
         admin_enabled=options.admin,
         faults=faults,
+        export_layout=layout,
     )
+
+
+def _parse_rename(text: str) -> tuple[str, str, str]:
+    """``records.id=record_id`` -> ``("records", "id", "record_id")``."""
+    column, sep, to = text.partition("=")
+    table, dot, name = column.partition(".")
+    if not sep or not dot or not table or not name or not to:
+        raise ValueError(f"--rename-column {text!r} is not TABLE.COLUMN=NEW_NAME (e.g. records.id=record_id)")
+    return table.strip(), name.strip(), to.strip()
 
 
 def _stored_meta(store: ClickHouseStore) -> dict[str, str]:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .faults import FaultInjector
+from .layouts import ExportLayout, ServedFiles
 from .store import ClickHouseStore
 from .workspaces import Workspace
 
@@ -26,6 +27,9 @@ class EmulatorState:
     faults: FaultInjector = field(default_factory=FaultInjector)
     signing_key: bytes = b""
     signed_url_ttl_s: int = 900
+    export_layout: ExportLayout = field(default_factory=ExportLayout)
+    """Which export layout the file producers write (``layouts.py``)."""
+    served_files: ServedFiles = field(default_factory=ServedFiles)
     query_log: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=200_000))
     request_counts: dict[str, int] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)

@@ -85,6 +85,8 @@ class ClickHouseStore:
         self._pools_lock = threading.Lock()
         self.truncate_results = False
         self.cap_overrides: dict[str, int | str] = {}
+        self.renames: dict[str, dict[str, str]] = {}
+        """Table -> {stored column: name shown to callers} (``rename_column``)."""
         self.database = schema.store_database(self.namespace)
         self.execute(f"CREATE DATABASE IF NOT EXISTS {self.database}")
         for layout in schema.ORCHESTRATION_TABLES:
@@ -118,7 +120,7 @@ class ClickHouseStore:
         db = schema.workspace_database(self.namespace, workspace_uuid)
         self.execute(f"CREATE DATABASE IF NOT EXISTS {db}")
         for layout in schema.ORCHESTRATION_TABLES:
-            self.execute(schema.view_statement(layout, self.namespace, workspace_uuid))
+            self.execute(schema.view_statement(layout, self.namespace, workspace_uuid, self.renames.get(layout.name)))
 
     def set_truncate_results(self, truncate: bool) -> None:
         """Switch the result cap between Cargo's error (396) and silent truncation; resets pools."""
@@ -172,7 +174,33 @@ class ClickHouseStore:
         layout = schema.TABLES_BY_NAME[table]
         for workspace_uuid in workspace_uuids:
             self.execute(f"DROP VIEW IF EXISTS {schema.workspace_database(self.namespace, workspace_uuid)}.{table}")
-            self.execute(schema.view_statement(layout, self.namespace, workspace_uuid))
+            self.execute(schema.view_statement(layout, self.namespace, workspace_uuid, self.renames.get(layout.name)))
+        with self._pools_lock:
+            self._pools.clear()
+
+    def rename_column(self, workspace_uuids: list[str], table: str, column: str, to: str) -> None:
+        """Show a stored column under another name to ``orchestration/query`` callers (the views only: the
+        generator, the clock and the REST endpoints keep reading the stored name). ``to == column`` undoes it.
+        """
+        if table not in schema.TABLES_BY_NAME:
+            raise ValueError(f"unknown table {table!r}")
+        layout = schema.TABLES_BY_NAME[table]
+        stored = {name for name, _ in layout.columns}
+        if column not in stored:
+            raise ValueError(f"{table} has no stored column {column!r}")
+        if not _IDENTIFIER.fullmatch(to):
+            raise ValueError(f"bad column name {to!r}")
+        renames = dict(self.renames.get(table, {}))
+        if to == column:
+            renames.pop(column, None)
+        elif to in stored or to in renames.values():
+            raise ValueError(f"{table} already shows a column named {to!r}")
+        else:
+            renames[column] = to
+        self.renames[table] = renames
+        for workspace_uuid in workspace_uuids:
+            self.execute(f"DROP VIEW IF EXISTS {schema.workspace_database(self.namespace, workspace_uuid)}.{table}")
+            self.execute(schema.view_statement(layout, self.namespace, workspace_uuid, renames))
         with self._pools_lock:
             self._pools.clear()
 

@@ -43,6 +43,13 @@ def build_parser() -> argparse.ArgumentParser:
     sync.add_argument("--full-refresh", action="store_true", help="drop this source's tables and state first")
     sync.add_argument("--progress", default="log", choices=["bar", "log", "none"])
     sync.add_argument("--pipeline-name", default="cargo", help="dlt pipeline name (default cargo)")
+    sync.add_argument(
+        "--lock-wait",
+        default=None,
+        metavar="SECONDS",
+        help="wait this long for another sync of the pipeline to finish, then exit 1; 0 refuses at once "
+        "(default: sources.cargo.lock_wait_seconds, else 300)",
+    )
     sync.add_argument("--duckdb-path", default=None, help="DuckDB file (default <pipeline-name>_warehouse.duckdb here)")
     sync.add_argument(
         "--duckdb-memory-limit",
@@ -103,6 +110,18 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--fault-seed", type=int, default=None, help="seed of the fault draws (default: --seed)")
     serve.add_argument("--now", type=_iso_datetime, default=None, help="virtual clock start (ISO, default: 6 h ago)")
     serve.add_argument("--truncate-results", action="store_true", help="truncate over-cap results instead of Code 396")
+    serve.add_argument(
+        "--export-layout",
+        default="",
+        help="serve other export layouts, e.g. runOutputsFormat=ndjson,runOutputsKeys=camel,gzipExports=true,"
+        "batchOutputColumn=result,malformedExports=batch+segment,defectiveRows=10",
+    )
+    serve.add_argument(
+        "--rename-column",
+        action="append",
+        default=[],
+        help="show a fact column under another name in orchestration/query, e.g. records.id=record_id (repeatable)",
+    )
     return parser
 
 
@@ -131,7 +150,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _sync(args: argparse.Namespace) -> int:
     from cargo_elt.source.memory import tune_allocator
 
-    from .sync import SyncFailed, SyncRequest, UserInputError, format_summary, parse_when, run_sync_report
+    from .lock import PipelineBusy
+    from .sync import (
+        SyncFailed,
+        SyncRequest,
+        UserInputError,
+        format_summary,
+        lock_wait_seconds,
+        parse_when,
+        run_sync_report,
+    )
 
     tune_allocator()  # this process is ours: fewer malloc arenas for the reader threads
 
@@ -147,20 +175,19 @@ def _sync(args: argparse.Namespace) -> int:
             progress=args.progress,
             pipeline_name=args.pipeline_name,
             duckdb_path=args.duckdb_path,
+            lock_wait_seconds=lock_wait_seconds(args.lock_wait) if args.lock_wait is not None else None,
             **({"duckdb_memory_limit": args.duckdb_memory_limit} if args.duckdb_memory_limit is not None else {}),
         )
         report = run_sync_report(request)
     except UserInputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except SyncFailed as exc:
-        if args.json and exc.report is not None:
-            print(json.dumps(exc.report.document(), indent=2))
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return _failed(args, f"{exc}", None, 2)
+    except (SyncFailed, PipelineBusy) as exc:
+        partial = getattr(exc, "report", None)  # what the sync did before it failed (PipelineBusy: none)
+        if args.json and partial is not None:
+            print(json.dumps(partial.document(), indent=2))
+        return _failed(args, f"{exc}", getattr(exc, "table", None), 1)
     except Exception as exc:
-        print(f"error: the sync failed: {_root_cause(exc)}", file=sys.stderr)
-        return 1
+        return _failed(args, f"the sync failed: {_root_cause(exc)}", None, 1)
     if args.json:
         print(json.dumps(report.document(), indent=2))
     else:
@@ -226,6 +253,16 @@ def _rerun(args: argparse.Namespace) -> int:
     return 0
 
 
+def _failed(args: argparse.Namespace, message: str, table: str | None, code: int) -> int:
+    """Say why on stderr, alert ``runtime.slack_incoming_hook`` if configured (pipelines/alerts.py)."""
+    from .alerts import send_failure_alert
+    from .sync import known_secrets
+
+    print(f"error: {message}", file=sys.stderr)
+    send_failure_alert(args.pipeline_name, table, message, known_secrets(args.destination))
+    return code
+
+
 def _demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -273,6 +310,8 @@ def _serve(args: argparse.Namespace) -> int:
         fault_seed=args.fault_seed,
         now=args.now,
         truncate_results=args.truncate_results,
+        export_layout=args.export_layout,
+        renamed_columns=tuple(args.rename_column),
     )
     try:
         serve_forever(options)

@@ -9,8 +9,8 @@ from __future__ import annotations
 import contextlib
 import errno
 import importlib
-import importlib.util
 import logging
+import math
 import os
 import re
 import time
@@ -57,8 +57,10 @@ class SyncFailed(Exception):
     what became of the extracted data and the state, and what to change or retry. ``report`` is
     what the sync did until then (as recorded in ``_cargo_sync_runs``), when it got that far."""
 
-    def __init__(self, message: str, report: SyncReport | None = None) -> None:
+    def __init__(self, message: str, table: str | None = None, report: SyncReport | None = None) -> None:
         super().__init__(message)
+        self.table = table
+        """The table being read or loaded when it failed, when one can be named."""
         self.report = report
 
 
@@ -79,6 +81,8 @@ class SyncRequest:
     duckdb_path: str | None = None
     duckdb_memory_limit: str | None = DEFAULT_DUCKDB_MEMORY_LIMIT
     api_token: str | None = None
+    lock_wait_seconds: float | None = None
+    """How long to wait for another sync of the pipeline; ``None``: ``sources.cargo.lock_wait_seconds``."""
     extra_source_args: dict[str, Any] = field(default_factory=dict)
 
 
@@ -95,6 +99,26 @@ def parse_when(text: str, setting: str) -> datetime:
             f"{setting} {text!r} is not a date (YYYY-MM-DD) or an ISO datetime (YYYY-MM-DDTHH:MM:SSZ)"
         ) from None
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def lock_wait_seconds(value: float | str | None, setting: str = "--lock-wait") -> float:
+    """Seconds to wait for the pipeline's lock: ``value`` (the option), else the setting, else the default."""
+    from .lock import DEFAULT_LOCK_WAIT_SECONDS, LOCK_WAIT_SETTING
+
+    if value is None:
+        value, setting = _configured(LOCK_WAIT_SETTING.removeprefix("sources.cargo.")), LOCK_WAIT_SETTING
+        if value is None or value == "":
+            return DEFAULT_LOCK_WAIT_SECONDS
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = float("nan")
+    if not math.isfinite(seconds) or seconds < 0:
+        raise UserInputError(
+            f"{setting} = {value!r} is not a number of seconds: use 0 (refuse at once while another sync of the "
+            "pipeline runs) or more"
+        )
+    return seconds
 
 
 def check_destination(name: str) -> None:
@@ -135,13 +159,16 @@ class TableSummary:
     queries: int
     retries: int
     seconds: float
+    skipped: int = 0
+    """Rows the source could not read or place, each logged; non-zero only within
+    ``sources.cargo.max_skipped_rows`` (past it the sync fails)."""
 
 
 def format_summary(summaries: Sequence[TableSummary], total_seconds: float) -> str:
     """The per-table report printed at the end of a sync."""
-    lines = [f"{'table':<16}{'rows loaded':>14}{'queries':>10}{'retries':>10}{'seconds':>10}"]
+    lines = [f"{'table':<16}{'rows loaded':>14}{'skipped':>10}{'queries':>10}{'retries':>10}{'seconds':>10}"]
     for s in summaries:
-        lines.append(f"{s.table:<16}{s.rows:>14,}{s.queries:>10,}{s.retries:>10,}{s.seconds:>10.1f}")
+        lines.append(f"{s.table:<16}{s.rows:>14,}{s.skipped:>10,}{s.queries:>10,}{s.retries:>10,}{s.seconds:>10.1f}")
     lines.append(f"total {total_seconds:.1f} s")
     return "\n".join(lines)
 
@@ -370,13 +397,17 @@ def run_sync_report(request: SyncRequest) -> SyncReport:
         check_duckdb_writable(duckdb_path)
         duckdb_credentials(duckdb_path, request.duckdb_memory_limit)  # refuses a malformed size now
 
-    import dlt
-    from dlt.common.configuration.exceptions import ConfigFieldMissingException, ConfigValueCannotBeCoercedException
     from dlt.common.pipeline import get_dlt_pipelines_dir
 
-    from cargo_elt.source import SyncStats, cargo_source, resolve_tables
+    from cargo_elt.source import resolve_tables
     from cargo_elt.source.errors import CargoConfigurationError
 
+    from .progress import ProgressUnavailable, check_progress
+
+    try:
+        check_progress(request.progress)
+    except ProgressUnavailable as exc:
+        raise UserInputError(str(exc)) from None
     try:
         tables = resolve_tables(request.tables if request.tables is not None else _table_list(_configured("tables")))
     except CargoConfigurationError as exc:
@@ -384,6 +415,7 @@ def run_sync_report(request: SyncRequest) -> SyncReport:
     check_destination(request.destination)
     pipelines_dir = request.pipelines_dir or get_dlt_pipelines_dir()
     check_pipelines_dir(pipelines_dir, request.pipeline_name)
+    lock_wait = lock_wait_seconds(request.lock_wait_seconds)
 
     # dlt.secrets, never dlt.config: a value read through dlt.config is recorded in the pipeline's
     # trace (trace.pickle, `dlt pipeline <name> trace`) in clear; secrets are recorded as <secret>.
@@ -399,10 +431,40 @@ def run_sync_report(request: SyncRequest) -> SyncReport:
     check_workspace_uuid(workspace_uuid)
     preflight(base_url, str(token), workspace_uuid)
 
+    # One writer per pipeline (pipelines/lock.py): taken only now, so bad input never creates the
+    # lock file, and before the source is built, so a sync that waited reads from the state its
+    # predecessor left.
+    from cargo_elt.source.log import route_to_dlt_logger
+
+    from .lock import pipeline_lock
+
+    route_to_dlt_logger(__name__.rpartition(".")[0])  # this package's warnings too (lock, recovery)
+    with pipeline_lock(pipelines_dir, request.pipeline_name, lock_wait):
+        return _run_pipeline(request, tables, str(token), base_url, duckdb_path, started, now)
+
+
+def _run_pipeline(
+    request: SyncRequest,
+    tables: list[str],
+    token: str,
+    base_url: str,
+    duckdb_path: str,
+    started: float,
+    started_at: datetime,
+) -> SyncReport:
+    """The pipeline run of ``run_sync``, its input checked and the pipeline's lock held."""
+    import dlt
+    from dlt.common.configuration.exceptions import ConfigFieldMissingException, ConfigValueCannotBeCoercedException
+
+    from cargo_elt.source import TABLE_NAMES, SyncStats, cargo_source
+    from cargo_elt.source.errors import CargoConfigurationError
+
+    from .progress import collector as progress_collector
+
     stats = SyncStats()
     try:
         source = cargo_source(
-            api_token=str(token),
+            api_token=token,
             base_url=base_url,
             tables=tables,
             since=request.since.isoformat() if request.since else None,
@@ -429,10 +491,11 @@ def run_sync_report(request: SyncRequest) -> SyncReport:
         pipeline_name=request.pipeline_name,
         destination=destination,
         dataset_name=request.dataset,
-        progress=_progress(request.progress),
+        progress=progress_collector(request.progress, stats),
         **pipeline_args,
     )
     failure: str | None = None
+    failed: str | None = None
     load_ids: list[str] = []
     try:
         if request.full_refresh:
@@ -449,18 +512,21 @@ def run_sync_report(request: SyncRequest) -> SyncReport:
             load_ids += pipeline.run(source).loads_ids
     except Exception as exc:
         where = FailedRun(base_url, request.destination, duckdb_path, str(pipeline.working_dir))
-        failure = _redact(describe_failure(exc, where), [str(token), *_destination_secrets(request.destination)])
+        failure = _redact(describe_failure(exc, where), [token, *_destination_secrets(request.destination)])
+        failed = failed_table(exc)
         failed_load = getattr(exc, "load_id", None)  # dlt's PipelineStepFailed names its package
         load_ids += [str(failed_load)] if failed_load else []
     summaries = [
-        TableSummary(name, s.rows, s.queries, s.retries, s.seconds) for name, s in stats.items() if name in tables
+        TableSummary(name, s.rows, s.queries, s.retries, s.seconds, s.skipped)
+        for name, s in stats.items()
+        if name in tables or name not in TABLE_NAMES  # a segment export loads a table of its own name
     ]
     seconds = time.monotonic() - started
-    report = _record(request, pipeline, destination, str(token), summaries, load_ids, now, seconds, failure)
+    report = _record(request, pipeline, destination, token, summaries, load_ids, started_at, seconds, failure)
     if failure is not None:
         # Raised outside the handler, the text redacted: no chained exception (a destination driver's,
         # holding its connection parameters, or a response echoing the token) rides along with it.
-        raise SyncFailed(failure, report)
+        raise SyncFailed(failure, failed, report)
     return report
 
 
@@ -535,6 +601,18 @@ def root_cause(exc: BaseException) -> BaseException:
     return next((e for e in chain if isinstance(e, CargoError)), chain[-1])
 
 
+def failed_table(exc: BaseException) -> str | None:
+    """The table whose resource was running when ``exc`` was raised (dlt's ``pipe_name``), if any."""
+    names = (getattr(e, "pipe_name", None) for e in failure_chain(exc))
+    return next((str(name) for name in names if name), None)
+
+
+def known_secrets(destination: str, api_token: str | None = None) -> list[str]:
+    """The configured Cargo token and destination secrets: what no message leaving the process may hold."""
+    token = api_token or _configured_secret("api_token")
+    return [*([str(token)] if token else []), *_destination_secrets(destination)]
+
+
 def describe_failure(exc: BaseException, where: FailedRun) -> str:
     """One message for a run that failed: which step and table, why, what was kept, what to do."""
     from cargo_elt.source.errors import (
@@ -544,13 +622,18 @@ def describe_failure(exc: BaseException, where: FailedRun) -> str:
         CargoRetryBudgetExceeded,
         UnsafeLiteralError,
     )
+    from cargo_elt.source.exportformats import ExportFormatError
+
+    from .lock import duckdb_lock_conflict
 
     chain = failure_chain(exc)
     cause = root_cause(exc)
-    reason = _short(str(cause) or type(cause).__name__, 600)
+    if isinstance(cause, ExportFormatError):  # the file's first bytes as they are, an HTML page's too
+        reason = " ".join(str(cause).split())
+    else:
+        reason = _short(str(cause) or type(cause).__name__, 600)
     step = str(getattr(exc, "step", "") or "")
-    names = (getattr(e, "pipe_name", None) for e in chain)
-    table = next((str(name) for name in names if name), None)
+    table = failed_table(exc)
     pending = bool(getattr(exc, "has_pending_data", False))
     kept = (
         f"the extracted data is kept in {where.pipeline_dir} and the next sync loads it first"
@@ -559,6 +642,9 @@ def describe_failure(exc: BaseException, where: FailedRun) -> str:
     )
     text = " ".join(str(e) for e in chain)
     errnos = {getattr(e, "errno", None) for e in chain}
+    busy = duckdb_lock_conflict(text)
+    if busy is not None:
+        return f"the sync failed at the {step or 'sync'} step: {busy}; {kept}"
     storage = f"--duckdb-path ({where.duckdb_path})" if where.destination == "duckdb" else "the destination"
     if errnos & set(_DISK_FULL) or any(t in text for t in _DISK_FULL_TEXT):
         return (
@@ -574,7 +660,7 @@ def describe_failure(exc: BaseException, where: FailedRun) -> str:
         what = f"reading {table} from Cargo at {where.base_url}" if table else f"reading from Cargo at {where.base_url}"
         if isinstance(cause, CargoAuthError):
             advice = ""
-        elif isinstance(cause, CargoProtocolError | UnsafeLiteralError):
+        elif isinstance(cause, CargoProtocolError | UnsafeLiteralError) and not isinstance(cause, ExportFormatError):
             advice = (
                 " The answer is not what Cargo sends: if sources.cargo.base_url / --base-url goes through a proxy "
                 "or gateway, check that it passes Cargo's answers through unchanged."
@@ -678,16 +764,3 @@ def _configured_secret(key: str) -> Any:
         return dlt.secrets.get(f"sources.cargo.{key}")
     except Exception:
         return None
-
-
-def _progress(kind: str) -> Any:
-    """dlt's progress collector; on stderr, so stdout carries only the summary."""
-    import sys
-
-    from dlt.common.runtime.collector import LogCollector, TqdmCollector
-
-    if kind == "none":
-        return None
-    if kind == "bar" and importlib.util.find_spec("tqdm") is not None:
-        return TqdmCollector(file=sys.stderr)
-    return LogCollector(logger=sys.stderr, dump_system_stats=False)

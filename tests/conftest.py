@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 
@@ -38,3 +39,15 @@ def api(emulator: object) -> Iterator[Callable[..., httpx.Client]]:
     yield make
     for client in clients:
         client.close()
+
+
+@pytest.fixture(autouse=True)
+def _cargo_elt_logs_reach_caplog(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """cargo_elt's loggers hand their records to dlt's logger and, like it, do not propagate to the
+    root logger (``sources/cargo/log.py``), where pytest's ``caplog`` listens: listen on them too."""
+    loggers = [logging.getLogger(name) for name in ("cargo_elt.source", "cargo_elt.pipelines")]
+    for logger in loggers:
+        logger.addHandler(caplog.handler)
+    yield
+    for logger in loggers:
+        logger.removeHandler(caplog.handler)

@@ -52,24 +52,43 @@ def rewrite_for_fakesnow(command: str) -> str:
 
 
 @contextmanager
-def fakesnow_destination(db_path: Path) -> Iterator[Any]:
-    """Patch the Snowflake connector with fakesnow (databases kept under ``db_path``); yield dlt's destination.
+def fakesnow_connector(db_path: Path) -> Iterator[None]:
+    """Patch the Snowflake connector with fakesnow (databases kept under ``db_path``), for this process.
 
-    Everything is undone on exit: the connector, fakesnow's cursor and ``RESTORE_FROM_DESTINATION``.
+    Also what a destination named only ``snowflake`` (``cargo-elt sync --destination snowflake``) needs:
+    the credentials in ``DESTINATION__SNOWFLAKE__CREDENTIALS`` and point 2 as dlt's factory default.
+    Everything is undone on exit: the connector, fakesnow's cursor, the factory and the environment.
     """
-    import dlt
     import fakesnow
+    from dlt.destinations.impl.snowflake.factory import snowflake
     from fakesnow.cursor import FakeSnowflakeCursor
 
     original_execute = FakeSnowflakeCursor.execute
+    original_capabilities = snowflake._raw_capabilities
 
     def execute(self: FakeSnowflakeCursor, command: str, *args: Any, **kwargs: Any) -> FakeSnowflakeCursor:
         return original_execute(self, rewrite_for_fakesnow(command), *args, **kwargs)
 
+    def capabilities(self: snowflake) -> Any:
+        caps = original_capabilities(self)
+        caps.supports_multiple_statements = False
+        return caps
+
     db_path.mkdir(parents=True, exist_ok=True)
+    environment = {"RESTORE_FROM_DESTINATION": "false", "DESTINATION__SNOWFLAKE__CREDENTIALS": FAKE_CREDENTIALS}
     with (
         fakesnow.patch(create_schema_on_connect=False, db_path=db_path),
         mock.patch.object(FakeSnowflakeCursor, "execute", execute),
-        mock.patch.dict(os.environ, {"RESTORE_FROM_DESTINATION": "false"}),
+        mock.patch.object(snowflake, "_raw_capabilities", capabilities),
+        mock.patch.dict(os.environ, environment),
     ):
+        yield
+
+
+@contextmanager
+def fakesnow_destination(db_path: Path) -> Iterator[Any]:
+    """``fakesnow_connector``, yielding dlt's Snowflake destination for it."""
+    import dlt
+
+    with fakesnow_connector(db_path):
         yield dlt.destinations.snowflake(credentials=FAKE_CREDENTIALS, supports_multiple_statements=False)

@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 
 from ..downloads import FileBody, FileSpec, register_producer
+from ..layouts import DIGEST_MODULUS, MALFORMED_BODY, ExportLayout, noted, uuid_digest
 from ..state import EmulatorState
 from ..store import ClickHouseStore
 from .common import Where, lit
@@ -165,13 +166,28 @@ def _with_payloads(
     yield from flush()
 
 
+def _finish(
+    state: EmulatorState, kind: str, media_type: str, chunks: Iterator[bytes], entry: dict[str, Any]
+) -> FileBody:
+    """The file as the export layout wants it (``layouts.py``: gzip, or malformed), noted once served."""
+    layout: ExportLayout = state.export_layout
+    if kind in layout.malformed_exports:
+        entry.update(malformed=True, rows=0)
+        return FileBody("application/octet-stream", noted(iter([MALFORMED_BODY]), state.served_files, entry))
+    if layout.gzip_exports:
+        chunks = gzip_chunks(chunks)
+        entry["gzip"] = True
+    return FileBody(media_type, noted(chunks, state.served_files, entry))
+
+
 def produce_run_outputs(state: EmulatorState, spec: FileSpec) -> FileBody:
     """Run outputs: one row per run, run metadata + ``input`` (first node's resolved config) +
     ``output`` (the chosen node's output, default the last executed node; null when it has none).
 
     [I] CSV cells hold ``input``/``output`` as JSON text; ``format: "json"`` is one JSON array of
-    objects (not NDJSON), not gzipped.
+    objects (not NDJSON), not gzipped. ``state.export_layout`` can change that (``layouts.py``).
     """
+    layout: ExportLayout = state.export_layout
     payload = RunsDownloadOutputsPayload.model_validate(spec.params["payload"])
     where = runs_where(spec.workspace_uuid, payload)
     context = WorkflowContext(state.store, spec.workspace_uuid, payload.workflowUuid, state.seed)
@@ -185,19 +201,43 @@ def produce_run_outputs(state: EmulatorState, spec: FileSpec) -> FileBody:
             output_slug = payload.outputNodeSlug or last_executed_slug(run)
             yield run, configs.get(first_slug) if first_slug else None, run_context.get(output_slug or "")
 
-    if payload.format == "json":
-        keys = [*RUN_META_COLUMNS, "input", "output"]
+    keys = [*(layout.key(k) for k in RUN_META_COLUMNS), "input", "output"]
+    created = layout.key("_created_at")
+    form = layout.run_outputs_format if payload.format == "json" else "csv"
+    written: dict[str, Any] = {"kind": "run-outputs", "format": form, "keys": keys, "rows": 0, "defective": 0}
+    written.update(runsDigest=0, workflow=payload.workflowUuid, outputNodeSlug=payload.outputNodeSlug)
 
-        def json_chunks() -> Iterator[bytes]:
-            yield b"["
-            for index, (run, given, produced) in enumerate(items()):
-                entry = dict(zip(keys, [*_run_meta(run), given, produced], strict=True))
-                yield (b",\n" if index else b"\n") + orjson.dumps(entry)
-            yield b"\n]\n"
+    def entries() -> Iterator[dict[str, Any]]:
+        for run, given, produced in items():
+            entry = dict(zip(keys, [*_run_meta(run), given, produced], strict=True))
+            written["rows"] += 1
+            if state.served_files.next_row_defective("run-outputs", layout.defective_rows):
+                entry[created] = None
+                written["defective"] += 1
+            else:
+                written["runsDigest"] = (written["runsDigest"] + uuid_digest(str(run["uuid"]))) % DIGEST_MODULUS
+            yield entry
 
-        return FileBody("application/json", json_chunks())
-    rows = ([*_run_meta(run), given, produced] for run, given, produced in items())
-    return FileBody("text/csv; charset=utf-8", csv_chunks([*RUN_META_COLUMNS, "input", "output"], rows))
+    def json_chunks() -> Iterator[bytes]:
+        yield b"["
+        for index, entry in enumerate(entries()):
+            if entry[created] is None:
+                del entry[created]
+            yield (b",\n" if index else b"\n") + orjson.dumps(entry)
+        yield b"\n]\n"
+
+    def ndjson_chunks() -> Iterator[bytes]:
+        for entry in entries():
+            if entry[created] is None:
+                del entry[created]
+            yield orjson.dumps(entry) + b"\n"
+
+    if form == "array":
+        return _finish(state, "run-outputs", "application/json", json_chunks(), written)
+    if form == "ndjson":
+        return _finish(state, "run-outputs", "application/x-ndjson", ndjson_chunks(), written)
+    rows = (list(entry.values()) for entry in entries())
+    return _finish(state, "run-outputs", "text/csv; charset=utf-8", csv_chunks(keys, rows), written)
 
 
 def produce_batch(state: EmulatorState, spec: FileSpec) -> FileBody:
@@ -212,14 +252,24 @@ def produce_batch(state: EmulatorState, spec: FileSpec) -> FileBody:
     if HIDE_DELETED_RUNS:
         where.add("deleted_at IS NULL")
     columns = context.input_columns()
+    layout: ExportLayout = state.export_layout
+    output = layout.output_column(output_node if isinstance(output_node, str) else None)
+    written: dict[str, Any] = {"kind": "batch", "batch": batch_uuid, "format": "csv", "rows": 0, "defective": 0}
+    written["outputColumn"] = output
 
     def rows() -> Iterator[list[Any]]:
-        for run, first, run_context, _ in _with_payloads(context, keyset_runs(state.store, where)):
+        runs = _with_payloads(context, keyset_runs(state.store, where))
+        for run, first, run_context, _ in runs:
             slug = output_node if isinstance(output_node, str) else last_executed_slug(run)
             produced = None if run["status"] == "error" else run_context.get(slug or "")
-            yield [*(first.get(c) for c in columns), produced]
+            row = [*(first.get(c) for c in columns), produced]
+            written["rows"] += 1
+            if state.served_files.next_row_defective("batch", layout.defective_rows):
+                row = row[:-1]  # one cell short
+                written["defective"] += 1
+            yield row
 
-    return FileBody("text/csv; charset=utf-8", csv_chunks([*columns, "output"], rows()))
+    return _finish(state, "batch", "text/csv; charset=utf-8", csv_chunks([*columns, output], rows()), written)
 
 
 def produce_segment(state: EmulatorState, spec: FileSpec) -> FileBody:
@@ -265,15 +315,18 @@ def produce_segment(state: EmulatorState, spec: FileSpec) -> FileBody:
                 return
             last = [str(page[-1][f"__k{i}"]) for i in range(len(keys))]
 
+    written: dict[str, Any] = {"kind": "segment", "shard": spec.params.get("shard"), "format": "csv", "rows": 0}
+
     def chunks() -> Iterator[bytes]:
         yield from csv_chunks(columns, [])
         if not columns:
             return
         for page in pages():
             if page:
+                written["rows"] += len(page)
                 yield "".join(str(row["__line"]) for row in page).encode()
 
-    return FileBody("text/csv; charset=utf-8", chunks())
+    return _finish(state, "segment", "text/csv; charset=utf-8", chunks(), written)
 
 
 _CSV_SETTINGS = " SETTINGS format_csv_null_representation = '', output_format_json_escape_forward_slashes = 0"

@@ -25,10 +25,18 @@ logical date (``dag.test()``'s default, ``airflow dags trigger``) get a zero-len
 ``"interval"`` without an explicit window is refused rather than silently loading nothing. dlt's
 ``DLT_INTERVAL_START/END`` and Airflow's interval are not picked up implicitly: the source keeps its own
 state instead of a ``dlt.sources.incremental``.
+
+One writer. ``max_active_runs=1`` keeps one scheduled or manual run active at a time, on any worker, its
+tasks in sequence. Backfill runs (their own ``max_active_runs``), other DAGs and ``cargo-elt sync`` on the
+same pipeline are kept apart by the pipeline's lock (``pipelines/lock.py``), which every task takes in
+``CARGO_LOCK_DIR`` (default: the pipelines directory ``cargo-elt sync`` uses on the worker), waiting up to
+``sources.cargo.lock_wait_seconds`` before it fails. That lock spans one machine; across workers, an
+Airflow pool of one slot for the tasks that write the pipeline does what it does.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -38,11 +46,16 @@ from typing import Any, Literal
 import dlt
 from airflow.sdk import DAG, Param, get_current_context
 from dlt.common.destination.reference import Destination
+from dlt.common.pipeline import get_dlt_pipelines_dir
 from dlt.helpers.airflow_helper import DEFAULT_RETRY_BACKOFF, PipelineTasksGroup
 from dlt.pipeline.pipeline import Pipeline
 
+from cargo_elt.pipelines.alerts import send_failure_alert
+from cargo_elt.pipelines.lock import duckdb_lock_conflict, pipeline_lock
+from cargo_elt.pipelines.sync import failed_table, failure_chain, known_secrets, lock_wait_seconds
 from cargo_elt.source import DIMENSION_NAMES, EXPORT_TABLES, FACT_TABLES, SEGMENT_TABLES, cargo_source
 from cargo_elt.source.errors import CargoConfigurationError
+from cargo_elt.source.log import route_to_dlt_logger
 
 DAG_ID = "cargo_sync"
 PIPELINE_NAME = "cargo"
@@ -50,6 +63,12 @@ PIPELINE_NAME = "cargo"
 DATASET_NAME = "cargo"
 CONNECTION_ID = "cargo_default"
 BASE_URL_VARIABLE = "cargo_base_url"
+
+LOCK_DIR = get_dlt_pipelines_dir()
+"""Where the tasks take the pipeline's lock unless ``CARGO_LOCK_DIR`` says otherwise when a task runs:
+the pipelines directory ``cargo-elt sync`` uses on this machine (``$DLT_DATA_DIR/pipelines``, default
+``~/.dlt/pipelines``), read when this file is imported, before ``PipelineTasksGroup`` points
+``DLT_DATA_DIR`` at a temporary folder of its own."""
 
 WindowMode = Literal["auto", "incremental", "interval"]
 
@@ -61,6 +80,10 @@ TASK_TABLES: dict[str, tuple[str, ...]] = {
 }
 """The DAG's tasks and the tables each loads: a task per fact table, one for the small catalogue
 tables, one for the exports (segment exports included when configured)."""
+
+
+class DestinationBusy(Exception):
+    """Another process holds the DuckDB file the task loads into (DuckDB's file lock)."""
 
 
 class TableRun:
@@ -126,24 +149,50 @@ class CargoTasksGroup(PipelineTasksGroup):
         schema points into the wiped folder and fail with ``FileNotFoundError``. A fresh instance restores the
         state from the destination as dlt does on any new worker.
         """
-        fresh = dlt.pipeline(
-            pipeline_name=pipeline.pipeline_name,
-            pipelines_dir=pipeline.pipelines_dir,
-            destination=pipeline.destination,
-            dataset_name=pipeline.dataset_name,
-        )
-        # explicit parameters, no **kwargs: PythonOperator would pass the Airflow context into **kwargs
-        super()._run(
-            fresh,
-            data,
-            table_name=table_name,  # type: ignore[arg-type]
-            write_disposition=write_disposition,
-            loader_file_format=loader_file_format,
-            schema_contract=schema_contract,
-            pipeline_name=pipeline_name,  # type: ignore[arg-type]
-            on_before_run=on_before_run,  # type: ignore[arg-type]
-            truncate_staging_destination=truncate_staging_destination,
-        )
+        # the lock `cargo-elt sync` takes (pipelines/lock.py): a task waits for a CLI sync, a backfill run or
+        # another DAG of the same pipeline on this machine, then fails with who holds it
+        route_to_dlt_logger("cargo_elt.pipelines")  # the lock's messages in dlt's log format too
+        with pipeline_lock(LOCK_DIR, pipeline.pipeline_name, lock_wait_seconds(None)):
+            fresh = dlt.pipeline(
+                pipeline_name=pipeline.pipeline_name,
+                pipelines_dir=pipeline.pipelines_dir,
+                destination=pipeline.destination,
+                dataset_name=pipeline.dataset_name,
+            )
+            try:
+                # explicit parameters, no **kwargs: PythonOperator would pass the Airflow context into **kwargs
+                super()._run(
+                    fresh,
+                    data,
+                    table_name=table_name,  # type: ignore[arg-type]
+                    write_disposition=write_disposition,
+                    loader_file_format=loader_file_format,
+                    schema_contract=schema_contract,
+                    pipeline_name=pipeline_name,  # type: ignore[arg-type]
+                    on_before_run=on_before_run,  # type: ignore[arg-type]
+                    truncate_staging_destination=truncate_staging_destination,
+                )
+            except Exception as exc:
+                busy = duckdb_lock_conflict(" ".join(str(e) for e in failure_chain(exc)))
+                if busy is None:
+                    raise
+                raise DestinationBusy(f"{self._task_name(pipeline, data)}: {busy}") from exc
+
+
+def alert_on_failure(context: Any) -> None:
+    """``on_failure_callback``: a task failed for good (after its retries): one alert to
+    ``runtime.slack_incoming_hook`` naming the pipeline, the table and the error (``pipelines/alerts.py``)."""
+    error = context.get("exception")
+    task_id = str(getattr(context.get("task_instance") or context.get("ti"), "task_id", ""))
+    task = task_id.rpartition(".")[2].removeprefix("cargo_")
+    table = (failed_table(error) if isinstance(error, BaseException) else None) or ", ".join(
+        TASK_TABLES.get(task, (task,))
+    )
+    text = f"{type(error).__name__}: {error}" if isinstance(error, BaseException) else str(error or "unknown error")
+    secrets = known_secrets(os.environ.get("CARGO_DESTINATION", "duckdb"))
+    with contextlib.suppress(Exception):  # the connection's token too, when there is one
+        secrets.append(_credentials()[0] or "")
+    send_failure_alert(PIPELINE_NAME, table, text, secrets)
 
 
 def run_window(
@@ -249,7 +298,12 @@ def make_dag(
         start_date=start_date or datetime(2026, 1, 1),  # naive -> UTC in Airflow 3
         catchup=False,
         max_active_runs=1,  # one writer of the pipeline state at a time
-        default_args={"retries": retries, "retry_delay": retry_delay, "retry_exponential_backoff": True},
+        default_args={
+            "retries": retries,
+            "retry_delay": retry_delay,
+            "retry_exponential_backoff": True,
+            "on_failure_callback": alert_on_failure,
+        },
         params={"window": Param("auto", enum=["auto", "incremental", "interval"])},
         tags=["cargo", "dlt"],
         doc_md=__doc__,

@@ -40,6 +40,7 @@ from .errors import CargoConfigurationError
 from .extract import TableStats, read_range
 from .failures import batch_failures_resource
 from .incremental import UNBOUNDED_LOOKBACK_TABLES, BandTracker, IncrementalSettings, plan_read
+from .log import route_to_dlt_logger
 from .memory import bound_extract_files
 from .metrics import run_metrics_resource
 from .metrics_daily import run_metrics_daily_resource
@@ -138,6 +139,7 @@ def cargo_source(
     run_outputs: Any = None,
     run_metrics_per_release: bool = False,
     segments: Any = None,
+    max_skipped_rows: int = 0,
     stats: Any = None,
 ) -> list[DltResource]:
     """Cargo's orchestration tables as incremental dlt resources.
@@ -162,8 +164,11 @@ def cargo_source(
             daily rows).
         segments: segment exports, each ``{segment_uuid}`` or ``{model_uuid, filter, sort?, limit?}`` with
             optional ``table_name`` and ``update_column`` (see ``segments.py``).
+        max_skipped_rows: rows per table a sync may skip (rows of an export or a list that cannot be read
+            or placed; each is logged and counted) before it fails; 0 = any skipped row fails the sync.
         stats: a ``SyncStats`` to fill with per-table costs (used by the CLI's report).
     """
+    route_to_dlt_logger()  # the source's warnings follow [runtime] log_level and log_format (log.py)
     if not api_token or not str(api_token).strip():
         raise CargoConfigurationError(
             "no Cargo API token: set sources.cargo.api_token in .dlt/secrets.toml or SOURCES__CARGO__API_TOKEN"
@@ -180,6 +185,10 @@ def cargo_source(
         )
     if max_lookback_days <= 0:
         raise CargoConfigurationError("sources.cargo.max_lookback_days must be positive")
+    if not isinstance(max_skipped_rows, int) or isinstance(max_skipped_rows, bool) or max_skipped_rows < 0:
+        raise CargoConfigurationError(
+            f"sources.cargo.max_skipped_rows = {max_skipped_rows!r}: use a whole number of rows, 0 or more"
+        )
     now = floor_ms(datetime.now(UTC))
     settle = timedelta(seconds=settle_seconds)
     start = parse_instant(start_date, "sources.cargo.start_date") or (now - DEFAULT_BACKFILL)
@@ -268,11 +277,13 @@ def cargo_source(
                 )
         elif name in DIMENSIONS:
             table_stats = sink.setdefault(name, TableStats(name))
-            resources.append(dimension_resource(DIMENSIONS[name], connection.open, _counting(table_stats)))
+            resources.append(dimension_resource(DIMENSIONS[name], connection.open, _counting(table_stats), table_stats))
     segment_exports = parse_segment_exports(segments)  # checked even when not selected: a typo fails early
     if SEGMENT_TABLES in names and segment_exports:
         resources.extend(segment_resources(segment_exports, connection.open, sink))
     quiet_hint_notices(r.name for r in resources)
+    for table_stats in sink.values():
+        table_stats.max_skipped = max_skipped_rows
     return [describe_resource(r) for r in resources]
 
 

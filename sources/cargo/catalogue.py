@@ -14,6 +14,7 @@ as JSON text columns (filters, schedules, node graphs).
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -29,9 +30,15 @@ from dlt.extract.resource import DltResource
 
 from .arrow import to_arrow
 from .client import CargoClient
+from .errors import CargoProtocolError
+from .extract import TableStats
 
 Row = dict[str, Any]
 Body = Mapping[str, Any]
+SkipSink = Callable[[int, str, str], None]
+"""Where rows that cannot be loaded are counted (``TableStats.skip``: rows, reason, where)."""
+
+logger = logging.getLogger(__name__)
 
 REMOVED_AT = "removed_at"
 """Set on a dimension row when its key stopped being listed by the API; null while it is listed."""
@@ -261,12 +268,13 @@ def graph_order(nodes: Sequence[Body]) -> dict[str, tuple[int, bool]]:
 
 
 def release_node_rows(body: Body) -> list[Row]:
-    nodes = [n for n in (body.get("nodes") or []) if isinstance(n, Mapping)]
+    """One row per node of a release; a node without a uuid keeps a null key (``current_rows`` skips it)."""
+    nodes = [n if isinstance(n, Mapping) else {} for n in (body.get("nodes") or [])]
     order = graph_order(nodes)
     rows = []
     for index, node in enumerate(nodes):
-        node_uuid = str(node.get("uuid"))
-        depth, terminal = order.get(node_uuid, (-1, False))
+        node_uuid = node.get("uuid") if isinstance(node.get("uuid"), str) and node.get("uuid") else None
+        depth, terminal = order.get(str(node_uuid), (-1, False))
         rows.append(
             {
                 "release_uuid": body["uuid"],
@@ -373,31 +381,46 @@ DIMENSIONS: dict[str, DimensionSpec] = {
 DIMENSION_NAMES: tuple[str, ...] = tuple(DIMENSIONS)
 
 
-def list_entities(client: CargoClient, spec: DimensionSpec) -> Iterator[Body]:
-    """Every object of a list endpoint (paged by limit/offset where the endpoint pages)."""
+def list_entities(client: CargoClient, spec: DimensionSpec, skip: SkipSink | None = None) -> Iterator[Body]:
+    """Every object of a list endpoint (paged by limit/offset where the endpoint pages).
+
+    An item that is not an object with a uuid cannot be loaded or merged: it goes to ``skip`` (counted
+    and logged), or, when the caller reads the list only to find its own rows, is logged.
+    """
     if not spec.paged:
         body = client.call("GET", spec.path)
-        yield from _entities(body, spec)
+        yield from _entities(_items(body, spec), spec, skip)
         return
     offset = 0
     while True:
         body = client.call("GET", spec.path, params={"limit": RELEASES_PAGE, "offset": offset})
-        page = list(_entities(body, spec))
-        yield from page
-        if len(page) < RELEASES_PAGE:
+        items = _items(body, spec)
+        yield from _entities(items, spec, skip)
+        if len(items) < RELEASES_PAGE:  # a short page as sent, whether or not each item was usable
             return
         offset += RELEASES_PAGE
 
 
-def _entities(body: Mapping[str, Any], spec: DimensionSpec) -> Iterator[Body]:
-    from .errors import CargoProtocolError
-
+def _items(body: Mapping[str, Any], spec: DimensionSpec) -> list[Any]:
     items = body.get(spec.wrapper)
     if not isinstance(items, list):
         raise CargoProtocolError(f"{spec.path} answered without a {spec.wrapper!r} list: keys {sorted(body)[:10]}")
-    for item in items:
-        if isinstance(item, Mapping) and isinstance(item.get("uuid"), str):
+    return items
+
+
+def _entities(items: list[Any], spec: DimensionSpec, skip: SkipSink | None) -> Iterator[Body]:
+    for index, item in enumerate(items):
+        if isinstance(item, Mapping) and isinstance(item.get("uuid"), str) and item["uuid"]:
             yield item
+            continue
+        reason = f"an item of {spec.path} that is not an object with a uuid"
+        where = f"{spec.wrapper}[{index}]: {type(item).__name__}" + (
+            f" with keys {sorted(map(str, item))[:10]}" if isinstance(item, Mapping) else ""
+        )
+        if skip is not None:
+            skip(1, reason, where)
+        else:
+            logger.warning("%s (%s): it is left out", reason, where)
 
 
 def workflow_names(client: CargoClient) -> dict[str, tuple[str, str]]:
@@ -419,9 +442,19 @@ def _key(row: Row, spec: DimensionSpec) -> str:
     return "|".join(str(row[k]) for k in spec.key)
 
 
-def current_rows(client: CargoClient, spec: DimensionSpec) -> list[Row]:
-    """The dimension's rows as listed now, with ``removed_at`` null."""
-    rows = [row for body in list_entities(client, spec) for row in spec.to_rows(body)]
+def current_rows(client: CargoClient, spec: DimensionSpec, skip: SkipSink | None = None) -> list[Row]:
+    """The dimension's rows as listed now, with ``removed_at`` null; rows without a key go to ``skip``."""
+    rows = []
+    for body in list_entities(client, spec, skip):
+        for row in spec.to_rows(body):
+            if all(row.get(k) for k in spec.key):
+                rows.append(row)
+                continue
+            reason = f"a row of {spec.name} without its key {list(spec.key)}"
+            where = f"{spec.path}, {spec.wrapper} {body.get('uuid')}"
+            if skip is None:
+                raise CargoProtocolError(f"{reason} ({where})")
+            skip(1, reason, where)
     if spec.name == "workflows":
         names = workflow_names(client)
         for row in rows:
@@ -461,15 +494,21 @@ def dimension_resource(
     spec: DimensionSpec,
     open_client: Callable[[], CargoClient],
     on_rows: Callable[[int, int, float], None] | None = None,
+    stats: TableStats | None = None,
 ) -> DltResource:
-    """A dlt resource loading one catalogue table with ``merge`` on its key."""
+    """A dlt resource loading one catalogue table with ``merge`` on its key.
+
+    With ``stats``, listed items that cannot be loaded are counted there as skipped (and the read fails
+    past the table's allowance); without, such an item fails the read."""
 
     def read() -> Iterator[pa.Table]:
         state = dlt.current.resource_state()
         started = time.monotonic()
         with open_client() as client:
-            rows = current_rows(client, spec)
+            rows = current_rows(client, spec, stats.skip if stats is not None else None)
             calls = int(client.stats_snapshot().get("calls", 0))
+        if stats is not None:
+            stats.enforce_skip_limit()
         out = reconcile(state, rows, spec, datetime.now(UTC))
         if on_rows is not None:
             on_rows(len(out), calls, time.monotonic() - started)

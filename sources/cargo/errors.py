@@ -148,6 +148,10 @@ class CargoSchemaError(CargoError):
     """The server's table lost a column the connector cannot work without (a key, time, update or status)."""
 
 
+class SkippedRowsError(CargoError):
+    """A table skipped more rows it could not read or place than ``sources.cargo.max_skipped_rows`` allows."""
+
+
 class KeysetStalled(CargoError):
     """A full page ended on the cursor it started from, so paging would loop forever.
 

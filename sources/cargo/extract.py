@@ -29,6 +29,7 @@ from .errors import (
     CargoQueryError,
     CargoSchemaError,
     ResultCapExceeded,
+    SkippedRowsError,
     WindowTooLarge,
     WindowTooNarrow,
 )
@@ -36,17 +37,26 @@ from .fetch import fetch_pages, plan_windows
 from .memory import release_free_memory
 from .pages import CodecChoice, RowObjects
 from .planner import Predicate, QueryWindow, UpdatedAfter, cursor_after, range_condition, sql_string
-from .settings import MAX_COLUMNS_TO_READ
-from .specs import IDENTIFIER, ColumnSpec, TableSpec, ValueKind, kind_of_type
+from .settings import MAX_COLUMNS_TO_READ, PAGE_LIMIT
+from .specs import IDENTIFIER, SERVER_NAMES, ColumnSpec, TableSpec, ValueKind, kind_of_type
 
 logger = logging.getLogger(__name__)
 
 Row = dict[str, Any]
 
 
+SKIPS_LOGGED_PER_REASON = 3
+"""Skipped rows logged one by one (WARNING) per reason; the rest are counted, and summed up at the end."""
+
+
 @dataclass
 class TableStats:
-    """What one table's sync cost; printed by ``cargo-elt sync`` and read by the benchmarks."""
+    """What one table's sync cost and what it skipped; printed by ``cargo-elt sync``, read by the benchmarks.
+
+    ``skipped`` counts rows the source could not read or place (``skip``); each is logged. A table
+    that skipped more than ``max_skipped`` rows fails the sync when its read ends (``enforce_skip_limit``),
+    before anything of it is loaded: never a silent drop.
+    """
 
     table: str
     rows: int = 0
@@ -55,7 +65,16 @@ class TableStats:
     retries: int = 0
     windows: int = 0
     splits: int = 0
+    pages_planned: int = 0
+    """Pages the planner expects this sync to read (those read before planning included); with
+    ``data_queries`` (pages read) it is what a progress bar shows. Grows when rows arrive after
+    planning or a refused window is split; 0 for tables read without the planner."""
     seconds: float = 0.0
+    skipped: int = 0
+    max_skipped: int = 0
+    """Rows this table may skip before the sync fails (``sources.cargo.max_skipped_rows``)."""
+    skip_reasons: dict[str, int] = field(default_factory=dict, repr=False, compare=False)
+    _noted: set[str] = field(default_factory=set, repr=False, compare=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def add(self, **amounts: float) -> None:
@@ -63,6 +82,49 @@ class TableStats:
         with self._lock:
             for name, amount in amounts.items():
                 setattr(self, name, getattr(self, name) + amount)
+
+    def note_once(self, key: str, message: str, *args: object) -> None:
+        """Log at INFO, once per sync and ``key``, a harmless difference the table adapted to."""
+        with self._lock:
+            if key in self._noted:
+                return
+            self._noted.add(key)
+        logger.info(message, *args)
+
+    def skip(self, rows: int, reason: str, where: str = "") -> None:
+        """Count ``rows`` rows not loaded because of ``reason`` (a short, stable text) and log them.
+
+        ``where`` says which export and which row (it may name a record, never a secret)."""
+        if rows <= 0:
+            return
+        with self._lock:
+            self.skipped += rows
+            seen = self.skip_reasons.get(reason, 0)
+            self.skip_reasons[reason] = seen + rows
+        if seen < SKIPS_LOGGED_PER_REASON:
+            logger.warning("%s: skipped %d row(s): %s%s", self.table, rows, reason, f" ({where})" if where else "")
+
+    def enforce_skip_limit(self) -> None:
+        """At the end of the table's read: sum up the skipped rows in the log, and fail the sync
+        (``SkippedRowsError``) if there are more than ``max_skipped``."""
+        if not self.skipped:
+            return
+        summary = "; ".join(f"{count} x {reason}" for reason, count in sorted(self.skip_reasons.items()))
+        if self.skipped <= self.max_skipped:
+            logger.warning(
+                "%s: %d row(s) skipped and not loaded, within sources.cargo.max_skipped_rows = %d: %s",
+                self.table,
+                self.skipped,
+                self.max_skipped,
+                summary,
+            )
+            return
+        raise SkippedRowsError(
+            f"{self.table}: {self.skipped} row(s) could not be read or placed ({summary}); "
+            f"sources.cargo.max_skipped_rows is {self.max_skipped}, so the sync stops before loading {self.table}. "
+            f"To load the other rows and skip these, set sources.cargo.max_skipped_rows to at least {self.skipped} "
+            "(or SOURCES__CARGO__MAX_SKIPPED_ROWS)"
+        )
 
     @property
     def queries(self) -> int:
@@ -205,9 +267,13 @@ def read_range(
     fetcher = CountingExecutor(client, stats, "data_queries")
     original = spec.for_read()
     spec = check_schema(planner, original, predicate) if schema_check else original
+    read_before = stats.data_queries
     first_tables, planned = _first_page_then_plan(planner, fetcher, spec, window, predicate, codecs)
     queue: deque[QueryWindow] = deque(planned)
-    stats.add(windows=1 + len(queue))
+    stats.add(
+        windows=1 + len(queue),
+        pages_planned=stats.data_queries - read_before + sum(expected_pages(w) for w in planned),
+    )
     pages: SimpleQueue[tuple[str, Any]] = SimpleQueue()
     stopped = threading.Event()
 
@@ -240,7 +306,8 @@ def read_range(
             if kind == "error":
                 raise value
             if value.remainder:
-                stats.add(splits=1, windows=len(value.remainder))
+                # the halves of a refused window cost one short last page more than the window did
+                stats.add(splits=1, windows=len(value.remainder), pages_planned=len(value.remainder) - 1)
                 # depth first: a window the server keeps refusing reaches one millisecond (and
                 # ``WindowTooNarrow``) after ~35 splits, instead of after every window of each level
                 queue.extendleft(reversed(value.remainder))
@@ -248,6 +315,11 @@ def read_range(
         stopped.set()
         stats.add(seconds=time.monotonic() - started)
         release_free_memory()  # what the readers freed, before the next table or the load
+
+
+def expected_pages(window: QueryWindow) -> int:
+    """Page queries a planned window costs: a page per ``PAGE_LIMIT`` rows, and a last, short one."""
+    return (window.expected_rows or 0) // PAGE_LIMIT + 1
 
 
 class _ReadAbandoned(Exception):
@@ -290,9 +362,10 @@ def _ignored(spec: TableSpec, name: str) -> bool:
 def check_schema(executor: CountingExecutor, spec: TableSpec, predicate: Predicate | None) -> TableSpec:
     """The spec to read with, after comparing the server's columns with ``spec`` (one query, no rows read).
 
-    * a column the server dropped is no longer selected (a WARNING names it); the loaded tables hold
-      NULL in it, and the destination keeps it. A dropped key, cursor or status column is fatal
-      (``CargoSchemaError``);
+    * a column the server lacks is no longer selected (an INFO names it: the table adapts); the loaded
+      tables hold NULL in it, and the destination keeps it. A column the server has under another name
+      (``specs.SERVER_NAMES``: the record key ``id`` as ``record_id``) is read from that name (INFO). A
+      missing key, cursor or status column is fatal (``CargoSchemaError`` naming it);
     * a column the server added is reported with a WARNING and loaded from now on (dlt adds it to the
       destination table; rows loaded before read NULL), if its type is a scalar and the 50-column cap
       allows; otherwise the WARNING says it is not loaded;
@@ -326,7 +399,8 @@ def check_schema(executor: CountingExecutor, spec: TableSpec, predicate: Predica
         _warn_expiring(spec, expiring, row)
     if not types:
         return spec
-    dropped = [c.name for c in spec.columns if c.name not in types]
+    sources = _server_names(spec, types)
+    dropped = [c.name for c in spec.columns if c.name not in types and c.name not in sources]
     needed = sorted(set(dropped) & (spec.required_columns | {spec.status_column}))
     if needed:
         raise CargoSchemaError(
@@ -334,16 +408,18 @@ def check_schema(executor: CountingExecutor, spec: TableSpec, predicate: Predica
             f"(primary key, time, update or status column); the table cannot be synced"
         )
     for name in dropped:
-        spec.warn_once(
-            f"dropped:{name}",
-            "%s.%s: the server no longer has this column; it is no longer read, rows loaded from now on "
-            "hold NULL in it (the destination keeps the column)",
-            spec.name,
-            name,
-        )
+        if f"dropped:{name}" not in spec.warned:
+            spec.warned.add(f"dropped:{name}")
+            logger.info(
+                "%s.%s: the server has no such column; it is not read, rows loaded from now on hold NULL in it "
+                "(a destination that has the column keeps it)",
+                spec.name,
+                name,
+            )
     for column in spec.columns:
-        if column.name in types:
-            kind, _ = kind_of_type(types[column.name])
+        server_name = sources.get(column.name, column.name)
+        if server_name in types:
+            kind, _ = kind_of_type(types[server_name])
             expected = ValueKind.STRING if column.kind is ValueKind.JSON else column.kind
             if kind is not expected:
                 spec.warn_once(
@@ -352,7 +428,7 @@ def check_schema(executor: CountingExecutor, spec: TableSpec, predicate: Predica
                     "as %s are loaded as text into %s__v_text",
                     spec.name,
                     column.name,
-                    types[column.name],
+                    types[server_name],
                     column.clickhouse_type,
                     column.arrow_type,
                     column.name,
@@ -360,7 +436,7 @@ def check_schema(executor: CountingExecutor, spec: TableSpec, predicate: Predica
     room = MAX_COLUMNS_TO_READ - (len(spec.columns) - len(dropped))
     added: list[ColumnSpec] = []
     for name, clickhouse_type in types.items():
-        if name in spec.column_names or _ignored(spec, name):
+        if name in spec.column_names or name in sources.values() or _ignored(spec, name):
             continue
         kind, _ = kind_of_type(clickhouse_type)
         if kind is None or not IDENTIFIER.fullmatch(name) or len(added) >= room:
@@ -382,9 +458,27 @@ def check_schema(executor: CountingExecutor, spec: TableSpec, predicate: Predica
             clickhouse_type,
         )
         added.append(ColumnSpec(name, clickhouse_type, kind, nullable=True))
-    if not dropped and not added:
+    if not dropped and not added and not sources:
         return spec
-    return spec.without(dropped).with_columns(added)
+    return spec.without(dropped).with_columns(added).read_as(sources)
+
+
+def _server_names(spec: TableSpec, types: dict[str, str]) -> dict[str, str]:
+    """Spec columns the server has only under another name (``specs.SERVER_NAMES``): ``{name: source}``."""
+    sources: dict[str, str] = {}
+    for column in spec.columns:
+        if column.name in types:
+            continue
+        for other in SERVER_NAMES.get((spec.name, column.name), ()):
+            if other in types and other not in spec.column_names:
+                sources[column.name] = other
+                if f"renamed:{column.name}" not in spec.warned:
+                    spec.warned.add(f"renamed:{column.name}")
+                    logger.info(
+                        "%s.%s: the server calls this column %s; reading it from there", spec.name, column.name, other
+                    )
+                break
+    return sources
 
 
 def _warn_expiring(spec: TableSpec, expiring: QueryWindow, row: dict[str, Any]) -> None:

@@ -21,6 +21,7 @@ from dlt.extract.resource import DltResource
 from .arrow import to_arrow
 from .catalogue import DIMENSIONS, list_entities
 from .client import CargoClient
+from .errors import CargoProtocolError
 from .extract import TableStats
 
 Row = dict[str, Any]
@@ -53,10 +54,25 @@ RUN_METRIC_COLUMNS: TTableSchemaColumns = {
 }
 
 
-def metric_rows(body: Mapping[str, Any], workflow_uuid: str, release_uuid: str | None, at: datetime) -> list[Row]:
+def metric_rows(
+    body: Mapping[str, Any], workflow_uuid: str, release_uuid: str | None, at: datetime, stats: TableStats | None = None
+) -> list[Row]:
+    """One row per node metric; a metric without a node uuid cannot be keyed: counted in ``stats`` as
+    skipped (or an error without ``stats``)."""
+    metrics = body.get("runMetrics", ())
+    metrics = [] if metrics is None else metrics  # null: no runs yet, like []
+    if not isinstance(metrics, list):
+        raise CargoProtocolError(
+            f"orchestration/runs/metrics answered without a 'runMetrics' list: keys {sorted(body)[:10]}"
+        )
     rows = []
-    for metric in body.get("runMetrics") or []:
+    for index, metric in enumerate(metrics):
         if not isinstance(metric, Mapping) or not isinstance(metric.get("nodeUuid"), str):
+            where = f"workflow {workflow_uuid}" + (f", release {release_uuid}" if release_uuid else "")
+            where += f", runMetrics[{index}]"
+            if stats is None:
+                raise CargoProtocolError(f"run_metrics: an entry without a nodeUuid ({where})")
+            stats.skip(1, "a run metric without a nodeUuid", where)
             continue
         row: Row = {
             "snapshot_at": at,
@@ -79,9 +95,9 @@ def run_metrics_resource(open_client: Callable[[], CargoClient], per_release: bo
         with open_client() as client:
             releases: dict[str, list[str]] = {}
             if per_release:
-                for release in list_entities(client, DIMENSIONS["releases"]):
+                for release in list_entities(client, DIMENSIONS["releases"], _lost_scope(stats)):
                     releases.setdefault(str(release.get("workflowUuid")), []).append(str(release["uuid"]))
-            for workflow in list_entities(client, DIMENSIONS["workflows"]):
+            for workflow in list_entities(client, DIMENSIONS["workflows"], _lost_scope(stats)):
                 workflow_uuid = str(workflow["uuid"])
                 scopes: list[str | None] = [None, *releases.get(workflow_uuid, [])]
                 for release_uuid in scopes:
@@ -89,12 +105,26 @@ def run_metrics_resource(open_client: Callable[[], CargoClient], per_release: bo
                     if release_uuid is not None:
                         payload["releaseUuid"] = release_uuid
                     rows = metric_rows(
-                        client.call("POST", "orchestration/runs/metrics", payload), workflow_uuid, release_uuid, at
+                        client.call("POST", "orchestration/runs/metrics", payload),
+                        workflow_uuid,
+                        release_uuid,
+                        at,
+                        stats,
                     )
                     stats.add(data_queries=1)
                     stats.add(rows=len(rows))
                     if rows:
                         yield to_arrow(rows, RUN_METRIC_COLUMNS)
         stats.add(seconds=time.monotonic() - started)
+        stats.enforce_skip_limit()
 
     return dlt.resource(run_metrics, name="run_metrics", write_disposition="append", columns=RUN_METRIC_COLUMNS)
+
+
+def _lost_scope(stats: TableStats) -> Callable[[int, str, str], None]:
+    """A listed workflow or release without a uuid: its metrics cannot be asked for (one skip each)."""
+
+    def skip(rows: int, reason: str, where: str) -> None:
+        stats.skip(rows, f"{reason}: its metrics cannot be read", where)
+
+    return skip

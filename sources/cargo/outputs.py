@@ -10,14 +10,16 @@ when exported hold the frontier back, so the next sync exports them again once t
 one row per run of the batch: the record's input fields (JSON) and the chosen node's output.
 
 Files are spooled to a temporary directory and parsed from there, a file at a time: an export is
-bounded (10,000 runs), so memory is too. A signed URL refused as expired is asked for again.
+bounded (10,000 runs), so memory is too. A signed URL refused as expired is asked for again. Which
+file layouts are read (JSON array, NDJSON or CSV, gzip or not, key spellings, the output column's
+name) is decided in ``exportformats.py``; a layout it does not know fails the sync, and a row it
+cannot place is a counted, logged skip. Each file's rows are accounted for (``ExportTally``): loaded,
+skipped, or left to the window they belong to.
 """
 
 from __future__ import annotations
 
-import csv
 import logging
-import sys
 import tempfile
 import time
 from collections import deque
@@ -35,9 +37,25 @@ from dlt.common.schema.typing import TTableSchemaColumns
 from dlt.extract.resource import DltResource
 
 from .arrow import to_arrow
-from .catalogue import graph_order
+from .catalogue import DIMENSIONS, graph_order, list_entities
 from .client import CargoClient
 from .errors import CargoApiError, CargoConfigurationError, SignedUrlExpired
+from .exportformats import (
+    BATCH_OUTPUT_LAYOUTS,
+    RUN_OUTPUT_LAYOUTS,
+    ExportTally,
+    FileFormat,
+    Unreadable,
+    batch_output_column,
+    blank,
+    detect_format,
+    export_urls,
+    json_cell,
+    open_records,
+    record_id,
+    run_output_entry,
+    run_output_keys,
+)
 from .extract import TableStats
 from .fetch import plan_windows
 from .planner import QueryWindow, is_uuid, parse_timestamp, sql_timestamp, sql_uuid
@@ -128,13 +146,20 @@ def terminal_slug(nodes: Sequence[Mapping[str, Any]]) -> str | None:
 def default_targets(client: CargoClient) -> list[OutputTarget]:
     """Every workflow with a deployed release, paired with that release's terminal node."""
     targets = []
-    for workflow in client.call("GET", "orchestration/workflows/list").get("workflows") or []:
-        release = workflow.get("deployedRelease") if isinstance(workflow, Mapping) else None
+    for workflow in list_entities(client, DIMENSIONS["workflows"]):  # logs an item it cannot use
+        release = workflow.get("deployedRelease")
         if not isinstance(release, Mapping):
-            continue
+            continue  # not deployed: no runs of a release to export
         slug = terminal_slug([n for n in release.get("nodes") or [] if isinstance(n, Mapping)])
         if slug is not None and is_uuid(str(workflow.get("uuid"))):
             targets.append(OutputTarget(str(workflow["uuid"]).lower(), slug))
+        else:
+            logger.warning(
+                "run_outputs: workflow %r has a deployed release but %s; its run outputs are not exported "
+                "(name it in sources.cargo.run_outputs to export them)",
+                workflow.get("uuid"),
+                "no node without children" if slug is None else "no usable uuid",
+            )
     return targets
 
 
@@ -169,9 +194,7 @@ def fetch_export(
             if optional and exc.reason in ("noRunsFound", "noRecordsFound"):
                 return []
             raise
-        listed = body.get("urls")
-        candidates: list[Any] = listed if isinstance(listed, list) else [body.get("url")]
-        urls = [u for u in candidates if isinstance(u, str) and u]
+        urls = export_urls(body, path)
         files: list[Path] = []
         folder = Path(tempfile.mkdtemp(prefix="export-", dir=spool))  # exports may run in parallel
         try:
@@ -208,35 +231,73 @@ RUN_OUTPUT_COLUMNS: TTableSchemaColumns = {
 }
 
 
-def _blank(value: Any) -> Any:
-    return None if value == "" else value
+def arrow_chunks(rows: list[Row], columns: TTableSchemaColumns) -> list[pa.Table]:
+    """``rows`` as arrow tables of at most ``YIELD_ROWS`` rows."""
+    return [to_arrow(rows[begin : begin + YIELD_ROWS], columns) for begin in range(0, len(rows), YIELD_ROWS)]
 
 
 def run_output_row(entry: Mapping[str, Any], target: OutputTarget) -> Row:
+    """A row of ``run_outputs`` from an entry read by ``exportformats.run_output_entry``."""
     return {
-        "run_uuid": entry.get("_uuid"),
+        **entry,
         "output_node_slug": target.output_node_slug,
-        "workflow_uuid": entry.get("_workflow_uuid") or target.workflow_uuid,
-        "workspace_uuid": entry.get("_workspace_uuid"),
-        "record_id": entry.get("_record_id"),
-        "record_title": entry.get("_record_title"),
-        "status": entry.get("_status"),
-        "error_message": _blank(entry.get("_error_message")),
-        "created_at": _blank(entry.get("_created_at")),
-        "finished_at": _blank(entry.get("_finished_at")),
-        "input": entry.get("input"),
-        "output": entry.get("output"),
+        "workflow_uuid": entry.get("workflow_uuid") or target.workflow_uuid,
+        "error_message": blank(entry.get("error_message")),
     }
 
 
-def _run_output_entries(path: Path) -> list[Mapping[str, Any]]:
-    """The JSON export: one array of objects (bounded by the 10,000-run cap, so read whole)."""
-    data = orjson.loads(path.read_bytes())
-    if not isinstance(data, list):
-        from .errors import CargoProtocolError
+def read_run_outputs_file(
+    path: Path, target: OutputTarget, window: QueryWindow, tally: ExportTally, stats: TableStats
+) -> tuple[list[Row], datetime | None]:
+    """The rows of one run-outputs file that belong to ``window``, and the earliest creation time of a
+    run still unfinished. Rows that cannot be read or placed are counted in ``tally`` and ``stats``.
 
-        raise CargoProtocolError(f"run outputs export is not a JSON array (got {type(data).__name__})")
-    return [e for e in data if isinstance(e, Mapping)]
+    Rows outside the window (the padded millisecond, or a bound the server treats as inclusive) belong
+    to the neighbouring window, which exports them too.
+    """
+    export = tally.export
+    fmt = detect_format(path, table="run_outputs", export=export, accepted=RUN_OUTPUT_LAYOUTS)
+    records = open_records(path, fmt, table="run_outputs", export=export)
+    keys = run_output_keys(records.keys, target.output_node_slug, table="run_outputs", export=export, fmt=fmt)
+    if records.keys and "output" not in keys.fields:
+        stats.note_once(
+            "no-output", "run_outputs: the file of %s (%s) has no output key: its outputs load as null", export, fmt
+        )
+    if keys.unknown:
+        stats.note_once(
+            f"unknown:{','.join(keys.unknown)}",
+            "run_outputs: keys %s of the file of %s are not columns of the table; they are not loaded",
+            list(keys.unknown),
+            export,
+        )
+    spelled = keys.fields.get("created_at", "_created_at")
+    if spelled != "_created_at":
+        stats.note_once(f"keys:{spelled}", "run_outputs: keys spelled like %r, not '_created_at'; mapped", spelled)
+    if fmt != FileFormat("json-array"):
+        stats.note_once(
+            f"format:{fmt}", "run_outputs: the export arrives as %s, not a plain JSON array; reading it", fmt
+        )
+    rows: list[Row] = []
+    held: datetime | None = None
+    for item in records.items:
+        tally.in_file += 1
+        entry = item
+        if isinstance(item, dict):
+            entry = run_output_entry(item, keys, text_values=records.text_values, position=f"row {tally.in_file}")
+        if isinstance(entry, Unreadable):
+            stats.skip(1, f"run outputs: {entry.reason}", f"{export}, {entry.position}: {entry.detail}")
+            tally.skipped += 1
+            continue
+        created: datetime = entry["created_at"]
+        if not window.start <= created < window.end:
+            tally.elsewhere += 1
+            continue
+        rows.append(run_output_row(entry, target))
+        if entry.get("finished_at") is None and (held is None or created < held):
+            held = created
+    if tally.elsewhere:
+        logger.debug("run_outputs: %d row(s) of %s belong to a neighbouring window", tally.elsewhere, export)
+    return rows, held
 
 
 def export_run_outputs(
@@ -245,10 +306,13 @@ def export_run_outputs(
     window: QueryWindow,
     spool: Path,
     stats: TableStats,
-) -> Iterator[tuple[list[Row], datetime | None]]:
-    """Rows of one window's export, with the earliest creation time of a run still unfinished.
+    skipped_from: list[datetime] | None = None,
+) -> Iterator[tuple[pa.Table | None, datetime | None]]:
+    """Tables of one window's export, with the earliest creation time of a run still unfinished.
 
-    A window the server refuses as too large (runs kept arriving since planning) is halved.
+    A window the server refuses as too large (runs kept arriving since planning) is halved. Each
+    file's rows are accounted for before its last table is handed over (``ExportTally.check``); the
+    start of a window with skipped rows goes to ``skipped_from`` (the frontier must not pass it).
     """
     payload = {
         "workflowUuid": target.workflow_uuid,
@@ -265,29 +329,30 @@ def export_run_outputs(
         middle = window.start + (window.end - window.start) / 2
         logger.info("run_outputs %s: %s over the export cap; halving", target.state_key, window)
         for half in (QueryWindow(window.start, middle), QueryWindow(middle, window.end)):
-            yield from export_run_outputs(client, target, half, spool, stats)
+            yield from export_run_outputs(client, target, half, spool, stats, skipped_from)
         return
     stats.add(data_queries=1)
-    for file in files:
-        entries = _run_output_entries(file)
-        file.unlink(missing_ok=True)
-        rows: list[Row] = []
-        unfinished: datetime | None = None
-        for entry in entries:
-            created_text = entry.get("_created_at")
-            if not isinstance(created_text, str) or not created_text:
-                continue
-            created = parse_timestamp(created_text)
-            if not window.start <= created < window.end:
-                continue  # the padded millisecond, or a bound the server treats as inclusive
-            rows.append(run_output_row(entry, target))
-            if not entry.get("_finished_at") and (unfinished is None or created < unfinished):
-                unfinished = created
-        del entries
-        for begin in range(0, len(rows), YIELD_ROWS):
-            yield rows[begin : begin + YIELD_ROWS], None
-        stats.add(rows=len(rows))
-        yield [], unfinished
+    for index, file in enumerate(files):
+        part = f", file {index + 1} of {len(files)}" if len(files) > 1 else ""
+        export = (
+            f"runs/download-outputs (workflow {target.workflow_uuid}, node {target.output_node_slug}, "
+            f"created in {window}{part})"
+        )
+        tally = ExportTally("run_outputs", export)
+        try:
+            rows, unfinished = read_run_outputs_file(file, target, window, tally, stats)
+        finally:
+            file.unlink(missing_ok=True)
+        tables = arrow_chunks(rows, RUN_OUTPUT_COLUMNS)
+        del rows
+        tally.loaded = sum(table.num_rows for table in tables)
+        tally.check()
+        if tally.skipped and skipped_from is not None:
+            skipped_from.append(window.start)
+        for table in tables:
+            yield table, None
+        stats.add(rows=tally.loaded)
+        yield None, unfinished
 
 
 def run_outputs_resource(
@@ -324,14 +389,16 @@ def run_outputs_resource(
                     target_rows=RUN_OUTPUTS_TARGET,
                 )
                 held: datetime | None = None
+                skipped_from: list[datetime] = []
                 for window in windows:
                     if window.expected_rows == 0:
                         continue
-                    for rows, unfinished in export_run_outputs(client, target, window, Path(spool_dir), stats):
+                    exported = export_run_outputs(client, target, window, Path(spool_dir), stats, skipped_from)
+                    for table, unfinished in exported:
                         if unfinished is not None and (held is None or unfinished < held):
                             held = unfinished
-                        if rows:
-                            yield to_arrow(rows, RUN_OUTPUT_COLUMNS)
+                        if table is not None:
+                            yield table
                 if held is not None and held < until - max_wait:
                     logger.warning(
                         "run_outputs %s: a run created %s is still unfinished after %s; not waiting for it",
@@ -340,10 +407,13 @@ def run_outputs_resource(
                         max_wait,
                     )
                     held = until - max_wait
+                if skipped_from:  # allowed skips (sources.cargo.max_skipped_rows): exported again next sync
+                    held = min(held or until, *skipped_from)
                 frontiers[target.state_key] = (held or until).isoformat()
             stats.add(
                 planning_queries=int(client.stats_snapshot().get("queries", 0)), seconds=time.monotonic() - started
             )
+        stats.enforce_skip_limit()
 
     return dlt.resource(
         run_outputs,
@@ -367,9 +437,6 @@ BATCH_OUTPUT_COLUMNS: TTableSchemaColumns = {
     "batch_finished_at": {"name": "batch_finished_at", "data_type": "timestamp", "timezone": True},
 }
 
-RECORD_ID_COLUMNS = ("_id", "id", "record_id")
-"""[I] Input columns that hold the record id in a batch file (the model's ``_id`` in practice)."""
-
 
 def finished_batches_query(since: datetime, until: datetime, after: tuple[datetime, str] | None = None) -> str:
     """Batches that reached a terminal state in ``[since, until)``, keyset-paged on ``(finished_at, uuid)``."""
@@ -380,54 +447,68 @@ def finished_batches_query(since: datetime, until: datetime, after: tuple[dateti
         stamp = sql_timestamp(at)
         where += f" AND (finished_at > {stamp} OR (finished_at = {stamp} AND uuid > {sql_uuid(uuid)}))"
     return (
-        "SELECT uuid, workflow_uuid, release_uuid, finished_at FROM batches "
+        "SELECT uuid, workflow_uuid, release_uuid, finished_at, runs_count FROM batches "
         f"WHERE {where} ORDER BY finished_at, uuid LIMIT {PAGE_LIMIT}"
     )
 
 
-def _json_cell(text: str | None) -> Any:
-    if text is None or text == "":
-        return None
-    try:
-        return orjson.loads(text)
-    except orjson.JSONDecodeError:
-        return text
+def read_batch_file(
+    path: Path, batch: Mapping[str, Any], slug: str | None, first_number: int, tally: ExportTally, stats: TableStats
+) -> list[Row]:
+    """Rows of one batch file: the input fields as one JSON object, the output parsed as JSON.
 
-
-def batch_file_rows(path: Path, batch: Mapping[str, Any], slug: str) -> Iterator[list[Row]]:
-    """Rows of a batch CSV: the input fields as one JSON object, the output cell parsed as JSON."""
-    csv.field_size_limit(sys.maxsize)
-    with path.open(newline="", encoding="utf-8") as handle:
-        reader = csv.reader(handle)
-        header = next(reader, None)
-        if header is None:
-            return
-        output_index = header.index("output") if "output" in header else None
-        rows: list[Row] = []
-        for number, cells in enumerate(reader):
+    ``row_number`` is the row's position in the export (counting from ``first_number``, so the files
+    of one export never share a number); a row that cannot be read keeps its number unused.
+    """
+    export = tally.export
+    fmt = detect_format(path, table="batch_outputs", export=export, accepted=BATCH_OUTPUT_LAYOUTS)
+    records = open_records(path, fmt, table="batch_outputs", export=export)
+    output = ""
+    if records.keys:
+        output = batch_output_column(records.keys, slug, table="batch_outputs", export=export, fmt=fmt)
+    if output not in ("", "output") or fmt.layout not in ("csv", "empty") or fmt.gzip:
+        stats.note_once(
+            f"layout:{fmt}:{output}",
+            "batch_outputs: the files arrive as %s, the output in column %r; reading them",
+            fmt,
+            output,
+        )
+    rows: list[Row] = []
+    for item in records.items:
+        number = first_number + tally.in_file
+        tally.in_file += 1
+        if isinstance(item, Unreadable):
+            stats.skip(1, f"batch outputs: {item.reason}", f"{export}, {item.position}: {item.detail}")
+            tally.skipped += 1
+            continue
+        if records.text_values:
             inputs = {
-                name: _json_cell(value) if value[:1] in ("{", "[") else _blank(value)
-                for index, (name, value) in enumerate(zip(header, cells, strict=False))
-                if index != output_index
+                name: json_cell(value) if value[:1] in ("{", "[") else blank(value)
+                for name, value in item.items()
+                if name != output
             }
-            record_id = next((inputs[c] for c in RECORD_ID_COLUMNS if inputs.get(c) is not None), None)
-            rows.append(
-                {
-                    "batch_uuid": batch["uuid"],
-                    "output_node_slug": slug,
-                    "row_number": number,
-                    "workflow_uuid": batch.get("workflow_uuid"),
-                    "record_id": None if record_id is None else str(record_id),
-                    "input": inputs,
-                    "output": _json_cell(cells[output_index]) if output_index is not None else None,
-                    "batch_finished_at": batch.get("finished_at"),
-                }
-            )
-            if len(rows) >= YIELD_ROWS:
-                yield rows
-                rows = []
-        if rows:
-            yield rows
+            produced = json_cell(item.get(output))
+        else:
+            inputs = {name: value for name, value in item.items() if name != output}
+            produced = item.get(output)
+        rows.append(
+            {
+                "batch_uuid": batch["uuid"],
+                "output_node_slug": slug or "",
+                "row_number": number,
+                "workflow_uuid": batch.get("workflow_uuid"),
+                "record_id": record_id(inputs),
+                "input": inputs,
+                "output": produced,
+                "batch_finished_at": batch.get("finished_at"),
+            }
+        )
+    return rows
+
+
+REFUSED_BATCH_EXPORTS = ("batchNotSupported", "nodeNotFound")
+"""Reasons Cargo gives for not exporting a batch that exists [D: REFERENCE.md 3.7; ``nodeNotFound`` I]:
+its rows are counted as skipped. ``batchNotFound`` (the batch is gone) leaves nothing to load."""
 
 
 def batch_outputs_resource(
@@ -441,7 +522,8 @@ def batch_outputs_resource(
     """``batch_outputs``, merged on ``(batch_uuid, output_node_slug, row_number)``.
 
     One export per batch: they are asked for and downloaded ``concurrency`` at a time (a backfill
-    meets thousands of batches), and loaded in batch order.
+    meets thousands of batches), and loaded in batch order. A batch with skipped rows holds the
+    frontier at its finish time, so it is exported again next sync.
     """
     configured = {t.workflow_uuid: t.output_node_slug for t in targets or []}
 
@@ -451,6 +533,7 @@ def batch_outputs_resource(
         if since >= until:
             return
         release_slugs: dict[str, str | None] = {}
+        held: list[datetime] = []
         started = time.monotonic()
         with (
             open_client() as client,
@@ -458,30 +541,46 @@ def batch_outputs_resource(
             ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="cargo-batch-export") as pool,
         ):
 
-            def export(batch: Mapping[str, Any], slug: str | None) -> list[Row]:
+            def export(batch: Mapping[str, Any], slug: str | None) -> list[pa.Table]:
+                endpoint = f"orchestration/batches/{batch['uuid']}/download"
                 payload = {"outputNodeSlug": slug} if slug else {}
                 try:
-                    files = fetch_export(
-                        client, f"orchestration/batches/{batch['uuid']}/download", payload, Path(spool_dir)
-                    )
+                    files = fetch_export(client, endpoint, payload, Path(spool_dir))
                 except CargoApiError as exc:
-                    if exc.reason in ("batchNotSupported", "nodeNotFound", "batchNotFound"):
-                        logger.warning("batch_outputs: batch %s skipped (%s)", batch["uuid"], exc.reason)
+                    if exc.reason == "batchNotFound":
+                        logger.info("batch_outputs: batch %s no longer exists; nothing to export", batch["uuid"])
+                        return []
+                    if exc.reason in REFUSED_BATCH_EXPORTS:
+                        count = batch.get("runs_count")
+                        refused = int(count) if isinstance(count, int | str) and str(count).isdigit() else 1
+                        stats.skip(max(refused, 1), f"Cargo refused the batch export ({exc.reason})", endpoint)
+                        held.append(parse_timestamp(batch["finished_at"]))
                         return []
                     raise
                 stats.add(data_queries=1)
-                rows: list[Row] = []
-                for file in files:
-                    for chunk in batch_file_rows(file, batch, slug or ""):
-                        rows.extend(chunk)
-                    file.unlink(missing_ok=True)
-                return rows
+                tables: list[pa.Table] = []
+                numbered = 0
+                for index, file in enumerate(files):
+                    part = f", file {index + 1} of {len(files)}" if len(files) > 1 else ""
+                    tally = ExportTally("batch_outputs", f"{endpoint} (node {slug or 'default'}{part})")
+                    try:
+                        rows = read_batch_file(file, batch, slug, numbered, tally, stats)
+                    finally:
+                        file.unlink(missing_ok=True)
+                    made = arrow_chunks(rows, BATCH_OUTPUT_COLUMNS)
+                    tally.loaded = sum(table.num_rows for table in made)
+                    tally.check()
+                    if tally.skipped:
+                        held.append(parse_timestamp(batch["finished_at"]))
+                    tables.extend(made)
+                    numbered += tally.in_file
+                return tables
 
             after: tuple[datetime, str] | None = None
             while True:
                 batches = client.query(finished_batches_query(since, until, after))
                 stats.add(planning_queries=1)
-                pending: deque[Future[list[Row]]] = deque()
+                pending: deque[Future[list[pa.Table]]] = deque()
                 for batch in batches:
                     slug = configured.get(str(batch.get("workflow_uuid"))) or _release_terminal(
                         client, batch.get("release_uuid"), release_slugs
@@ -495,7 +594,8 @@ def batch_outputs_resource(
                     break
                 after = (parse_timestamp(batches[-1]["finished_at"]), str(batches[-1]["uuid"]))
         stats.add(seconds=time.monotonic() - started)
-        state["frontier"] = until.isoformat()
+        stats.enforce_skip_limit()
+        state["frontier"] = min([*held, until]).isoformat()
 
     return dlt.resource(
         batch_outputs,
@@ -506,10 +606,9 @@ def batch_outputs_resource(
     )
 
 
-def _loaded(rows: list[Row], stats: TableStats) -> Iterator[pa.Table]:
-    stats.add(rows=len(rows))
-    if rows:
-        yield to_arrow(rows, BATCH_OUTPUT_COLUMNS)
+def _loaded(tables: list[pa.Table], stats: TableStats) -> Iterator[pa.Table]:
+    stats.add(rows=sum(table.num_rows for table in tables))
+    yield from tables
 
 
 def _release_terminal(client: CargoClient, release_uuid: Any, cache: dict[str, str | None]) -> str | None:

@@ -302,10 +302,7 @@ def page_query(
     where = range_condition(spec, window)
     if extra_predicate is not None:
         where += f" AND ({extra_predicate.render(spec)})"
-    return (
-        f"SELECT {', '.join(spec.column_names)} FROM {spec.name} WHERE {where} "
-        f"ORDER BY {', '.join(spec.sort_key)} LIMIT {limit}"
-    )
+    return f"SELECT {spec.select_list} FROM {spec.name} WHERE {where} ORDER BY {', '.join(spec.sort_key)} LIMIT {limit}"
 
 
 def cursor_after(spec: TableSpec, row: Mapping[str, Any]) -> KeysetCursor:

@@ -65,6 +65,15 @@ from dlt.extract.resource import DltResource
 
 from .client import CargoClient
 from .errors import CargoApiError, CargoConfigurationError, CargoError, CargoProtocolError, SignedUrlExpired
+from .exportformats import (
+    SEGMENT_LAYOUTS,
+    ExportFormatError,
+    ExportTally,
+    FileFormat,
+    detect_format,
+    export_urls,
+    shown_keys,
+)
 from .extract import TableStats
 from .filters import (
     MATCH_ALL,
@@ -450,53 +459,62 @@ def column_hints(columns: Mapping[str, str], id_column: str) -> dict[str, TColum
 # -- reading files ---------------------------------------------------------------------------------
 
 
-def _sniff(path: Path) -> str:
-    with path.open("rb") as handle:
-        head = handle.read(4)
-    if not head:
-        return "empty"
-    if head == b"PAR1":
-        return "parquet"
-    if head[:2] == b"\x1f\x8b":
-        return "gzip"
-    return "csv"
-
-
 def _header(path: Path, compressed: bool) -> list[str]:
     opener: Any = gzip.open if compressed else open
-    with opener(path, "rt", encoding="utf-8", newline="") as handle:
+    with opener(path, "rt", encoding="utf-8-sig", newline="") as handle:
         for row in csv.reader(handle):
             return [str(name) for name in row]
     return []
 
 
-def read_export_files(paths: Sequence[Path], columns: Mapping[str, str], delete: bool = True) -> Iterator[pa.Table]:
-    """Arrow tables of the spooled shards, chunk by chunk; each file is deleted once read (``delete``)."""
+def read_export_files(
+    paths: Sequence[Path],
+    columns: Mapping[str, str],
+    delete: bool = True,
+    *,
+    table: str = "segment export",
+    export: str = DOWNLOAD_ENDPOINT,
+    id_column: str | None = None,
+    stats: TableStats | None = None,
+) -> Iterator[pa.Table]:
+    """Arrow tables of the spooled shards, chunk by chunk; each file is deleted once read (``delete``).
+
+    With ``id_column``, a shard without that column is refused (``ExportFormatError``) and rows whose
+    id is null are skipped, counted in ``stats``. Every shard's rows are accounted for (``ExportTally``).
+    """
     pool = pa.default_memory_pool()
-    for path in paths:
+    for index, path in enumerate(paths):
+        shard = f"{export}, shard {index + 1} of {len(paths)}" if len(paths) > 1 else export
+        tally = ExportTally(table, shard)
         try:
-            for table in _read_file(path, columns):
-                yield table
-                del table
+            for chunk in _read_file(path, columns, tally, id_column, stats):
+                tally.loaded += chunk.num_rows
+                yield chunk
+                del chunk
                 pool.release_unused()  # hand freed chunks back: the next tables' sizes differ
+            tally.check()
         finally:
             if delete:
                 path.unlink(missing_ok=True)
 
 
-def _read_file(path: Path, columns: Mapping[str, str]) -> Iterator[pa.Table]:
-    form = _sniff(path)
-    if form == "empty":
+def _read_file(
+    path: Path, columns: Mapping[str, str], tally: ExportTally, id_column: str | None, stats: TableStats | None
+) -> Iterator[pa.Table]:
+    fmt = detect_format(path, table=tally.table, export=tally.export, accepted=SEGMENT_LAYOUTS)
+    if fmt.layout == "empty":
         return
-    if form == "parquet":
+    if fmt.layout == "parquet":
         parquet = pq.ParquetFile(path)
+        _require_id(parquet.schema_arrow.names, id_column, tally, fmt)
         for batch in parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS):
-            yield _convert(pa.Table.from_batches([batch]), columns)
+            tally.in_file += batch.num_rows
+            yield _with_ids(_convert(pa.Table.from_batches([batch]), columns), id_column, tally, stats)
         return
-    compressed = form == "gzip"
-    header = _header(path, compressed)
+    header = _header(path, fmt.gzip)
     if not header:
         return
+    _require_id(header, id_column, tally, fmt)
     types = {name: pa.string() if columns.get(name) == "date" else arrow_type(columns.get(name)) for name in header}
     convert = pa_csv.ConvertOptions(
         column_types=types,
@@ -506,7 +524,7 @@ def _read_file(path: Path, columns: Mapping[str, str]) -> Iterator[pa.Table]:
         true_values=_TRUE,
         false_values=_FALSE,
     )
-    stream = pa.input_stream(str(path), compression="gzip" if compressed else None)
+    stream = pa.input_stream(str(path), compression="gzip" if fmt.gzip else None)
     try:
         reader = pa_csv.open_csv(
             stream,
@@ -523,16 +541,39 @@ def _read_file(path: Path, columns: Mapping[str, str]) -> Iterator[pa.Table]:
                 break
             pending.append(batch)
             rows += batch.num_rows
+            tally.in_file += batch.num_rows
             if rows >= YIELD_ROWS:
-                table = _convert(pa.Table.from_batches(pending), columns)
+                table = _with_ids(_convert(pa.Table.from_batches(pending), columns), id_column, tally, stats)
                 pending, rows = [], 0
                 yield table
         if pending:
-            yield _convert(pa.Table.from_batches(pending), columns)
+            yield _with_ids(_convert(pa.Table.from_batches(pending), columns), id_column, tally, stats)
     except pa.ArrowInvalid as exc:
-        raise CargoProtocolError(f"could not parse the segment export {path.name}: {exc}") from None
+        raise CargoProtocolError(f"{tally.table}: could not parse the file of {tally.export} ({fmt}): {exc}") from None
     finally:
         stream.close()
+
+
+def _require_id(names: Sequence[str], id_column: str | None, tally: ExportTally, fmt: FileFormat) -> None:
+    if id_column is not None and id_column not in names:
+        raise ExportFormatError(
+            tally.table,
+            tally.export,
+            f"{fmt} with columns {shown_keys(list(names))}, without the model's id column {id_column!r}",
+            f"the model's columns, {id_column!r} among them",
+        )
+
+
+def _with_ids(table: pa.Table, id_column: str | None, tally: ExportTally, stats: TableStats | None) -> pa.Table:
+    """``table`` without its rows whose id is null (a row without an id cannot be merged): counted, logged."""
+    if id_column is None or id_column not in table.column_names or not table.column(id_column).null_count:
+        return table
+    missing = table.column(id_column).null_count
+    tally.skipped += missing
+    if stats is None:
+        raise CargoProtocolError(f"{tally.table}: {missing} row(s) of {tally.export} have no {id_column}")
+    stats.skip(missing, f"a row without its {id_column}", tally.export)
+    return table.filter(pc.is_valid(table.column(id_column)))
 
 
 def _convert(table: pa.Table, columns: Mapping[str, str]) -> pa.Table:
@@ -589,17 +630,6 @@ def _empty_table(columns: Mapping[str, str]) -> pa.Table:
 # -- downloads -------------------------------------------------------------------------------------
 
 
-def _export_urls(body: Mapping[str, Any]) -> list[str]:
-    """``{urls: [...]}`` (the client type) or ``{url}`` (the docs' samples), REFERENCE.md 6.1 [C]."""
-    urls = body.get("urls")
-    if isinstance(urls, list) and all(isinstance(u, str) and u for u in urls):
-        return list(urls)
-    url = body.get("url")
-    if isinstance(url, str) and url:
-        return [url]
-    raise CargoProtocolError(f"{DOWNLOAD_ENDPOINT} answered without url(s): keys {sorted(body)}")
-
-
 def download_shards(client: CargoClient, urls: Sequence[str], spool: Path) -> list[Path]:
     """Every shard into ``spool``, in the export's order; ``SignedUrlExpired`` if any URL was refused."""
     targets = [spool / f"shard-{index:05d}" for index in range(len(urls))]
@@ -615,7 +645,9 @@ def download_shards(client: CargoClient, urls: Sequence[str], spool: Path) -> li
     return targets
 
 
-def export_tables(client: CargoClient, resolved: ResolvedExport, flt: Mapping[str, Any]) -> Iterator[pa.Table]:
+def export_tables(
+    client: CargoClient, resolved: ResolvedExport, flt: Mapping[str, Any], stats: TableStats | None = None
+) -> Iterator[pa.Table]:
     """The rows of one export as arrow tables: request it, spool every shard, then parse the files.
 
     An expired signed URL means a fresh export (new URLs, every shard again), at most
@@ -637,7 +669,7 @@ def export_tables(client: CargoClient, resolved: ResolvedExport, flt: Mapping[st
                     f"{where}: Cargo refused the filter (invalidFilter); sent {sent}"
                 ) from None
             raise
-        urls = _export_urls(body)
+        urls = export_urls(body, DOWNLOAD_ENDPOINT)
         spool = Path(tempfile.mkdtemp(prefix="cargo-segment-"))
         try:
             try:
@@ -654,7 +686,14 @@ def export_tables(client: CargoClient, resolved: ResolvedExport, flt: Mapping[st
                 )
                 continue
             yielded = False
-            for table in read_export_files(files, resolved.columns):
+            for table in read_export_files(
+                files,
+                resolved.columns,
+                table=resolved.table_name,
+                export=f"{DOWNLOAD_ENDPOINT} ({where}, {resolved.label})",
+                id_column=resolved.id_column,
+                stats=stats,
+            ):
                 yielded = True
                 yield table
             if not yielded:
@@ -725,7 +764,7 @@ def _reader(
                 newest = _parse_instant(last_value) if isinstance(last_value, str) else None
                 hints = dlt.mark.make_hints(columns=column_hints(resolved.columns, resolved.id_column))
                 first = True
-                for table in export_tables(client, resolved, flt):
+                for table in export_tables(client, resolved, flt, table_stats):
                     if column is not None:
                         seen = _max_instant(table, column)
                         if seen is not None and (newest is None or seen > newest):
@@ -734,6 +773,8 @@ def _reader(
                         table_stats.add(rows=table.num_rows)
                     yield dlt.mark.with_hints(table, hints) if first else table
                     first = False
+                if table_stats is not None:
+                    table_stats.enforce_skip_limit()
                 if column is not None:
                     state["fingerprint"] = fingerprint
                     state["last_value"] = newest.isoformat().replace("+00:00", "Z") if newest else None

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Final
@@ -119,11 +119,19 @@ class ColumnSpec:
     kind: ValueKind
     nullable: bool
     secret_keys: tuple[str, ...] = ()
+    source: str | None = None
+    """The server's name for the column when it is not ``name`` (``SERVER_NAMES``): selected as
+    ``source AS name``, so every other clause and the loaded table keep ``name``."""
 
     @property
     def arrow_type(self) -> pa.DataType:
         """Arrow type of the column: UTC ms timestamps, int64 counters, float64 credits, strings."""
         return _ARROW_TYPES[self.kind]
+
+    @property
+    def select_expression(self) -> str:
+        """How the column is named in a SELECT list."""
+        return self.name if self.source is None else f"{self.source} AS {self.name}"
 
 
 def column(name: str, clickhouse_type: str, *, json: bool = False, secret_keys: tuple[str, ...] = ()) -> ColumnSpec:
@@ -198,6 +206,11 @@ class TableSpec:
         return tuple(c.name for c in self.columns)
 
     @property
+    def select_list(self) -> str:
+        """The SELECT list of a page: every column, under the spec's names (``source AS name``)."""
+        return ", ".join(c.select_expression for c in self.columns)
+
+    @property
     def sort_key(self) -> tuple[str, ...]:
         """Total order of the table's rows: the time column, then the primary key."""
         return (self.time_column, *self.primary_key)
@@ -257,6 +270,14 @@ class TableSpec:
     def with_columns(self, extra: Iterable[ColumnSpec]) -> TableSpec:
         """The same spec plus some columns (e.g. one the server added since the spec was written)."""
         return replace(self, columns=(*self.columns, *extra))
+
+    def read_as(self, sources: Mapping[str, str]) -> TableSpec:
+        """The same spec reading some columns from the server's other names (``{name: source}``)."""
+        unknown = set(sources) - set(self._by_name)
+        if unknown:
+            raise ValueError(f"table {self.name!r} has no columns {sorted(unknown)}")
+        columns = tuple(replace(c, source=sources[c.name]) if c.name in sources else c for c in self.columns)
+        return replace(self, columns=columns)
 
     def without(self, names: Iterable[str]) -> TableSpec:
         """The same spec minus some columns (e.g. one the live API turns out not to have)."""
@@ -438,3 +459,10 @@ RECORDS = TableSpec(
 )
 
 TABLE_SPECS: Final[dict[str, TableSpec]] = {spec.name: spec for spec in (RUNS, BATCHES, SPANS, RECORDS)}
+
+SERVER_NAMES: Final[dict[tuple[str, str], tuple[str, ...]]] = {
+    ("records", "id"): ("record_id",),
+}
+"""[I] Other names a server may give a column the connector needs, tried in order when the column itself
+is missing (``extract.check_schema`` maps it and says so at INFO): the record key is ``id`` in
+REFERENCE.md 4.2, ``record_id`` in ``runs`` and ``spans`` and in Cargo's record payloads."""

@@ -27,7 +27,7 @@ _AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="cargo-airflow-"))
 _DAGS_FOLDER = Path(__file__).resolve().parents[2] / "pipelines" / "dags"
 _TEST_DAGS_FOLDER = _AIRFLOW_HOME / "dags"
 _WAREHOUSE = _AIRFLOW_HOME / "warehouse"
-_TEST_DAGS = ("dag", "failing", "window")
+_TEST_DAGS = ("dag", "failing", "window", "locked")
 _TEST_DAGS_FOLDER.mkdir()
 _WAREHOUSE.mkdir()
 # dag.test() runs only DAGs it finds serialized in the metadata DB, which it syncs from the DAGs folder, so
@@ -48,6 +48,7 @@ for _key, _value in {
     "AIRFLOW__CORE__DAGS_FOLDER": str(_TEST_DAGS_FOLDER),
     "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
     "AIRFLOW__CORE__UNIT_TEST_MODE": "True",
+    "CARGO_LOCK_DIR": str(_AIRFLOW_HOME / "locks"),  # the pipeline's lock (pipelines/lock.py), not in ~/.dlt
 }.items():
     os.environ.setdefault(_key, _value)
 
@@ -189,14 +190,41 @@ def _served_queries(box: Sandbox) -> list[str]:
     return queries
 
 
-def test_failing_task_fails_the_dag_run(airflow_db: None, cargo_env: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failing_task_fails_the_dag_run_and_alerts_once(
+    airflow_db: None, cargo_env: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.alert_receiver import alert_receiver
+
     # the connection's token wins over SOURCES__CARGO__API_TOKEN; a wrong one fails the first table
-    monkeypatch.setenv("AIRFLOW_CONN_CARGO_DEFAULT", '{"conn_type": "http", "password": "wrong-token"}')
-    state, tasks = _run(_dag("failing"))
+    monkeypatch.setenv("AIRFLOW_CONN_CARGO_DEFAULT", '{"conn_type": "http", "password": "wrong-token-4c7a"}')
+    with alert_receiver() as hook:
+        monkeypatch.setenv("RUNTIME__SLACK_INCOMING_HOOK", hook.url)
+        state, tasks = _run(_dag("failing"))
     assert tasks["cargo_runs"] == "failed", tasks
     downstream = ("cargo_batches", "cargo_spans", "cargo_records", "cargo_catalogue", "cargo_exports")
     assert {tasks[t] for t in downstream} == {"upstream_failed"}, tasks
     assert state == "failed"
+    # on_failure_callback: one message for the one failed task, naming pipeline, table and error
+    assert len(hook.messages) == 1, hook.messages
+    text = hook.texts[0]
+    assert "pipeline `cargo`" in text and "table `runs`" in text and "rejected the API token" in text, text
+    assert "wrong-token-4c7a" not in str(hook.messages), "the token reached the alert"
+
+
+def test_a_task_waits_for_the_pipelines_lock_then_fails_naming_the_holder(
+    airflow_db: None, cargo_env: Any, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """A `cargo-elt sync` (here: this process) holds the pipeline's lock: the DAG's first task gives up."""
+    from cargo_elt.pipelines.lock import pipeline_lock
+
+    monkeypatch.setenv("SOURCES__CARGO__LOCK_WAIT_SECONDS", "0")
+    with pipeline_lock(_AIRFLOW_HOME / "locks", "cargo", wait_seconds=0) as holder:
+        state, tasks = _run(_dag("locked"))
+    assert state == "failed" and tasks["cargo_runs"] == "failed", tasks
+    assert {tasks[t] for t in tasks if t != "cargo_runs"} == {"upstream_failed"}, tasks
+    logged = capfd.readouterr()
+    assert f"another sync of pipeline cargo is running (pid {holder.pid}, host {holder.host}" in logged.out + logged.err
+    assert not (_WAREHOUSE / "locked.duckdb").exists(), "the task wrote while another sync held the lock"
 
 
 def test_interval_window_reads_exactly_the_interval(airflow_db: None, cargo_env: Any) -> None:

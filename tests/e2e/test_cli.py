@@ -139,14 +139,22 @@ class Workdir:
 
 def summary_rows(stdout: str) -> dict[str, tuple[int, int, int, float]]:
     """``table -> (rows, queries, retries, seconds)`` from the report printed at the end of a sync."""
+    return {
+        name: (rows, queries, retries, seconds)
+        for name, (rows, _, queries, retries, seconds) in summary(stdout).items()
+    }
+
+
+def summary(stdout: str) -> dict[str, tuple[int, int, int, int, float]]:
+    """``table -> (rows, skipped, queries, retries, seconds)`` from the report printed at the end of a sync."""
     lines = stdout.strip().splitlines()
     start = next(i for i, line in enumerate(lines) if line.split()[:2] == ["table", "rows"])
-    assert lines[start].split() == ["table", "rows", "loaded", "queries", "retries", "seconds"], stdout
+    assert lines[start].split() == ["table", "rows", "loaded", "skipped", "queries", "retries", "seconds"], stdout
     assert lines[-1].startswith("total ") and lines[-1].endswith(" s"), stdout
-    parsed: dict[str, tuple[int, int, int, float]] = {}
+    parsed: dict[str, tuple[int, int, int, int, float]] = {}
     for line in lines[start + 1 : -1]:
-        name, rows, queries, retries, seconds = line.split()
-        parsed[name] = (int(rows.replace(",", "")), int(queries), int(retries), float(seconds))
+        name, rows, skipped, queries, retries, seconds = line.split()
+        parsed[name] = (int(rows.replace(",", "")), int(skipped), int(queries), int(retries), float(seconds))
     return parsed
 
 
@@ -245,6 +253,9 @@ def test_sync_loads_everything_and_prints_the_summary(
         else:
             assert rows > 0, f"{table}: nothing loaded"
         assert queries >= 1 and retries == 0 and seconds >= 0, output(result)
+    assert {table: line[1] for table, line in summary(result.stdout).items()} == dict.fromkeys(report, 0), (
+        "nothing skipped"
+    )
     assert facts(work.counts()) == truth
     assert (work.pipeline_dir / "state.json").is_file()
     assert "Extract cargo" in result.stderr, "progress (--progress log) goes to stderr, the summary to stdout"
@@ -478,6 +489,19 @@ BAD_INPUTS = (
         ("--base-url", "{url}"),
         ("sources.cargo.workspace_uuid", "not a UUID"),
         env={"SOURCES__CARGO__WORKSPACE_UUID": "\uff11" * 8 + "-1111-1111-1111-111111111111"},
+        in_process=True,
+    ),
+    BadInput(
+        "negative lock wait",
+        ("--base-url", "{url}", "--lock-wait", "-1"),
+        ("--lock-wait = '-1' is not a number of seconds", "0 (refuse at once"),
+        in_process=True,
+    ),
+    BadInput(
+        "lock wait setting not a number",
+        ("--base-url", "{url}"),
+        ("sources.cargo.lock_wait_seconds = 'soon' is not a number of seconds",),
+        env={"SOURCES__CARGO__LOCK_WAIT_SECONDS": "soon"},
         in_process=True,
     ),
 )

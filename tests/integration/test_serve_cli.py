@@ -120,3 +120,40 @@ def test_terminate_exits_cleanly_and_leaves_no_chdb_directory(tmp_path: Path) ->
             process.kill()
         process.stdout.close()
     assert [p.name for p in scratch.iterdir()] == []
+
+
+def test_serve_with_another_export_layout_and_a_renamed_column() -> None:
+    args = (
+        "--scale",
+        "tiny",
+        "--seed",
+        "4",
+        "--admin",
+        "--token",
+        "crg_layout",
+        "--rename-column",
+        "records.id=record_id",
+    )
+    layout = ("--export-layout", "runOutputsFormat=ndjson,runOutputsKeys=camel,gzipExports=true,malformedExports=batch")
+    with serve(*args, *layout) as (base_url, _):
+        settings = httpx.post(f"{base_url}/_emulator/settings", json={}, timeout=60).json()
+        assert settings["runOutputsFormat"] == "ndjson" and settings["runOutputsKeys"] == "camel"
+        assert settings["gzipExports"] is True and settings["malformedExports"] == ["batch"]
+        auth = {"authorization": "Bearer crg_layout"}
+        renamed = httpx.post(
+            f"{base_url}/v1/orchestration/query", json={"query": "SELECT record_id FROM records LIMIT 1"}, headers=auth
+        )
+        assert renamed.status_code == 200 and renamed.json()["rows"], renamed.text
+        old = httpx.post(f"{base_url}/v1/orchestration/query", json={"query": "SELECT id FROM records"}, headers=auth)
+        assert old.status_code == 400 and "Code: 47" in old.json()["errorMessage"]
+
+
+def test_serve_refuses_a_bad_layout_or_rename() -> None:
+    for bad, said in (
+        (("--export-layout", "runOutputsFormat=xml"), "runOutputsFormat must be one of array, ndjson, csv"),
+        (("--export-layout", "gzip=true"), "is not NAME=VALUE with NAME among"),
+        (("--rename-column", "records:id=record_id"), "is not TABLE.COLUMN=NEW_NAME"),
+    ):
+        result = subprocess.run([*SERVE, "--port", "0", *bad], capture_output=True, text=True, timeout=120, check=False)
+        assert result.returncode == 2, result.stderr
+        assert said in result.stderr.strip().splitlines()[-1], result.stderr

@@ -157,18 +157,21 @@ def test_schema_drift_keeps_the_pipeline_running_and_says_what_changed(
         fill="concat(credits_used_count, ' cr')",
     )
     alter(table="batches", action="modify", column="runs_count", type="String")  # still reads as a number
-    caplog.set_level(logging.WARNING, logger="cargo_elt.source")
+    caplog.set_level(logging.INFO, logger="cargo_elt.source")
     stats = box.sync()
     box.assert_equals_truth()
-    warnings = "\n".join(r.getMessage() for r in caplog.records if r.name.startswith("cargo_elt.source"))
+    said = [(r.levelno, r.getMessage()) for r in caplog.records if r.name.startswith("cargo_elt.source")]
+    warnings = "\n".join(message for level, message in said if level >= logging.WARNING)
     for fragment in (
         "runs.priority: the server has a new column",
-        "runs.temporal_workflow_id: the server no longer has this column",
         "runs.credits_used_count: the server's type is now String",
         "batches.runs_count: the server's type is now String",
         "runs.credits_used_count: the server sent values that do not read as double",
     ):
         assert fragment in warnings, f"no warning {fragment!r} in:\n{warnings}"
+    # a column the server lacks is harmless: the table adapts and says so at INFO
+    infos = "\n".join(message for level, message in said if level == logging.INFO)
+    assert "runs.temporal_workflow_id: the server has no such column" in infos, infos
     assert stats["runs"].rows > 0
 
     with box.db() as con:
