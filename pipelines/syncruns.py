@@ -161,6 +161,22 @@ def sync_run_columns(summary_type: type[Any]) -> TTableSchemaColumns:
     return columns
 
 
+_ARROW_TYPES = {"text": "string", "bigint": "int64", "double": "float64", "bool": "bool_"}
+
+
+def rows_as_arrow(rows: list[dict[str, Any]], columns: TTableSchemaColumns) -> Any:
+    """The rows as an arrow table typed from ``columns``: loaded as parquet, like the source's tables
+    (every warehouse takes it in bulk; a column that is null in every row keeps its type)."""
+    import pyarrow as pa
+
+    fields = []
+    for name, column in columns.items():
+        kind = column.get("data_type")
+        arrow_type = pa.timestamp("us", tz="UTC") if kind == "timestamp" else getattr(pa, _ARROW_TYPES[str(kind)])()
+        fields.append(pa.field(name, arrow_type, nullable=column.get("nullable", True)))
+    return pa.Table.from_pylist([{name: row.get(name) for name in columns} for row in rows], schema=pa.schema(fields))
+
+
 def record_sync_run(
     report: SyncReport, destination: Any, pipelines_dir: str | None, redact: Callable[[str], str]
 ) -> bool:
@@ -182,11 +198,12 @@ def record_sync_run(
             dataset_name=report.dataset,
             **extra,
         )
+        columns = sync_run_columns(TableSummary)
         resource = dlt.resource(
-            report.rows(),
+            rows_as_arrow(report.rows(), columns),
             name=SYNC_RUNS_TABLE,
             write_disposition="append",
-            columns=sync_run_columns(TableSummary),
+            columns=columns,
         )
         # Step by step, not run(): the record is extracted (to local disk) even when the destination is
         # down, and each load also loads the records earlier loads could not; run() would load only those.

@@ -1,5 +1,5 @@
 """The sync's report: the ``sync --json`` document and the ``_cargo_sync_runs`` rows carry every figure of
-``TableSummary``, so a figure added there (``skipped``) needs no change in the report."""
+``TableSummary``, so a figure added there (``skipped`` was one) needs no change in the report."""
 
 from __future__ import annotations
 
@@ -8,17 +8,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from cargo_elt.pipelines.sync import TableSummary
-from cargo_elt.pipelines.syncruns import SyncReport, frontiers_of, sync_run_columns
+from cargo_elt.pipelines.syncruns import SyncReport, frontiers_of, rows_as_arrow, sync_run_columns
 
 STARTED = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 FINISHED = datetime(2026, 11, 1, 12, 0, 42, 500000, tzinfo=UTC)
 
 
 @dataclass
-class SummaryWithSkipped(TableSummary):
-    """``TableSummary`` with one more figure, as another change adds it."""
+class SummaryWithPages(TableSummary):
+    """``TableSummary`` with one more figure, as a later change may add one."""
 
-    skipped: int = 0
+    pages: int = 0
 
 
 def report(summaries: list[TableSummary], status: str = "ok", error: str | None = None) -> SyncReport:
@@ -43,8 +43,15 @@ def test_the_json_document_has_every_figure_and_the_frontier_per_table() -> None
     done = report([TableSummary("runs", 120, 3, 1, 2.34567), TableSummary("workflows", 9, 2, 0, 0.2)])
     document = json.loads(json.dumps(done.document()))
     assert document["tables"] == {
-        "runs": {"rows": 120, "queries": 3, "retries": 1, "seconds": 2.346, "frontier": "2026-11-01T11:58:00+00:00"},
-        "workflows": {"rows": 9, "queries": 2, "retries": 0, "seconds": 0.2, "frontier": None},
+        "runs": {
+            "rows": 120,
+            "queries": 3,
+            "retries": 1,
+            "seconds": 2.346,
+            "skipped": 0,
+            "frontier": "2026-11-01T11:58:00+00:00",
+        },
+        "workflows": {"rows": 9, "queries": 2, "retries": 0, "seconds": 0.2, "skipped": 0, "frontier": None},
     }
     assert document["started_at"] == "2026-11-01T12:00:00Z"
     assert document["finished_at"] == "2026-11-01T12:00:42.500000Z"
@@ -53,14 +60,29 @@ def test_the_json_document_has_every_figure_and_the_frontier_per_table() -> None
 
 
 def test_an_added_figure_reaches_the_document_the_rows_and_the_columns() -> None:
-    done = report([SummaryWithSkipped("runs", 120, 3, 1, 2.0, skipped=4)])
-    assert done.document()["tables"]["runs"]["skipped"] == 4
+    done = report([SummaryWithPages("runs", 120, 3, 1, 2.0, skipped=4, pages=7)])
+    assert done.document()["tables"]["runs"]["pages"] == 7
     (row,) = done.rows()
-    assert row["skipped"] == 4
-    columns = sync_run_columns(SummaryWithSkipped)
-    assert columns["skipped"]["data_type"] == "bigint"
-    assert columns["skipped"]["description"].startswith("Rows the source could not read")
-    assert list(columns).index("skipped") < list(columns).index("frontier")
+    assert (row["pages"], row["skipped"]) == (7, 4)
+    columns = sync_run_columns(SummaryWithPages)
+    assert columns["pages"]["data_type"] == "bigint"
+    assert list(columns).index("pages") < list(columns).index("frontier")
+    table = rows_as_arrow(done.rows(), columns)
+    assert table.column_names == list(columns)
+    assert table.column("pages").to_pylist() == [7]
+
+
+def test_the_rows_load_as_arrow_typed_from_the_columns() -> None:
+    """Parquet, like the source's tables: a column null in every row (``error`` of a good sync) keeps its type."""
+    columns = sync_run_columns(TableSummary)
+    table = rows_as_arrow(report([TableSummary("runs", 120, 3, 1, 2.0, 4)]).rows(), columns)
+    assert str(table.schema.field("error").type) == "string"
+    assert str(table.schema.field("started_at").type) == "timestamp[us, tz=UTC]"
+    assert str(table.schema.field("seconds").type) == "double"
+    assert str(table.schema.field("skipped").type) == "int64"
+    assert table.column("skipped").to_pylist() == [4]
+    assert table.column("error").to_pylist() == [None]
+    assert not table.schema.field("sync_id").nullable
 
 
 def test_one_row_per_table_with_the_sync_it_belongs_to() -> None:
