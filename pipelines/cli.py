@@ -1,16 +1,19 @@
 """The ``cargo-elt`` command: ``sync`` (the connector), ``status`` (how fresh each table is), ``tables``
-(what it loads), ``rerun`` (failed records), ``demo`` (all of it, locally), ``emulator serve``.
+(what it loads), ``models`` (dbt), ``report`` (HTML), ``rerun`` (failed records), ``demo`` (all of it,
+locally), ``emulator serve``.
 
-Exit codes: 0 success, 1 the sync failed while running (``status``: a table is staler than
-``--max-lag``, or freshness cannot be read), 2 bad input (nothing was changed).
+Exit codes: 0 success, 1 the sync (or dbt, or the report) failed while running (``status``: a table
+is staler than ``--max-lag``, or freshness cannot be read), 2 bad input (nothing was changed).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 
 
@@ -59,14 +62,25 @@ def build_parser() -> argparse.ArgumentParser:
     sync.add_argument("--json", action="store_true", help="the summary as one JSON document (logs: stderr)")
 
     status = commands.add_parser("status", help="per table: frontier, last load, rows, lag behind Cargo's clock")
+    _warehouse_options(status)
     status.add_argument("--json", action="store_true", help="as one JSON document")
     status.add_argument("--max-lag", default=None, help="exit 1 when a table lags more, e.g. 2h, 90m, 1d")
     status.add_argument("--tables", default=None, help="comma-separated table names (default: every table loaded)")
     status.add_argument("--base-url", default=None, help="Cargo API host, for its clock (default: config)")
-    status.add_argument("--destination", default="duckdb", help="the warehouse sync loads (default duckdb)")
-    status.add_argument("--dataset", default="cargo", help="dataset / schema name (default cargo)")
-    status.add_argument("--pipeline-name", default="cargo", help="the sync's dlt pipeline name (default cargo)")
-    status.add_argument("--duckdb-path", default=None, help="DuckDB file (default <pipeline-name>_warehouse.duckdb)")
+
+    sync.add_argument("--models", action="store_true", help="build and test the dbt models after the load")
+
+    models = commands.add_parser("models", help="build and test the dbt models (marts) on the synced warehouse")
+    _warehouse_options(models)
+    models.add_argument("--select", default=None, help="dbt node selection, e.g. cargo_runs_daily+ (default all)")
+    models.add_argument("--vars", default=None, help="dbt variables, e.g. '{cargo_freshness_warn_hours: 2}'")
+    models.add_argument("--no-tests", action="store_true", help="skip dbt test")
+    models.add_argument("--no-freshness", action="store_true", help="skip dbt source freshness")
+
+    report = commands.add_parser("report", help="write a static HTML report (charts and tables) from the marts")
+    _warehouse_options(report)
+    report.add_argument("--out", default="cargo_report.html", help="HTML file to write (default cargo_report.html)")
+    report.add_argument("--days", type=int, default=30, help="days shown, ending on the newest day in the data")
 
     tables = commands.add_parser("tables", help="every table: key, how it loads, what each column means")
     shown = tables.add_mutually_exclusive_group()
@@ -81,15 +95,13 @@ def build_parser() -> argparse.ArgumentParser:
     rerun.add_argument("--yes", action="store_true", help="send the batch to Cargo (default: print it, a dry run)")
     rerun.add_argument("--force", action="store_true", help="include records an earlier rerun already re-ran")
     rerun.add_argument("--base-url", default=None, help="Cargo API host (default: sources.cargo.base_url)")
-    rerun.add_argument("--destination", default="duckdb", help="the warehouse sync loads (default duckdb)")
-    rerun.add_argument("--dataset", default="cargo", help="dataset / schema name (default cargo)")
-    rerun.add_argument("--pipeline-name", default="cargo", help="the sync's dlt pipeline name (default cargo)")
-    rerun.add_argument("--duckdb-path", default=None, help="DuckDB file (default <pipeline-name>_warehouse.duckdb)")
+    _warehouse_options(rerun)
 
-    demo = commands.add_parser("demo", help="emulator + backfill + incremental sync into DuckDB, then answers")
+    demo = commands.add_parser("demo", help="emulator + backfill + incremental sync into DuckDB, models, report")
     demo.add_argument("--scale", default="small", choices=["tiny", "small", "medium"])
     demo.add_argument("--seed", type=int, default=1)
     demo.add_argument("--database", default="cargo_demo.duckdb", help="DuckDB file to create")
+    demo.add_argument("--report", default="cargo_demo_report.html", help="HTML report to write")
 
     emulator = commands.add_parser("emulator", help="the local Cargo API emulator")
     emulator_commands = emulator.add_subparsers(dest="emulator_command", required=True)
@@ -125,6 +137,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _warehouse_options(parser: argparse.ArgumentParser) -> None:
+    """``sync``'s options that say where the synced tables are."""
+    parser.add_argument("--destination", default="duckdb", help="the sync's dlt destination (default duckdb)")
+    parser.add_argument("--dataset", default="cargo", help="the sync's dataset / schema (default cargo)")
+    parser.add_argument("--pipeline-name", default="cargo", help="the sync's dlt pipeline name (default cargo)")
+    parser.add_argument("--duckdb-path", default=None, help="DuckDB file (default <pipeline-name>_warehouse.duckdb)")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script."""
     args = build_parser().parse_args(argv)
@@ -134,6 +154,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _sync(args)
     if args.command == "status":
         return _status(args)
+    if args.command == "models":
+        return _models(args)
+    if args.command == "report":
+        return _report(args)
     if args.command == "demo":
         return _demo(args)
     if args.command == "tables":
@@ -192,7 +216,30 @@ def _sync(args: argparse.Namespace) -> int:
         print(json.dumps(report.document(), indent=2))
     else:
         print(format_summary(report.summaries, report.seconds))
+    if args.models:
+        # with --json, stdout is the sync's document alone: the models' report goes to stderr
+        with _stdout_to_stderr() if args.json else contextlib.nullcontext():
+            print("\nModels:", flush=True)
+            status = _models(args, after_sync=True)
+        if status != 0:
+            return status
     return 0
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr() -> Iterator[None]:
+    """Everything written to stdout goes to stderr meanwhile, Python's writes and the file descriptor's
+    (dbt may write to it directly), so ``sync --json`` leaves its document alone on stdout."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -263,19 +310,82 @@ def _failed(args: argparse.Namespace, message: str, table: str | None, code: int
     return code
 
 
-def _demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
+def _models(args: argparse.Namespace, after_sync: bool = False) -> int:
+    from .models import ModelsFailed, ModelsRequest, format_models_report, parse_vars, run_models
+    from .sync import UserInputError
+
+    loaded = "the sync loaded its tables, but " if after_sync else ""
+    try:
+        request = ModelsRequest(
+            destination=args.destination,
+            dataset=args.dataset,
+            pipeline_name=args.pipeline_name,
+            duckdb_path=args.duckdb_path,
+            select=getattr(args, "select", None),
+            variables=parse_vars(getattr(args, "vars", None)),
+            run_tests=not getattr(args, "no_tests", False),
+            check_freshness=not getattr(args, "no_freshness", False),
+        )
+        report = run_models(request)
+    except UserInputError as exc:
+        print(f"error: {loaded}{exc}", file=sys.stderr)
+        return 2
+    except ModelsFailed as exc:
+        print(f"error: {loaded}{exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:
+        print(f"error: {loaded}the models failed: {_root_cause(exc)}", file=sys.stderr)
+        return 1
+    print(format_models_report(report))
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from .report import ReportFailed, ReportRequest, build_report
+    from .sync import UserInputError
 
     try:
-        import cargo_elt.emulator.server  # noqa: F401  (the demo runs the emulator: chdb, starlette, uvicorn)
-    except ImportError as exc:
+        path, _ = build_report(
+            ReportRequest(
+                destination=args.destination,
+                dataset=args.dataset,
+                pipeline_name=args.pipeline_name,
+                duckdb_path=args.duckdb_path,
+                out=args.out,
+                days=args.days,
+            )
+        )
+    except UserInputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except ReportFailed as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:
+        print(f"error: the report failed: {_root_cause(exc)}", file=sys.stderr)
+        return 1
+    print(path)
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+    from .sync import UserInputError
+    from .warehouse import check_models_supported
+
+    try:  # before a minute of syncing: the demo runs the emulator and builds the dbt models
+        import cargo_elt.emulator.server  # noqa: F401  (chdb, starlette, uvicorn)
+
+        check_models_supported("duckdb")
+    except (ImportError, UserInputError) as exc:
         print(
-            f"error: the demo runs the emulator, which needs its extra: pip install 'cargo-elt[emulator]' ({exc})",
+            f"error: the demo runs the emulator and the dbt models, which need their extras: "
+            f"pip install 'cargo-elt[emulator,models]' ({exc})",
             file=sys.stderr,
         )
         return 2
     try:
-        run_demo(scale=args.scale, seed=args.seed, database=args.database)
+        run_demo(scale=args.scale, seed=args.seed, database=args.database, report_path=args.report)
     except Exception as exc:
         print(f"error: the demo failed: {_root_cause(exc)}", file=sys.stderr)
         return 1

@@ -1,8 +1,9 @@
 """``cargo-elt demo``: the whole product in one command, against the embedded emulator.
 
 It starts a seeded emulator on a free port, backfills it into a local DuckDB file, advances the
-emulator's clock by an hour (new runs arrive, pending ones finish), syncs again incrementally, and
-answers questions from the warehouse that join the facts to the catalogue's names.
+emulator's clock by an hour (new runs arrive, pending ones finish), syncs again incrementally, builds
+and tests the dbt models (``cargo-elt models``), answers questions from the marts and writes the HTML
+report (``cargo-elt report``), whose path is the last line it prints.
 
 The demo loads every table but ``batch_outputs`` (one export per batch: the emulator builds each
 file on request, which makes that table the slow one at demo scale; ``cargo-elt sync`` loads it).
@@ -11,16 +12,20 @@ file on request, which makes that table the slow one at demo scale; ``cargo-elt 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import duckdb
 import httpx
 
 from cargo_elt.source import TABLE_NAMES
 
+from .models import ModelsReport, ModelsRequest, format_models_report, run_models
+from .report import ReportRequest, build_report
 from .sync import PIPELINE_NAME, SyncRequest, TableSummary, format_summary, run_sync
 
 DEMO_PIPELINE = f"{PIPELINE_NAME}_demo"
 DEMO_DATABASE = f"{DEMO_PIPELINE}.duckdb"
+DEMO_REPORT = f"{DEMO_PIPELINE}_report.html"
 
 DEMO_TABLES: tuple[str, ...] = tuple(t for t in TABLE_NAMES if t not in ("batch_outputs", "segment_records"))
 
@@ -28,41 +33,43 @@ QUESTIONS: tuple[tuple[str, str], ...] = (
     (
         "Top failing plays, by name (top 5)",
         """
-        SELECT w.name AS play, count(*) AS runs, count(*) FILTER (WHERE r.status = 'error') AS failed,
-               round(100.0 * count(*) FILTER (WHERE r.status = 'error') / count(*), 1) AS error_rate_pct
-        FROM runs r JOIN workflows w ON w.uuid = r.workflow_uuid
-        WHERE r.deleted_at IS NULL AND w.owner_kind = 'play'
-        GROUP BY w.name ORDER BY failed DESC, runs DESC LIMIT 5
+        SELECT workflow_name AS play, sum(runs) AS runs, sum(error_runs) AS failed,
+               round(100.0 * sum(error_runs) / sum(finished_runs), 1) AS error_rate_pct
+        FROM cargo_runs_daily
+        WHERE workflow_kind = 'play'
+        GROUP BY workflow_name ORDER BY failed DESC, runs DESC LIMIT 5
         """,
     ),
     (
         "Where failed batch runs break: failing node and error (top 5)",
         """
-        SELECT w.name AS workflow, f.failed_node_slug AS node, left(f.node_error_message, 60) AS error,
+        SELECT workflow_name AS workflow, failed_node_slug AS node, substr(node_error_message, 1, 60) AS error,
                count(*) AS failed_records
-        FROM batch_failures f JOIN workflows w ON w.uuid = f.workflow_uuid
-        GROUP BY ALL ORDER BY failed_records DESC LIMIT 5
+        FROM cargo_failed_records
+        GROUP BY workflow_name, failed_node_slug, substr(node_error_message, 1, 60)
+        ORDER BY failed_records DESC, workflow, node LIMIT 5
         """,
     ),
     (
         "Credits by workflow, by name (top 5)",
         """
-        SELECT coalesce(w.name, r.workflow_uuid) AS workflow, w.owner_kind AS kind,
-               round(sum(r.credits_used_count), 2) AS credits, count(*) AS runs
-        FROM runs r LEFT JOIN workflows w ON w.uuid = r.workflow_uuid
-        GROUP BY ALL ORDER BY credits DESC LIMIT 5
+        SELECT workflow_name AS workflow, workflow_kind AS kind, round(sum(credits), 2) AS credits, sum(runs) AS runs
+        FROM cargo_runs_daily
+        GROUP BY workflow_name, workflow_kind ORDER BY credits DESC LIMIT 5
         """,
     ),
     (
-        "Slowest nodes (median seconds, top 5)",
+        "Batches Cargo calls successful that left records unprocessed (top 5)",
         """
-        SELECT node_slug, node_kind, count(*) AS executions,
-               round(median(epoch(execution_finished_at) - epoch(execution_started_at)), 2) AS median_s
-        FROM spans WHERE execution_finished_at IS NOT NULL
-        GROUP BY node_slug, node_kind ORDER BY median_s DESC LIMIT 5
+        SELECT workflow_name AS workflow, batch_uuid AS batch, runs_count AS runs, failed_runs_count AS failed,
+               failing_nodes
+        FROM cargo_batch_health
+        WHERE is_success_with_failures
+        ORDER BY failed_runs_count DESC, created_at DESC LIMIT 5
         """,
     ),
 )
+"""Answers from the marts, in SQL every warehouse runs (no DuckDB-only syntax)."""
 
 
 @dataclass
@@ -72,11 +79,19 @@ class DemoReport:
     backfill: list[TableSummary]
     incremental: list[TableSummary]
     counts: dict[str, int]
+    models: ModelsReport
     answers: dict[str, list[tuple[object, ...]]]
+    report: Path
 
 
-def run_demo(scale: str = "small", seed: int = 1, database: str = DEMO_DATABASE, echo: bool = True) -> DemoReport:
-    """Run the demo end to end; prints as it goes when ``echo``."""
+def run_demo(
+    scale: str = "small",
+    seed: int = 1,
+    database: str = DEMO_DATABASE,
+    echo: bool = True,
+    report_path: str = DEMO_REPORT,
+) -> DemoReport:
+    """Run the demo end to end; prints as it goes when ``echo``, the report's path last."""
     import dlt
 
     from cargo_elt.emulator.server import EmulatorOptions, running_emulator
@@ -107,6 +122,13 @@ def run_demo(scale: str = "small", seed: int = 1, database: str = DEMO_DATABASE,
         request.full_refresh = False
         incremental, seconds = run_sync(request)
         say("\nIncremental sync:\n" + format_summary(incremental, seconds))
+    say("\nBuilding the dbt models on the warehouse (dbt run, dbt test) ...")
+    # no `dbt source freshness` here: the report states the data's freshness, and each dbt command
+    # costs the demo a few seconds of start-up (`cargo-elt models` runs it)
+    models = run_models(
+        ModelsRequest(pipeline_name=DEMO_PIPELINE, duckdb_path=database, quiet=True, check_freshness=False)
+    )
+    say(format_models_report(models))
     with duckdb.connect(database, read_only=True) as con:
         con.execute("SET schema = 'cargo'")
         counts = {
@@ -123,5 +145,8 @@ def run_demo(scale: str = "small", seed: int = 1, database: str = DEMO_DATABASE,
             say(f"\n{title}\n  " + " | ".join(header))
             for row in rows:
                 say("  " + " | ".join(str(v) for v in row))
-    say(f"\nExplore it: duckdb {database}  (schema cargo), or: dlt pipeline {DEMO_PIPELINE} info")
-    return DemoReport(backfill, incremental, counts, answers)
+    path, _ = build_report(ReportRequest(pipeline_name=DEMO_PIPELINE, duckdb_path=database, out=report_path))
+    say(f"\nExplore it: duckdb {database}  (schema cargo: raw tables, stg_cargo__* views, cargo_* marts)")
+    say("The report (open it in a browser; it needs no network):")
+    say(str(path))
+    return DemoReport(backfill, incremental, counts, models, answers, path)

@@ -45,7 +45,12 @@ def api(emulator: object) -> Iterator[Callable[..., httpx.Client]]:
 def _cargo_elt_logs_reach_caplog(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
     """cargo_elt's loggers hand their records to dlt's logger and, like it, do not propagate to the
     root logger (``sources/cargo/log.py``), where pytest's ``caplog`` listens: listen on them too."""
-    loggers = [logging.getLogger(name) for name in ("cargo_elt.source", "cargo_elt.pipelines")]
+    from cargo_elt.source.log import route_to_dlt_logger
+
+    names = ("cargo_elt.source", "cargo_elt.pipelines")
+    for name in names:  # routed from the start, so no record reaches caplog twice (directly and via root)
+        route_to_dlt_logger(name)
+    loggers = [logging.getLogger(name) for name in names]
     for logger in loggers:
         logger.addHandler(caplog.handler)
     yield

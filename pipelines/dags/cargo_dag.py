@@ -14,6 +14,11 @@ Settings, each read when a task runs (never while the DAG file is parsed, so the
   ``CARGO_DESTINATION`` selects another dlt destination, configured the dlt way. These two are read at
   parse time because the pipeline object is built there; Airflow 3 re-parses the file in the worker.
 
+Models. After the loads, the ``cargo_models`` task builds and tests the dbt project (``pipelines/dbt/cargo``,
+the marts of ``cargo-elt models``) and checks the fact tables' freshness, through dlt's dbt runner on the
+same pipeline and destination: the ``models`` extra (and ``bigquery``/``snowflake`` for their adapters)
+must be installed on the workers. A failing dbt test or stale data fails the task.
+
 Window. A scheduled (or manual) run is the source's stateful incremental sync: it reads from the stored
 frontier up to ``now - settle`` and also picks up rows changed behind the frontier (runs that finish,
 soft-deletes), which a read of only ``[data_interval_start, data_interval_end)`` by creation time would
@@ -115,6 +120,22 @@ class TableRun:
         if window is not None:
             args["since"], args["until"] = (w.isoformat() for w in window)
         return cargo_source(**args)
+
+
+class ModelsRun:
+    """The ``cargo_models`` task: ``cargo-elt models`` (dbt run, dbt test, dbt source freshness) on the
+    DAG's destination and dataset, after the loads."""
+
+    __name__ = "cargo_models"
+
+    def __init__(self, destination: Destination[Any, Any]) -> None:
+        self.destination = destination
+
+    def __call__(self) -> None:
+        from cargo_elt.pipelines.models import ModelsRequest, build_models, format_models_report
+
+        pipeline = dlt.pipeline(pipeline_name=PIPELINE_NAME, destination=self.destination, dataset_name=DATASET_NAME)
+        print(format_models_report(build_models(pipeline, ModelsRequest(dataset=DATASET_NAME))))
 
 
 class CargoTasksGroup(PipelineTasksGroup):
@@ -274,8 +295,10 @@ def make_dag(
     retry_delay: timedelta = timedelta(minutes=5),
     destination: Destination[Any, Any] | None = None,
     tables: tuple[str, ...] = tuple(TASK_TABLES),
+    models: bool = True,
 ) -> DAG:
-    """The Cargo DAG: a task per fact table, then the catalogue and the exports, one after another.
+    """The Cargo DAG: a task per fact table, then the catalogue and the exports, one after another, then
+    ``cargo_models`` (dbt) unless ``models`` is false.
 
     ``tables`` names tasks: a table, or ``catalogue`` / ``exports`` (see ``TASK_TABLES``).
 
@@ -328,6 +351,12 @@ def make_dag(
             if previous is not None:
                 previous >> task
             previous = task
+        if models:
+            from airflow.providers.standard.operators.python import PythonOperator
+
+            build = PythonOperator(task_id="cargo_models", python_callable=ModelsRun(pipeline.destination))
+            if previous is not None:
+                previous >> build
     return dag
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 
 _PACKAGE = __name__.rpartition(".")[0]
-"""``cargo_elt.source`` when installed, ``sources.cargo`` when copied by ``dlt init``."""
+"""``cargo_elt.source`` when installed, ``cargo`` when copied by ``dlt init``."""
 
 
 class DltLogHandler(logging.Handler):

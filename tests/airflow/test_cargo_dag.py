@@ -38,7 +38,7 @@ _WAREHOUSE.mkdir()
     "from pipelines.dags.cargo_dag import make_dag\n"
     f"for name in {_TEST_DAGS!r}:\n"
     "    globals()[f'dag_{name}'] = make_dag(\n"
-    "        f'cargo_test_{name}', retries=0,\n"
+    "        f'cargo_test_{name}', retries=0, models=name == 'dag',\n"
     f"        destination=dlt.destinations.duckdb(f'{_WAREHOUSE}/{{name}}.duckdb'),\n"
     "    )\n"
 )
@@ -146,6 +146,7 @@ def test_dagbag_imports_the_dag_without_errors(airflow_db: None) -> None:
         "cargo.cargo_records",
         "cargo.cargo_catalogue",
         "cargo.cargo_exports",
+        "cargo_models",
     ]
     assert all(t.retries == 2 for t in dag.tasks)
     assert dag.schedule == "@hourly"
@@ -174,6 +175,11 @@ def test_dag_loads_like_cargo_sync_then_incrementally(airflow_db: None, cargo_en
     state, tasks = _run(dag)
     assert state == "success", tasks
     dag_box.assert_equals_truth()  # new rows and rows changed behind the frontier
+    assert tasks["cargo_models"] == "success"
+    with dag_box.db() as con:  # the marts were rebuilt after this run's loads
+        counted = con.execute("SELECT sum(runs) FROM cargo.cargo_runs_daily").fetchone()
+        loaded = con.execute("SELECT count(*) FROM cargo.runs WHERE deleted_at IS NULL").fetchone()
+    assert counted is not None and loaded is not None and counted[0] == loaded[0] > 0
     second = _served_queries(dag_box)
     # resumed from the state stored in DuckDB: the changed-rows read filters on the update column
     for column in ("updated_at", "execution_updated_at"):

@@ -1,4 +1,5 @@
-"""``cargo-elt demo`` as a user runs it (a subprocess), at the tiny scale, in a scratch directory."""
+"""``cargo-elt demo`` as a user runs it (a subprocess), at the tiny scale, in a scratch directory: it
+syncs, builds and tests the models, answers from the marts and ends with the report's path."""
 
 from __future__ import annotations
 
@@ -33,3 +34,15 @@ def test_demo_answers_with_play_names(tmp_path: Path) -> None:
     assert failing, "the tiny scale has failed play runs"
     section = result.stdout.split("Top failing plays, by name")[1].split("\n\n")[0]
     assert failing[0][0] in section and failing[0][0] in plays
+    assert "28 of 28 models built" in result.stdout and "tests: " in result.stdout
+    report = Path(result.stdout.strip().splitlines()[-1])
+    assert report == tmp_path / "cargo_demo_report.html" and report.is_file(), "the last line is the report's path"
+    assert failing[0][0] in report.read_text()
+    with duckdb.connect(str(database), read_only=True) as con:
+        marts = {
+            r[0]
+            for r in con.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_name LIKE 'cargo_%'"
+            ).fetchall()
+        }
+    assert {"cargo_runs_daily", "cargo_node_failures_daily", "cargo_credits_daily", "cargo_batch_health"} <= marts

@@ -1,9 +1,10 @@
 """The distribution as users get it: a wheel in a clean virtual environment, and ``dlt init``.
 
-* ``python -m build`` makes a wheel whose files all sit under one import name, ``cargo_elt``;
-  installed without extras, the demo refuses with the extra to install (the emulator's
-  dependencies come with ``[emulator]`` only); with the extra, ``cargo-elt demo`` runs from the
-  installed wheel, from a folder that is not this checkout.
+* ``python -m build`` makes a wheel whose files all sit under one import name, ``cargo_elt``
+  (the dbt project inside it); installed without extras, the demo refuses with the extras to
+  install (the emulator's dependencies come with ``[emulator]``, dbt with ``[models]``); with them,
+  ``cargo-elt demo`` runs from the installed wheel, from a folder that is not this checkout, and
+  ends with its report.
 * ``dlt init cargo duckdb --location <checkout>`` (dlt's own CLI) copies the source and its pipeline
   script into an empty project, and that script loads the emulator's rows.
 
@@ -123,9 +124,9 @@ def test_demo_runs_from_the_installed_wheel(wheel: Path, clean_venv: Path, tmp_p
 
     without_extra = run_in(clean_venv, [str(clean_venv / "bin" / "cargo-elt"), "demo", "--scale", "tiny"], tmp_path)
     assert without_extra.returncode == 2, output(without_extra)
-    assert "pip install 'cargo-elt[emulator]'" in without_extra.stderr
+    assert "pip install 'cargo-elt[emulator,models]'" in without_extra.stderr
 
-    extra = run_in(clean_venv, [python, "-m", "pip", "install", "--quiet", f"{wheel}[emulator]"], tmp_path)
+    extra = run_in(clean_venv, [python, "-m", "pip", "install", "--quiet", f"{wheel}[emulator,models]"], tmp_path)
     assert extra.returncode == 0, output(extra)
     database = tmp_path / "demo.duckdb"
     demo = run_in(
@@ -135,7 +136,8 @@ def test_demo_runs_from_the_installed_wheel(wheel: Path, clean_venv: Path, tmp_p
     )
     assert demo.returncode == 0, output(demo)
     assert database.is_file()
-    assert "Top failing plays" in demo.stdout, output(demo)
+    report = Path(demo.stdout.strip().splitlines()[-1])
+    assert report.is_file() and report.suffix == ".html", output(demo)
 
 
 def test_dlt_init_copies_a_source_whose_script_loads_the_emulator(
