@@ -55,24 +55,26 @@ def test_marts_name_every_workflow_and_leave_out_soft_deleted_runs(modelled_ware
     assert listed > 0, "batches Cargo calls successful list the records to run again"
 
 
-def test_run_metrics_daily_is_empty_until_the_table_is_loaded(modelled_warehouse: ModelledWarehouse) -> None:
+def test_run_metrics_daily_sums_the_nodes_and_reads_empty_without_the_table(
+    modelled_warehouse: ModelledWarehouse,
+) -> None:
     box = modelled_warehouse
-    assert box.query("select count(*) from cargo_run_metrics_daily")[0][0] == 0
-    # a copy of the warehouse where the source has loaded run_metrics_daily (section 3's columns)
-    copy = box.root / "with_daily_metrics.duckdb"
+    expected = box.query(
+        "select workflow_uuid, coalesce(release_uuid, ''), day, sum(total_executions_count), "
+        "sum(error_executions_count), round(sum(credits_used_count), 6) from run_metrics_daily group by all"
+    )
+    marts = box.query(
+        "select workflow_uuid, coalesce(release_uuid, ''), day, total_executions_count, error_executions_count, "
+        "round(credits_used_count, 6) from cargo_run_metrics_daily"
+    )
+    assert expected and sorted(marts) == sorted(expected), "one row per workflow and day, the nodes summed"
+    assert box.query("select count(*) from cargo_run_metrics_daily where workflow_name is null")[0][0] == 0
+
+    # a warehouse synced without the table (--tables, or an older source): the mart builds, empty
+    copy = box.root / "without_daily_metrics.duckdb"
     shutil.copy(box.database, copy)
-    workflow = box.query("select workflow_uuid from cargo_runs_daily limit 1")[0][0]
     with duckdb.connect(str(copy)) as con:
-        con.execute(
-            "create table cargo.run_metrics_daily as select ?::varchar as workflow_uuid, "
-            "null::varchar as release_uuid, date '2026-11-30' as day, 10::bigint as total_executions_count, "
-            "0::bigint as idle_executions_count, "
-            "0::bigint as pending_executions_count, 0::bigint as running_executions_count, "
-            "8::bigint as success_executions_count, 2::bigint as error_executions_count, "
-            "0::bigint as cancelling_executions_count, 0::bigint as cancelled_executions_count, "
-            "0::bigint as skipped_executions_count, 4.5::double as credits_used_count",
-            [workflow],
-        )
+        con.execute("drop table cargo.run_metrics_daily")
     run_models(
         ModelsRequest(
             pipeline_name="cargo_models_copy",
@@ -84,11 +86,7 @@ def test_run_metrics_daily_is_empty_until_the_table_is_loaded(modelled_warehouse
         )
     )
     with duckdb.connect(str(copy), read_only=True) as con:
-        rows = con.execute(
-            "select workflow_name, day, error_rate, credits_used_count from cargo.cargo_run_metrics_daily"
-        ).fetchall()
-    assert len(rows) == 1 and rows[0][0] is not None
-    assert str(rows[0][1]) == "2026-11-30" and rows[0][2] == pytest.approx(0.2) and rows[0][3] == 4.5
+        assert con.execute("select count(*) from cargo.cargo_run_metrics_daily").fetchone() == (0,)
 
 
 def test_freshness_beyond_the_limit_fails_and_names_the_setting(modelled_warehouse: ModelledWarehouse) -> None:

@@ -1,7 +1,21 @@
 -- Cargo's own runs/metrics counters per workflow (and release, when the sync asks per release) and
--- closed UTC day, with the workflow's name. Empty until the sync loads run_metrics_daily.
+-- UTC day, summed over the workflow's nodes (runs/metrics counts per node), with the workflow's
+-- name. Empty until the sync loads run_metrics_daily.
 with metrics as (
     select * from {{ ref('stg_cargo__run_metrics_daily') }}
+),
+
+per_day as (
+    select
+        day,
+        workflow_uuid,
+        release_uuid,
+        {%- for name in cargo_run_metric_counter_names() %}
+        sum({{ name }}) as {{ name }},
+        {%- endfor %}
+        count(*) as nodes
+    from metrics
+    group by day, workflow_uuid, release_uuid
 ),
 
 workflows as (
@@ -9,14 +23,15 @@ workflows as (
 )
 
 select
-    metrics.day,
-    metrics.workflow_uuid,
+    per_day.day,
+    per_day.workflow_uuid,
     workflows.workflow_name,
     workflows.workflow_kind,
-    metrics.release_uuid,
+    per_day.release_uuid,
     {%- for name in cargo_run_metric_counter_names() %}
-    metrics.{{ name }},
+    per_day.{{ name }},
     {%- endfor %}
-    {{ cargo_ratio('metrics.error_executions_count', 'metrics.total_executions_count') }} as error_rate
-from metrics
-left join workflows on workflows.workflow_uuid = metrics.workflow_uuid
+    per_day.nodes,
+    {{ cargo_ratio('per_day.error_executions_count', 'per_day.total_executions_count') }} as error_rate
+from per_day
+left join workflows on workflows.workflow_uuid = per_day.workflow_uuid
