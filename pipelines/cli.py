@@ -1,15 +1,19 @@
-"""The ``cargo-elt`` command: ``sync`` (the connector), ``tables`` (what it loads), ``models`` (dbt),
-``report`` (HTML), ``rerun`` (failed records), ``demo`` (all of it, locally), ``emulator serve``.
+"""The ``cargo-elt`` command: ``sync`` (the connector), ``status`` (how fresh each table is), ``tables``
+(what it loads), ``models`` (dbt), ``report`` (HTML), ``rerun`` (failed records), ``demo`` (all of it,
+locally), ``emulator serve``.
 
-Exit codes: 0 success, 1 the sync (or dbt, or the report) failed while running, 2 bad input (nothing was
-changed).
+Exit codes: 0 success, 1 the sync (or dbt, or the report) failed while running (``status``: a table
+is staler than ``--max-lag``, or freshness cannot be read), 2 bad input (nothing was changed).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 
 
@@ -55,6 +59,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="bound DuckDB's memory while loading, e.g. 256MB; it spills to disk beyond (default: DuckDB's own)",
     )
+    sync.add_argument("--json", action="store_true", help="the summary as one JSON document (logs: stderr)")
+
+    status = commands.add_parser("status", help="per table: frontier, last load, rows, lag behind Cargo's clock")
+    _warehouse_options(status)
+    status.add_argument("--json", action="store_true", help="as one JSON document")
+    status.add_argument("--max-lag", default=None, help="exit 1 when a table lags more, e.g. 2h, 90m, 1d")
+    status.add_argument("--tables", default=None, help="comma-separated table names (default: every table loaded)")
+    status.add_argument("--base-url", default=None, help="Cargo API host, for its clock (default: config)")
 
     sync.add_argument("--models", action="store_true", help="build and test the dbt models after the load")
 
@@ -142,6 +154,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _serve(args)
     if args.command == "sync":
         return _sync(args)
+    if args.command == "status":
+        return _status(args)
     if args.command == "models":
         return _models(args)
     if args.command == "report":
@@ -163,7 +177,15 @@ def _sync(args: argparse.Namespace) -> int:
     from cargo_elt.source.memory import tune_allocator
 
     from .lock import PipelineBusy
-    from .sync import SyncFailed, SyncRequest, UserInputError, format_summary, lock_wait_seconds, parse_when, run_sync
+    from .sync import (
+        SyncFailed,
+        SyncRequest,
+        UserInputError,
+        format_summary,
+        lock_wait_seconds,
+        parse_when,
+        run_sync_report,
+    )
 
     tune_allocator()  # this process is ours: fewer malloc arenas for the reader threads
 
@@ -182,20 +204,69 @@ def _sync(args: argparse.Namespace) -> int:
             lock_wait_seconds=lock_wait_seconds(args.lock_wait) if args.lock_wait is not None else None,
             **({"duckdb_memory_limit": args.duckdb_memory_limit} if args.duckdb_memory_limit is not None else {}),
         )
-        summaries, seconds = run_sync(request)
+        report = run_sync_report(request)
     except UserInputError as exc:
         return _failed(args, f"{exc}", None, 2)
     except (SyncFailed, PipelineBusy) as exc:
+        partial = getattr(exc, "report", None)  # what the sync did before it failed (PipelineBusy: none)
+        if args.json and partial is not None:
+            print(json.dumps(partial.document(), indent=2))
         return _failed(args, f"{exc}", getattr(exc, "table", None), 1)
     except Exception as exc:
         return _failed(args, f"the sync failed: {_root_cause(exc)}", None, 1)
-    print(format_summary(summaries, seconds))
+    if args.json:
+        print(json.dumps(report.document(), indent=2))
+    else:
+        print(format_summary(report.summaries, report.seconds))
     if args.models:
-        print("\nModels:", flush=True)
-        status = _models(args, after_sync=True)
+        # with --json, stdout is the sync's document alone: the models' report goes to stderr
+        with _stdout_to_stderr() if args.json else contextlib.nullcontext():
+            print("\nModels:", flush=True)
+            status = _models(args, after_sync=True)
         if status != 0:
             return status
     return 0
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr() -> Iterator[None]:
+    """Everything written to stdout goes to stderr meanwhile, Python's writes and the file descriptor's
+    (dbt may write to it directly), so ``sync --json`` leaves its document alone on stdout."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+def _status(args: argparse.Namespace) -> int:
+    from .status import StatusRequest, StatusUnavailable, parse_duration, run_status
+    from .sync import UserInputError
+
+    try:
+        request = StatusRequest(
+            destination=args.destination,
+            dataset=args.dataset,
+            pipeline_name=args.pipeline_name,
+            duckdb_path=args.duckdb_path,
+            base_url=args.base_url,
+            tables=args.tables.split(",") if args.tables is not None else None,
+            max_lag=parse_duration(args.max_lag) if args.max_lag is not None else None,
+        )
+        report = run_status(request)
+    except UserInputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except StatusUnavailable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(report.document(), indent=2) if args.json else report.text())
+    return 1 if report.stale else 0
 
 
 def _rerun(args: argparse.Namespace) -> int:

@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from cargo_elt.source.server_clock import ClockReading
 
+    from .syncruns import SyncReport
+
 logger = logging.getLogger(__name__)
 
 PIPELINE_NAME = "cargo"
@@ -54,12 +56,14 @@ class UserInputError(Exception):
 
 class SyncFailed(Exception):
     """The sync failed while running (exit 1): the message says which step and table failed, why,
-    what became of the extracted data and the state, and what to change or retry."""
+    what became of the extracted data and the state, and what to change or retry. ``report`` is
+    what the sync did until then (as recorded in ``_cargo_sync_runs``), when it got that far."""
 
-    def __init__(self, message: str, table: str | None = None) -> None:
+    def __init__(self, message: str, table: str | None = None, report: SyncReport | None = None) -> None:
         super().__init__(message)
         self.table = table
         """The table being read or loaded when it failed, when one can be named."""
+        self.report = report
 
 
 @dataclass
@@ -398,7 +402,15 @@ def check_workspace_uuid(workspace_uuid: str | None) -> None:
 
 def run_sync(request: SyncRequest) -> tuple[list[TableSummary], float]:
     """Validate everything, then run the pipeline once; returns the per-table report."""
+    report = run_sync_report(request)
+    return report.summaries, report.seconds
+
+
+def run_sync_report(request: SyncRequest) -> SyncReport:
+    """``run_sync``, returning all it did (``sync --json``); recorded in ``_cargo_sync_runs`` whether it
+    succeeded or failed while running (``SyncFailed.report``)."""
     started = time.monotonic()
+    started_at = datetime.now(UTC)  # when this machine ran the sync: a record in _cargo_sync_runs, never a bound
     # Checks of the command line alone first: they answer before dlt and pyarrow are even imported.
     check_dates(request.since, request.until)
     check_pipeline_name(request.pipeline_name)
@@ -457,12 +469,18 @@ def run_sync(request: SyncRequest) -> tuple[list[TableSummary], float]:
 
     route_to_dlt_logger(__name__.rpartition(".")[0])  # this package's warnings too (lock, recovery)
     with pipeline_lock(pipelines_dir, request.pipeline_name, lock_wait):
-        return _run_pipeline(request, tables, str(token), base_url, duckdb_path, started)
+        return _run_pipeline(request, tables, str(token), base_url, duckdb_path, started, started_at)
 
 
 def _run_pipeline(
-    request: SyncRequest, tables: list[str], token: str, base_url: str, duckdb_path: str, started: float
-) -> tuple[list[TableSummary], float]:
+    request: SyncRequest,
+    tables: list[str],
+    token: str,
+    base_url: str,
+    duckdb_path: str,
+    started: float,
+    started_at: datetime,
+) -> SyncReport:
     """The pipeline run of ``run_sync``, its input checked and the pipeline's lock held."""
     import dlt
     from dlt.common.configuration.exceptions import ConfigFieldMissingException, ConfigValueCannotBeCoercedException
@@ -507,33 +525,72 @@ def _run_pipeline(
     )
     failure: str | None = None
     failed: str | None = None
+    load_ids: list[str] = []
     try:
         if request.full_refresh:
             if pipeline.has_pending_data:  # a refresh re-reads everything: an interrupted load is moot
                 pipeline.drop_pending_packages()
-            pipeline.run(source, refresh="drop_sources")
+            load_ids += pipeline.run(source, refresh="drop_sources").loads_ids
         else:
             if pipeline.has_pending_data:
                 # A sync killed during normalize or load left a package: finish it first (its state goes
                 # with it), or dlt's run() would load only that package and skip this sync's extract.
                 logger.warning("finishing the load an interrupted sync left in %s", pipeline.working_dir)
                 pipeline.normalize()
-                pipeline.load()
-            pipeline.run(source)
+                load_ids += pipeline.load().loads_ids
+            load_ids += pipeline.run(source).loads_ids
     except Exception as exc:
         where = FailedRun(base_url, request.destination, duckdb_path, str(pipeline.working_dir))
         failure = _redact(describe_failure(exc, where), [token, *_destination_secrets(request.destination)])
         failed = failed_table(exc)
-    if failure is not None:
-        # Raised outside the handler, the text redacted: no chained exception (a destination driver's,
-        # holding its connection parameters, or a response echoing the token) rides along with it.
-        raise SyncFailed(failure, failed)
+        failed_load = getattr(exc, "load_id", None)  # dlt's PipelineStepFailed names its package
+        load_ids += [str(failed_load)] if failed_load else []
     summaries = [
         TableSummary(name, s.rows, s.queries, s.retries, s.seconds, s.skipped)
         for name, s in stats.items()
         if name in tables or name not in TABLE_NAMES  # a segment export loads a table of its own name
     ]
-    return summaries, time.monotonic() - started
+    seconds = time.monotonic() - started
+    report = _record(request, pipeline, destination, token, summaries, load_ids, started_at, seconds, failure)
+    if failure is not None:
+        # Raised outside the handler, the text redacted: no chained exception (a destination driver's,
+        # holding its connection parameters, or a response echoing the token) rides along with it.
+        raise SyncFailed(failure, failed, report)
+    return report
+
+
+def _record(
+    request: SyncRequest,
+    pipeline: Any,
+    destination: Any,
+    token: str,
+    summaries: list[TableSummary],
+    load_ids: list[str],
+    started_at: datetime,
+    seconds: float,
+    failure: str | None,
+) -> SyncReport:
+    """The sync's report, appended to ``_cargo_sync_runs`` (``pipelines/syncruns.py``)."""
+    from .syncruns import SyncReport, client_now, frontiers_of, new_sync_id, record_sync_run
+
+    report = SyncReport(
+        sync_id=new_sync_id(),
+        pipeline_name=request.pipeline_name,
+        destination=request.destination,
+        dataset=request.dataset,
+        mode="full_refresh" if request.full_refresh else "backfill" if request.since else "incremental",
+        status="failed" if failure is not None else "ok",
+        started_at=started_at,
+        finished_at=client_now(),
+        seconds=seconds,
+        load_ids=load_ids,
+        summaries=summaries,
+        frontiers=frontiers_of(pipeline.state, [s.table for s in summaries]),
+        error=failure,
+    )
+    secrets = [token, *_destination_secrets(request.destination)]
+    record_sync_run(report, destination, request.pipelines_dir, lambda text: _redact(text, secrets))
+    return report
 
 
 @dataclass(frozen=True)

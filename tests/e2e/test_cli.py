@@ -97,17 +97,38 @@ class Workdir:
         return self.run([*cargo_elt(), "sync", *args], self.env(**env))
 
     def counts(self, database: str = DATABASE) -> dict[str, int]:
-        """Rows per table of dataset ``cargo`` (only the tables that exist)."""
+        """Rows per data table of dataset ``cargo`` (only the tables that exist; not the ``_dlt_*`` and
+        ``_cargo_*`` tables that record loads and syncs)."""
         con = duckdb.connect(str(self.root / database), read_only=True)
         try:
             names = [
                 r[0]
                 for r in con.execute(
                     "SELECT table_name FROM information_schema.tables WHERE table_schema = 'cargo' "
-                    "AND table_name NOT LIKE '\\_dlt%' ESCAPE '\\'"
+                    "AND table_name NOT LIKE '\\_%' ESCAPE '\\'"
                 ).fetchall()
             ]
             return {n: int(con.execute(f'SELECT count(*) FROM cargo."{n}"').fetchone()[0]) for n in names}  # type: ignore[index]
+        finally:
+            con.close()
+
+    def sync_runs(self, database: str = DATABASE) -> list[tuple[str, str, str, str | None]]:
+        """``(sync_id, table_name, status, error)`` of every recorded sync, oldest first (none: [])."""
+        path = self.root / database
+        if not path.exists():
+            return []
+        con = duckdb.connect(str(path), read_only=True)
+        try:
+            found = con.execute(
+                "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'cargo' "
+                "AND table_name = '_cargo_sync_runs'"
+            ).fetchone()
+            if not found or not found[0]:
+                return []
+            rows = con.execute(
+                "SELECT sync_id, table_name, status, error FROM cargo._cargo_sync_runs ORDER BY finished_at, table_name"
+            ).fetchall()
+            return [(str(a), str(b), str(c), d) for a, b, c, d in rows]
         finally:
             con.close()
 
@@ -564,7 +585,7 @@ def bad_runs(
         if case.name == "missing destination extra":
             hiding = tmp_path_factory.mktemp("hide_bigquery")
             (hiding / "sitecustomize.py").write_text(HIDE_BIGQUERY)
-            env["PYTHONPATH"] = str(hiding)
+            env["PYTHONPATH"] = os.pathsep.join(p for p in (str(hiding), env.get("PYTHONPATH")) if p)
         return work, env, ["sync", *(a.format(**places) for a in case.args)]
 
     def in_subprocess(case: BadInput) -> BadRun:
@@ -721,6 +742,9 @@ class FailedRunCase:
     expect: tuple[str, ...]
     setup: str = ""
     env: dict[str, str] = field(default_factory=dict)
+    recorded: bool | None = True
+    """The failed sync gets its rows in ``_cargo_sync_runs``; False: the warehouse cannot take them
+    (the record's failure is a warning), None: either (a full disk may still take a few KB)."""
 
 
 REFRESH = ("--full-refresh", "--tables", "runs,batches", "--progress", "none")
@@ -779,6 +803,7 @@ FAILED_RUNS = (
         1,
         ("out of disk space", "File too large", "DLT_DATA_DIR", "sync state is unchanged"),
         setup="fsize=65536",
+        recorded=None,
     ),
     FailedRunCase(
         "destination unreachable (Snowflake, closed port)",
@@ -789,6 +814,7 @@ FAILED_RUNS = (
             "DESTINATION__SNOWFLAKE__CREDENTIALS": "snowflake://loader:{password}@acct/CARGO_DB?warehouse=WH"
             "&host=127.0.0.1&port={closed_port}&protocol=http&login_timeout=3&network_timeout=3"
         },
+        recorded=False,
     ),
 )
 WAREHOUSE_PASSWORD = "pw_WAREHOUSE_7c1e2a9b44"
@@ -802,6 +828,8 @@ class Outcome:
     counts_before: dict[str, int]
     counts_after: dict[str, int]
     pending: list[str]
+    sync_runs: list[tuple[str, str, str, str | None]]
+    """The rows the run added to ``_cargo_sync_runs``."""
 
 
 def _source_state(work: Workdir) -> dict[str, Any]:
@@ -815,10 +843,11 @@ def _source_state(work: Workdir) -> dict[str, Any]:
 
 
 def _pending_data(work: Workdir) -> list[str]:
-    """Data files of packages not yet loaded (a failed extract must leave none behind)."""
+    """Data files of the sync's packages not yet loaded (a failed extract must leave none behind; the
+    record of the failed sync, in its own pipeline, may wait for a warehouse that can take it)."""
     return sorted(
         str(p.relative_to(work.root))
-        for p in work.data_dir.rglob("*")
+        for p in work.pipeline_dir.rglob("*")
         if p.suffix in (".parquet", ".jsonl", ".gz", ".csv") and "loaded" not in p.parts
     )
 
@@ -888,19 +917,20 @@ def failed_runs(
         if case.setup == "fast-retries":
             hook = tmp_path_factory.mktemp("fast_retries")
             (hook / "sitecustomize.py").write_text(FAST_RETRIES)
-            env["PYTHONPATH"] = str(hook)
+            env["PYTHONPATH"] = os.pathsep.join(p for p in (str(hook), env.get("PYTHONPATH")) if p)
         elif case.setup.startswith("fsize="):
             command = with_file_size_limit(int(case.setup.split("=")[1]), command)
         elif case.setup == "read-only-workdir":
             guard = _read_only(root)
         elif case.setup == "read-only-pipeline":
             guard = _read_only(work.pipeline_dir)
-        state, counts = _source_state(work), work.counts()
+        state, counts, recorded = _source_state(work), work.counts(), work.sync_runs()
         with guard:
             result = subprocess.run(
                 command, check=False, cwd=root, env=env, capture_output=True, text=True, timeout=300
             )
-        return Outcome(result, state, _source_state(work), counts, work.counts(), _pending_data(work))
+        added = work.sync_runs()[len(recorded) :]
+        return Outcome(result, state, _source_state(work), counts, work.counts(), _pending_data(work), added)
 
     with ThreadPoolExecutor(max_workers=2) as pool:
         return dict(zip((c.name for c in FAILED_RUNS), pool.map(run, FAILED_RUNS), strict=True))
@@ -923,6 +953,18 @@ def test_failed_run_exits_non_zero_with_a_clear_message_and_loses_nothing(
     assert outcome.state_after == outcome.state_before, "the sync state changed"
     assert outcome.counts_after == outcome.counts_before, "the warehouse changed"
     assert not outcome.pending, f"data left for a later load: {outcome.pending}"
+    recorded = outcome.sync_runs
+    if case.code == 2:
+        assert not recorded, "bad input is no sync: nothing to record"
+    elif recorded or case.recorded:
+        # one row per table the failed sync was asked for, with the message the user saw (redacted)
+        tables = case.args[case.args.index("--tables") + 1].split(",")
+        assert sorted(r[1] for r in recorded) == sorted(tables), recorded
+        assert len({r[0] for r in recorded}) == 1, "one sync id"
+        assert all(r[2] == "failed" and r[3] == last.removeprefix("error: ") for r in recorded), recorded
+    else:
+        assert case.recorded is not True
+        assert "could not be recorded in _cargo_sync_runs" in result.stderr, output(result)
 
 
 def test_huge_values_are_loaded_intact(mangler: str, token: str, truth: dict[str, int], tmp_path: Path) -> None:

@@ -148,7 +148,8 @@ def assert_state_consistent(box: Sandbox, pipeline: dlt.Pipeline, *, state_in_de
         stored = box_query(
             box,
             pipeline,
-            "SELECT version, version_hash FROM cargo._dlt_pipeline_state ORDER BY version DESC LIMIT 1",
+            "SELECT version, version_hash FROM cargo._dlt_pipeline_state "
+            f"WHERE pipeline_name = '{pipeline.pipeline_name}' ORDER BY version DESC LIMIT 1",
         )
         assert [tuple(r) for r in stored] == [(state["_state_version"], state["_version_hash"])]
 
