@@ -115,7 +115,7 @@ def run_check(request: CheckRequest) -> CheckReport:
     check_workspace_uuid(workspace_uuid)
     preflight(base_url, token, workspace_uuid)  # a refused token or a server that is not Cargo: exit 2
 
-    checks = [Check("base URL", "ok", f"{base_url}: POST /v1/orchestration/query answers like Cargo's API")]
+    checks = [Check("base URL", "ok", f"{base_url} answers like Cargo's API (SELECT 1 on /v1/orchestration/query)")]
     settings, setting_checks = _settings(tables)
     checks.extend(setting_checks)
     workspace: dict[str, Any] = {}
@@ -219,7 +219,7 @@ def _probe(
         if facts:
             run("column cap", facts, probes.probe_column_cap, ctx, facts)
         if sql_tables:
-            run("result cap (11,000 rows asked)", sql_tables, probes.probe_result_cap, ctx, sql_tables)
+            run("result cap", sql_tables, probes.probe_result_cap, ctx, sql_tables)
         for table in facts:
             if table in tables and table in ctx.specs:
                 run(f"pages of {table}", (table,), probes.probe_pages, ctx, table)

@@ -166,9 +166,7 @@ def probe_workspace(client: CargoClient) -> Check:
     if not isinstance(workspace, Mapping) or not isinstance(workspace.get("uuid"), str):
         return Check(name, "warn", f"answered without a workspace object (keys {sorted(body)[:8]})")
     label = f"workspace {workspace.get('name') or '(unnamed)'} ({workspace['uuid']})"
-    return Check(
-        name, "ok", f"{label}; SELECT 1 answered", data={"uuid": workspace["uuid"], "name": workspace.get("name")}
-    )
+    return Check(name, "ok", label, data={"uuid": workspace["uuid"], "name": workspace.get("name")})
 
 
 def probe_clock(client: CargoClient) -> tuple[Check, datetime]:
@@ -323,7 +321,7 @@ def result_cap_sql(table: str) -> str:
 
 def probe_result_cap(ctx: ProbeContext, sql_tables: Sequence[str]) -> Check:
     """How the server answers a result over 10,000 rows: Code 396 (throw) or fewer rows (truncation)."""
-    name = "result cap (11,000 rows asked)"
+    name = "result cap"
     blocks = tuple(sql_tables)
     refusals: list[str] = []
     for table in RESULT_CAP_TABLES:
@@ -358,15 +356,16 @@ def _result_cap_throws(name: str, message: str) -> Check:
         return Check(
             name,
             "warn",
-            f"Code 396 above {shown} rows (throw), below the source's page of {PAGE_LIMIT:,}: each read halves its "
+            f"11,000 rows asked: Code 396 above {shown} rows (throw), below the source's page of {PAGE_LIMIT:,}: "
+            "each read halves its "
             f"page after a 396 (down to {MIN_PAGE_LIMIT}), so it takes more queries",
             data=data,
         )
     return Check(
         name,
         "ok",
-        f"Code 396 above {shown} rows (throw, as assumed); the source never asks for more than {PAGE_LIMIT:,} "
-        f"rows (LIMIT), continues a full page by keyset, and halves a page a 396 still refuses",
+        f"11,000 rows asked: Code 396 above {shown} rows (throw, as assumed); the source asks for at most "
+        f"{PAGE_LIMIT:,} per query and halves a page a 396 refuses",
         data=data,
     )
 
@@ -374,7 +373,7 @@ def _result_cap_throws(name: str, message: str) -> Check:
 def _result_cap_answered(name: str, returned: int, expected: int, blocks: tuple[str, ...]) -> Check:
     data = {"mode": "truncate" if returned < expected else "none", "returned": returned, "asked": expected}
     if returned >= expected:
-        return Check(name, "ok", f"all {returned:,} rows came back: no result cap up to {expected:,} rows", data=data)
+        return Check(name, "ok", f"all {returned:,} rows asked came back: no result cap up to there", data=data)
     if returned < PAGE_LIMIT:
         return Check(
             name,
@@ -484,7 +483,7 @@ def probe_pages(ctx: ProbeContext, table: str) -> Check:
                 blocks,
                 {"encoding": encoding},
             )
-    detail = f"{plain.count} rows read alike as row objects and packed CSV; {encoding['summary']}"
+    detail = f"{_count(plain.count, 'row')} read alike as row objects and packed CSV; {encoding['summary']}"
     if notes:
         return Check(name, "warn", "; ".join(notes) + f" ({encoding['summary']})", data={"encoding": encoding})
     return Check(name, "ok", detail, data={"encoding": encoding})
@@ -502,9 +501,9 @@ def _encoding(spec: TableSpec, row: Mapping[str, Any]) -> dict[str, Any]:
     booleans = json_kinds((ValueKind.BOOL,))
     summary = f"timestamps like {time_value!r}"
     if numbers:
-        summary += f", numbers as JSON {'/'.join(numbers)}"
+        summary += f", numbers as JSON {'/'.join(numbers)}s"
     if booleans:
-        summary += f", booleans as JSON {'/'.join(booleans)}"
+        summary += f", booleans as JSON {'/'.join(booleans)}s"
     return {"time_value": time_value, "numbers": numbers, "booleans": booleans, "summary": summary}
 
 
@@ -561,7 +560,7 @@ def probe_export_sql(ctx: ProbeContext, table: str) -> Check:
                 {"sql": sql},
             )
     listed = ", ".join(what for what, _ in statements)
-    return Check(name, "ok", f"{len(statements)} statement(s) accepted ({listed})")
+    return Check(name, "ok", f"{_count(len(statements), 'statement')} accepted ({listed})")
 
 
 # -- REST endpoints ----------------------------------------------------------------------------------
@@ -660,7 +659,7 @@ def probe_releases_paging(ctx: ProbeContext) -> Check:
     """``releases/list`` is read in pages of ``RELEASES_PAGE`` until a short one: the server must answer
     a page of that size in full, or the sync stops early."""
     path = DIMENSIONS["releases"].path
-    name = f"GET {path} (pages of {RELEASES_PAGE})"
+    name = f"GET {path}"
     blocks = list_users(ctx, path)
     client = ctx.client
     try:
@@ -683,7 +682,8 @@ def probe_releases_paging(ctx: ProbeContext) -> Check:
         )
     largest = _largest_page(client, path, "releases")
     data["largest_page"] = largest
-    first = f"{len(page)} release(s) on the first page" + (" (all of them)" if short else "")
+    first = f"pages of {RELEASES_PAGE}: {_count(len(page), 'release')} on the first"
+    first += ", all of them" if short else ""
     return Check(name, "ok", f"{first}; {largest}", data=data)
 
 
@@ -727,7 +727,8 @@ def probe_run_metrics(ctx: ProbeContext) -> Check:
     return Check(
         name,
         "ok",
-        f"workflow {uuid}: {counts[0]} node metric(s) in all, {counts[1]} for yesterday (createdAfter/createdBefore)",
+        f"workflow {uuid}: {_count(counts[0], 'node metric')} in all, {counts[1]} for yesterday "
+        "(createdAfter/createdBefore)",
         data={"workflow_uuid": uuid, "metrics": counts},
     )
 
@@ -815,7 +816,7 @@ def probe_batch_outputs_export(ctx: ProbeContext) -> Check:
     slug = targets.get(str(batch.get("workflow_uuid"))) or _release_terminal(ctx.client, batch.get("release_uuid"), {})
     endpoint = f"orchestration/batches/{batch['uuid']}/download"
     files = fetch_export(ctx.client, endpoint, {"outputNodeSlug": slug} if slug else {}, ctx.spool)
-    what = f"{endpoint} (node {slug or 'default'}, {_int(batch.get('runs_count'))} runs)"
+    what = f"{endpoint} (node {slug or 'default'}, {_count(_int(batch.get('runs_count')), 'run')})"
     if not files:
         return Check(name, "warn", f"{what}: nothing to export: the batch-file layout is not verified")
     return _export_check(
@@ -909,7 +910,7 @@ def _export_check(
         return Check(name, "fail", f"{what}: {problem}", blocks, data)
     files = f"{len(inspections)} files, " if len(inspections) > 1 else ""
     keys = _shown(first.keys)
-    summary = f"{what}: {files}{first.format}, keys {keys}; {rows} rows, {parsed} parsed"
+    summary = f"{what}: {files}{first.format}, keys {keys}; {_count(rows, 'row')}, {parsed} parsed"
     if skipped:
         result: Result = "fail" if len(skipped) > max_skipped else "warn"
         return Check(
@@ -929,7 +930,11 @@ def _export_check(
 # -- helpers -----------------------------------------------------------------------------------------
 
 
-def _shown(keys: Iterable[str], limit: int = 8) -> str:
+def _count(number: int, noun: str) -> str:
+    return f"{number:,} {noun}{'' if number == 1 else 's'}"
+
+
+def _shown(keys: Iterable[str], limit: int = 6) -> str:
     listed = list(keys)
     shown = ", ".join(listed[:limit]) + (f", ... ({len(listed)} in all)" if len(listed) > limit else "")
     return f"[{shown}]"
