@@ -199,9 +199,13 @@ def _probe(
                 found = probe(*args)
             except Exception as exc:  # a probe that cannot finish is a finding, not a crash
                 reason = " ".join(str(exc).split()) or type(exc).__name__
-                checks.append(Check(name, "fail", f"{type(exc).__name__}: {reason}", ctx.selected(*blocks)))
-                return
-            checks.extend(found if isinstance(found, list) else [found])
+                found = Check(name, "fail", f"{type(exc).__name__}: {reason}", ctx.selected(*blocks))
+            for check in found if isinstance(found, list) else [found]:
+                if check.result == "fail" and not check.blocks:
+                    # ``fail`` means a selected table cannot be loaded; this concerns none of them
+                    check.result = "warn"
+                    check.detail += " (concerns no selected table)"
+                checks.append(check)
 
         run("token and workspace", (), probes.probe_workspace, client)
         if checks and checks[-1].data:

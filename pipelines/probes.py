@@ -29,6 +29,7 @@ from cargo_elt.source.errors import (
     CargoConfigurationError,
     CargoError,
     CargoQueryError,
+    WindowTooLarge,
 )
 from cargo_elt.source.exportformats import ExportInspection, export_urls, inspect_export
 from cargo_elt.source.extract import (
@@ -55,7 +56,7 @@ from cargo_elt.source.outputs import (
     iso,
     parse_output_targets,
 )
-from cargo_elt.source.pages import CsvCell, RowObjects
+from cargo_elt.source.pages import CsvCell, Page, RowObjects
 from cargo_elt.source.planner import QueryWindow, histogram_query
 from cargo_elt.source.segments import (
     DOWNLOAD_ENDPOINT,
@@ -89,6 +90,9 @@ NIL_UUID = "00000000-0000-0000-0000-000000000000"
 SAMPLE_PAGE_ROWS = 5
 """Rows of each fact table read by the page probe (both page forms)."""
 
+SAMPLE_WINDOWS = (timedelta(hours=1), timedelta(days=1), timedelta(days=7), LOOKBACK)
+"""Stretches before the server's now the page probe reads, the shortest holding rows first."""
+
 SAMPLE_EXPORT_ROWS = 20
 """Runs (``limit``) of the run-outputs sample export, and records of the segment sample export."""
 
@@ -103,6 +107,7 @@ RESULT_CAP_TABLES = ("spans", "runs", "records", "batches")
 """Tables the result-cap probe may draw its rows from, in order (each branch reads 100 rows)."""
 
 COMMON_PAGE_SIZES = frozenset({10, 20, 25, 50, 100, 200, 250, 500, 1000})
+"""Item counts that look like a first page when a list endpoint's paging could not be told."""
 
 
 @dataclass
@@ -137,6 +142,8 @@ class ProbeContext:
     settings: ProbeSettings
     spool: Path
     server_time: datetime = field(default_factory=lambda: datetime.now(UTC))
+    """The server's clock as ``probe_clock`` read it (this machine's only if that failed, and then only
+    to pick the samples' windows)."""
     specs: dict[str, TableSpec] = field(default_factory=dict)
     """The fact tables' specs as a sync would read them (after the column check)."""
 
@@ -449,19 +456,31 @@ def probe_pages(ctx: ProbeContext, table: str) -> Check:
     name = f"pages of {table}"
     spec = ctx.specs[table]
     blocks = ctx.selected(table)
-    window = QueryWindow(ctx.server_time - LOOKBACK, ctx.server_time)
     client = ctx.client
+    rows: list[dict[str, Any]] = []
+    plain = Page(0, None)
+    searched = SAMPLE_WINDOWS[0]
+    refused = ""
     try:
         client.query(histogram_query(spec, EMPTY_RANGE, 1000))
-        rows = client.query(RowObjects().sql(spec, window, None, SAMPLE_PAGE_ROWS))
-        plain = RowObjects().decode(spec, rows)
+        for span in SAMPLE_WINDOWS:  # the newest stretch holding rows, so a large table is not scanned far
+            window = QueryWindow(ctx.server_time - span, ctx.server_time)
+            try:
+                rows = client.query(RowObjects().sql(spec, window, None, SAMPLE_PAGE_ROWS))
+            except WindowTooLarge as exc:  # longer stretches would be refused too; the sync plans smaller ones
+                refused = f", and a page of the last {_span(span)} was refused (code {exc.code})"
+                break
+            searched = span
+            plain = RowObjects().decode(spec, rows)
+            if plain.count:
+                break
     except CargoError as exc:
         return Check(name, "fail", f"the sync's page query was refused: {_first_line(str(exc))}", blocks)
     if not plain.count or plain.table is None:
         return Check(
             name,
             "warn",
-            f"no rows in the last {LOOKBACK.days} days to read: the values' encoding is not verified",
+            f"no rows in the last {_span(searched)}{refused}: the values' encoding is not verified",
         )
     encoding = _encoding(spec, rows[0])
     notes = []
@@ -487,6 +506,14 @@ def probe_pages(ctx: ProbeContext, table: str) -> Check:
     if notes:
         return Check(name, "warn", "; ".join(notes) + f" ({encoding['summary']})", data={"encoding": encoding})
     return Check(name, "ok", detail, data={"encoding": encoding})
+
+
+def _span(span: timedelta) -> str:
+    """``hour``, ``day``, ``7 days``: a sample window as the report says it."""
+    if span < timedelta(days=1):
+        hours = round(span.total_seconds() / 3600)
+        return "hour" if hours == 1 else f"{hours} hours"
+    return "day" if span.days == 1 else f"{span.days} days"
 
 
 def _encoding(spec: TableSpec, row: Mapping[str, Any]) -> dict[str, Any]:

@@ -5,19 +5,25 @@ server are tested end to end in ``tests/e2e/test_check.py``."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
 from cargo_elt.pipelines.check import CheckReport, format_report, report_json, verdict
 from cargo_elt.pipelines.probes import (
     Check,
+    ProbeContext,
+    ProbeSettings,
     _batch_differences,
     _export_check,
     _result_cap_answered,
     _result_cap_throws,
     _run_output_differences,
+    probe_pages,
     result_cap_sql,
 )
+from cargo_elt.source.errors import ScanCapExceeded
 from cargo_elt.source.exportformats import ExportInspection
 from cargo_elt.source.extract import loadable_added, schema_diff, schema_query, server_column_types
 from cargo_elt.source.specs import TABLE_SPECS
@@ -211,3 +217,35 @@ def test_the_table_wraps_details_under_their_column_within_the_width() -> None:
     continued = [line for line in lines[4:-2] if not line.startswith("columns of runs")]
     assert continued and all(line[:column].strip() == "" for line in continued)
     assert lines[-1] == "every selected table can be loaded (3 tables, 1 warning)"
+
+
+# -- the page probe on a table too large to scan far (a stub server: no 10 M-row table runs here) --------
+
+
+class _ScanCappedServer:
+    """Answers the empty-range histogram and the hour's page with no rows, and refuses any longer
+    stretch with the scan cap, as a server holding millions of rows a day would."""
+
+    def __init__(self) -> None:
+        self.pages: list[str] = []
+
+    def query(self, sql: str) -> list[dict[str, object]]:
+        if "toStartOfInterval" in sql:
+            return []
+        self.pages.append(sql)
+        if len(self.pages) > 1:
+            raise ScanCapExceeded(400, 158, "Code: 158. DB::Exception: Limit for rows exceeded", sql)
+        return []
+
+
+def test_the_page_probe_stops_at_the_scan_cap_and_says_what_it_could_not_verify(tmp_path: Path) -> None:
+    server = _ScanCappedServer()
+    ctx = ProbeContext(server, ["spans"], ProbeSettings(), tmp_path, server_time=datetime(2026, 11, 1, tzinfo=UTC))  # type: ignore[arg-type]
+    ctx.specs["spans"] = TABLE_SPECS["spans"]
+    check = probe_pages(ctx, "spans")
+    assert check.result == "warn" and not check.blocks
+    assert check.detail == (
+        "no rows in the last hour, and a page of the last day was refused (code 158): "
+        "the values' encoding is not verified"
+    )
+    assert len(server.pages) == 2, "the 7- and 90-day pages are not asked once a day is refused"
