@@ -136,7 +136,7 @@ def _settings(tables: list[str]) -> tuple[ProbeSettings, list[Check]]:
     settings = ProbeSettings(
         run_outputs=_configured("run_outputs"),
         segments=_configured("segments"),
-        run_metrics_per_release=bool(_configured("run_metrics_per_release") or False),
+        run_metrics_per_release=_flag(_configured("run_metrics_per_release")),
     )
     checks: list[Check] = []
     skipped = _configured("max_skipped_rows")
@@ -168,6 +168,13 @@ def _settings(tables: list[str]) -> tuple[ProbeSettings, list[Check]]:
             )
             setattr(settings, setting, _INVALID)
     return settings, checks
+
+
+def _flag(value: Any) -> bool:
+    """A boolean setting as dlt hands it over: a TOML boolean, or text from the environment."""
+    if isinstance(value, str):
+        return value.strip().lower() in ("true", "1", "yes")
+    return bool(value)
 
 
 _INVALID = object()

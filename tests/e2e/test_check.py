@@ -111,6 +111,7 @@ def test_check_passes_on_the_emulator_and_changes_nothing(emulator: Any, tmp_pat
     assert exported["fields"]["created_at"] == "_created_at"
     assert found["export batch_outputs"]["data"]["fields"] == {"output": "output"}
 
+    assert work.token not in result.stdout + result.stderr + as_json.stdout + as_json.stderr
     # read-only: nothing written here, nothing changed in Cargo
     assert not any(work.root.iterdir()), sorted(str(p) for p in work.root.rglob("*"))
     assert admin(emulator, "GET", "/_emulator/truth")["tables"] == truth_before
