@@ -41,9 +41,11 @@ def _connect(path: str) -> Any:
 class QueryRefused(Exception):
     """A caller's query failed; ``message`` is the ClickHouse text Cargo forwards as ``errorMessage``."""
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, spoiled: bool = False) -> None:
         super().__init__(message)
         self.message = message
+        self.spoiled = spoiled
+        """The query failed while running: its connection is not reused (``ClickHouseStore.reader``)."""
 
 
 def _literal(text: str) -> str:
@@ -294,6 +296,13 @@ class ClickHouseStore:
             if conn is None:
                 conn = self._new_reader(workspace_uuid)
             yield conn
+        except QueryRefused as refused:
+            if refused.spoiled:
+                # chDB keeps the output a query had produced when it failed (a UNION ALL over the result
+                # cap, say) and hands it to the next query on that connection: start afresh instead
+                spoiled, conn = conn, None
+                spoiled.close()
+            raise
         finally:
             pool.put(conn)
 
@@ -330,7 +339,7 @@ class ClickHouseStore:
             try:
                 result = conn.query(canonical, "JSONEachRow")
             except Exception as exc:
-                raise QueryRefused(_clean_error(exc)) from None
+                raise QueryRefused(_clean_error(exc), spoiled=True) from None
         body = result.bytes()
         if not body:
             return b'{"rows":[]}'

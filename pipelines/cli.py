@@ -87,6 +87,13 @@ def build_parser() -> argparse.ArgumentParser:
     shown.add_argument("--json", action="store_const", const="json", dest="format", help="as one JSON document")
     shown.add_argument("--markdown", action="store_const", const="markdown", dest="format", help="as docs/TABLES.md")
 
+    check = commands.add_parser(
+        "check", help="read-only: can the connector run against this workspace, and where does Cargo differ"
+    )
+    check.add_argument("--base-url", default=None, help="Cargo API host (default: sources.cargo.base_url)")
+    check.add_argument("--tables", default=None, help="comma-separated table names to check for (default all)")
+    check.add_argument("--json", action="store_true", help="the report as one JSON document")
+
     rerun = commands.add_parser("rerun", help="re-run the failed records of a batch (or workflow) from the warehouse")
     scope = rerun.add_mutually_exclusive_group(required=True)
     scope.add_argument("--batch", default=None, help="the batch whose failed records to re-run (uuid)")
@@ -170,6 +177,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if args.command == "rerun":
         return _rerun(args)
+    if args.command == "check":
+        return _check(args)
     return 2
 
 
@@ -433,6 +442,20 @@ def _serve(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         return 0
     return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    """``cargo-elt check`` (``check.py``): the report on stdout, exit 0/1, or 2 for bad input."""
+    from .check import CheckRequest, format_report, report_json, run_check
+    from .sync import UserInputError
+
+    try:
+        report = run_check(CheckRequest(base_url=args.base_url, tables=args.tables.split(",") if args.tables else None))
+    except UserInputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(report_json(report) if args.json else format_report(report), end="")
+    return report.exit_code
 
 
 if __name__ == "__main__":

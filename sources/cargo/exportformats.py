@@ -44,7 +44,7 @@ import gzip
 import re
 import sys
 import zlib
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Final, Literal
@@ -192,7 +192,7 @@ class FileFormat:
         return f"{name} (gzip)" if self.gzip else name
 
 
-def describe_layouts(accepted: Iterable[Layout]) -> str:
+def describe_layouts(accepted: Collection[Layout]) -> str:
     """``a JSON array, NDJSON or CSV with a header`` for an error message."""
     names = {
         "json-array": "a JSON array of objects",

@@ -359,6 +359,83 @@ def _ignored(spec: TableSpec, name: str) -> bool:
     return any(name.startswith(i) if i.endswith(".") else name == i for i in spec.ignored_columns)
 
 
+def server_column_types(row: dict[str, Any]) -> dict[str, str]:
+    """The answer of ``schema_query`` as ``{server column: ClickHouse type}`` (other keys ignored)."""
+    types: dict[str, str] = {}
+    for key, value in row.items():
+        found = _TYPE_KEY.match(key)
+        if found and isinstance(value, str):
+            types[found.group("name").strip("`")] = value
+    return types
+
+
+@dataclass(frozen=True)
+class SchemaDiff:
+    """How the server's columns of one table compare with its ``TableSpec`` (``schema_diff``).
+
+    What the sync does with each part is decided by ``check_schema``; ``cargo-elt check`` reports the
+    same comparison without reading anything.
+    """
+
+    table: str
+    server_types: dict[str, str]
+    """Server column -> ClickHouse type, as ``schema_query`` answered (ignored columns left out)."""
+    renamed: dict[str, str]
+    """Spec column -> the server's other name for it (``specs.SERVER_NAMES``): read from there."""
+    missing_required: tuple[str, ...]
+    """Key, time, update or status columns the server lacks: the table cannot be read."""
+    dropped: tuple[str, ...]
+    """Other spec columns the server lacks: no longer selected, NULL in the rows loaded."""
+    added: dict[str, str]
+    """Server columns the spec neither lists nor ignores -> their type."""
+    retyped: dict[str, str]
+    """Spec columns whose server type reads as another kind -> the server's type."""
+
+
+def schema_diff(spec: TableSpec, types: dict[str, str]) -> SchemaDiff:
+    """Compare the server's columns (``server_column_types``) with ``spec``; pure, no logging."""
+    renamed = _server_names(spec, types)
+    missing = [c.name for c in spec.columns if c.name not in types and c.name not in renamed]
+    needed = spec.required_columns | {spec.status_column}
+    retyped: dict[str, str] = {}
+    for column in spec.columns:
+        server_name = renamed.get(column.name, column.name)
+        if server_name in types:
+            kind, _ = kind_of_type(types[server_name])
+            expected = ValueKind.STRING if column.kind is ValueKind.JSON else column.kind
+            if kind is not expected:
+                retyped[column.name] = types[server_name]
+    added = {
+        name: clickhouse_type
+        for name, clickhouse_type in types.items()
+        if name not in spec.column_names and name not in renamed.values() and not _ignored(spec, name)
+    }
+    return SchemaDiff(
+        spec.name,
+        dict(types),
+        renamed,
+        tuple(sorted(n for n in missing if n in needed)),
+        tuple(n for n in missing if n not in needed),
+        added,
+        retyped,
+    )
+
+
+def loadable_added(spec: TableSpec, diff: SchemaDiff) -> tuple[list[ColumnSpec], dict[str, str]]:
+    """The added columns the sync loads from now on (scalar types, plain names, within the 50-column
+    cap), and those it leaves out (name -> type)."""
+    room = MAX_COLUMNS_TO_READ - (len(spec.columns) - len(diff.dropped))
+    loaded: list[ColumnSpec] = []
+    left_out: dict[str, str] = {}
+    for name, clickhouse_type in diff.added.items():
+        kind, _ = kind_of_type(clickhouse_type)
+        if kind is None or not IDENTIFIER.fullmatch(name) or len(loaded) >= room:
+            left_out[name] = clickhouse_type
+        else:
+            loaded.append(ColumnSpec(name, clickhouse_type, kind, nullable=True))
+    return loaded, left_out
+
+
 def check_schema(executor: CountingExecutor, spec: TableSpec, predicate: Predicate | None) -> TableSpec:
     """The spec to read with, after comparing the server's columns with ``spec`` (one query, no rows read).
 
@@ -390,24 +467,22 @@ def check_schema(executor: CountingExecutor, spec: TableSpec, predicate: Predica
             )
         return spec
     row = rows[0] if rows else {}
-    types: dict[str, str] = {}
-    for key, value in row.items():
-        found = _TYPE_KEY.match(key)
-        if found and isinstance(value, str):
-            types[found.group("name").strip("`")] = value
+    types = server_column_types(row)
     if expiring is not None:
         _warn_expiring(spec, expiring, row)
     if not types:
         return spec
-    sources = _server_names(spec, types)
-    dropped = [c.name for c in spec.columns if c.name not in types and c.name not in sources]
-    needed = sorted(set(dropped) & (spec.required_columns | {spec.status_column}))
-    if needed:
+    diff = schema_diff(spec, types)
+    if diff.missing_required:
         raise CargoSchemaError(
-            f"{spec.name}: the server no longer has column(s) {needed}, which the connector needs "
-            f"(primary key, time, update or status column); the table cannot be synced"
+            f"{spec.name}: the server no longer has column(s) {list(diff.missing_required)}, which the connector "
+            "needs (primary key, time, update or status column); the table cannot be synced"
         )
-    for name in dropped:
+    for name, other in diff.renamed.items():
+        if f"renamed:{name}" not in spec.warned:
+            spec.warned.add(f"renamed:{name}")
+            logger.info("%s.%s: the server calls this column %s; reading it from there", spec.name, name, other)
+    for name in diff.dropped:
         if f"dropped:{name}" not in spec.warned:
             spec.warned.add(f"dropped:{name}")
             logger.info(
@@ -416,51 +491,41 @@ def check_schema(executor: CountingExecutor, spec: TableSpec, predicate: Predica
                 spec.name,
                 name,
             )
-    for column in spec.columns:
-        server_name = sources.get(column.name, column.name)
-        if server_name in types:
-            kind, _ = kind_of_type(types[server_name])
-            expected = ValueKind.STRING if column.kind is ValueKind.JSON else column.kind
-            if kind is not expected:
-                spec.warn_once(
-                    f"type:{column.name}",
-                    "%s.%s: the server's type is now %s, the connector expects %s; values that no longer read "
-                    "as %s are loaded as text into %s__v_text",
-                    spec.name,
-                    column.name,
-                    types[server_name],
-                    column.clickhouse_type,
-                    column.arrow_type,
-                    column.name,
-                )
-    room = MAX_COLUMNS_TO_READ - (len(spec.columns) - len(dropped))
-    added: list[ColumnSpec] = []
-    for name, clickhouse_type in types.items():
-        if name in spec.column_names or name in sources.values() or _ignored(spec, name):
-            continue
-        kind, _ = kind_of_type(clickhouse_type)
-        if kind is None or not IDENTIFIER.fullmatch(name) or len(added) >= room:
-            spec.warn_once(
-                f"added:{name}",
-                "%s.%s: the server has a new column (%s); it is not loaded (not a scalar type, not a plain "
-                "name, or over the %d-column cap)",
-                spec.name,
-                name,
-                clickhouse_type,
-                MAX_COLUMNS_TO_READ,
-            )
-            continue
+    for name, server_type in diff.retyped.items():
+        column = spec.column(name)
+        spec.warn_once(
+            f"type:{name}",
+            "%s.%s: the server's type is now %s, the connector expects %s; values that no longer read "
+            "as %s are loaded as text into %s__v_text",
+            spec.name,
+            name,
+            server_type,
+            column.clickhouse_type,
+            column.arrow_type,
+            name,
+        )
+    added, left_out = loadable_added(spec, diff)
+    for name, clickhouse_type in left_out.items():
         spec.warn_once(
             f"added:{name}",
-            "%s.%s: the server has a new column (%s); loading it from now on (rows loaded before hold NULL)",
+            "%s.%s: the server has a new column (%s); it is not loaded (not a scalar type, not a plain "
+            "name, or over the %d-column cap)",
             spec.name,
             name,
             clickhouse_type,
+            MAX_COLUMNS_TO_READ,
         )
-        added.append(ColumnSpec(name, clickhouse_type, kind, nullable=True))
-    if not dropped and not added and not sources:
+    for column in added:
+        spec.warn_once(
+            f"added:{column.name}",
+            "%s.%s: the server has a new column (%s); loading it from now on (rows loaded before hold NULL)",
+            spec.name,
+            column.name,
+            column.clickhouse_type,
+        )
+    if not diff.dropped and not added and not diff.renamed:
         return spec
-    return spec.without(dropped).with_columns(added).read_as(sources)
+    return spec.without(diff.dropped).with_columns(added).read_as(diff.renamed)
 
 
 def _server_names(spec: TableSpec, types: dict[str, str]) -> dict[str, str]:
@@ -472,11 +537,6 @@ def _server_names(spec: TableSpec, types: dict[str, str]) -> dict[str, str]:
         for other in SERVER_NAMES.get((spec.name, column.name), ()):
             if other in types and other not in spec.column_names:
                 sources[column.name] = other
-                if f"renamed:{column.name}" not in spec.warned:
-                    spec.warned.add(f"renamed:{column.name}")
-                    logger.info(
-                        "%s.%s: the server calls this column %s; reading it from there", spec.name, column.name, other
-                    )
                 break
     return sources
 

@@ -86,6 +86,19 @@ def test_result_cap_throws_396(api: Api) -> None:
     assert "Limit for result exceeded, max rows: 10.00 thousand" in message
 
 
+def test_a_query_refused_while_running_leaves_no_output_for_the_next_one(api: Api) -> None:
+    """chDB hands what a failed UNION ALL had produced to the connection's next query; the emulator
+    replaces such a connection (the next query would otherwise answer a syntax error about ``{"x":0}``)."""
+    branch = "SELECT arrayJoin(range(10)) AS x FROM (SELECT 1 FROM spans LIMIT 100)"
+    client = api()
+    message = error_of(query(client, "SELECT x FROM (" + " UNION ALL ".join([branch] * 11) + ")"))
+    assert message.startswith("Code: 396.")
+    for number in range(10):  # more than a workspace's pooled connections, each answering its own query
+        response = query(client, f"SELECT {number} AS n")
+        assert response.status_code == 200, response.text
+        assert response.json() == {"rows": [{"n": number}]}
+
+
 def test_subquery_depth_cap_is_162(api: Api) -> None:
     sql = "SELECT 1 FROM (SELECT 1 FROM (SELECT 1 FROM (SELECT 1 FROM (SELECT 1 FROM (SELECT 1 FROM (SELECT 1))))))"
     assert error_of(query(api(), sql)).startswith("Code: 162. DB::Exception: Too deep subqueries. Maximum: 5")
