@@ -14,7 +14,6 @@ selected tables a sync could not load because of it (``blocks``).
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -64,7 +63,7 @@ from cargo_elt.source.segments import (
     parse_segment_exports,
     resolve_export,
 )
-from cargo_elt.source.servertime import server_now
+from cargo_elt.source.server_clock import ClockReading, read_server_clock
 from cargo_elt.source.settings import MAX_COLUMNS_TO_READ, MAX_RESULT_ROWS, MIN_PAGE_LIMIT, PAGE_LIMIT
 from cargo_elt.source.specs import TABLE_SPECS, TableSpec, ValueKind
 
@@ -152,11 +151,6 @@ class ProbeContext:
         return tuple(n for n in names if n in self.tables)
 
 
-def read_server_clock(client: CargoClient) -> datetime:
-    """The server's current time: the one place ``check`` reads it (the sync's own server-clock helper)."""
-    return server_now(client)
-
-
 # -- identity, clock ---------------------------------------------------------------------------------
 
 
@@ -177,14 +171,16 @@ def probe_workspace(client: CargoClient) -> Check:
 
 
 def probe_clock(client: CargoClient) -> tuple[Check, datetime]:
-    """The server's clock against this machine's (server minus client), read once."""
-    before = time.time()
-    server = read_server_clock(client)
-    after = time.time()
-    # SELECT now() is whole seconds, floored: half a second is its expected truncation
-    skew = server.timestamp() + 0.5 - (before + after) / 2
+    """The server's clock against this machine's (server minus client), read once, the way a sync reads it."""
+    reading: ClockReading = read_server_clock(client)
+    server = reading.server_now
+    skew = reading.skew.total_seconds()
     shown = f"{round(skew):+d} s" + (f" ({_duration(abs(skew))})" if abs(skew) >= 120 else "")
-    data = {"server_time": server.isoformat(), "skew_seconds": round(skew, 1), "round_trip_seconds": after - before}
+    data = {
+        "server_time": server.isoformat(),
+        "skew_seconds": round(skew, 1),
+        "round_trip_seconds": reading.round_trip.total_seconds(),
+    }
     if abs(skew) <= SKEW_WARNING.total_seconds():
         return Check(
             "server clock", "ok", f"server minus client: {shown}; server time {server.isoformat()}", data=data
