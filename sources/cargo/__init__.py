@@ -128,6 +128,11 @@ def cargo_source(
         max_skipped_rows: rows per table a sync may skip (rows of an export or a list that cannot be read
             or placed; each is logged and counted) before it fails; 0 = any skipped row fails the sync.
         stats: a ``SyncStats`` to fill with per-table costs (used by the CLI's report).
+
+    Raises:
+        CargoConfigurationError: a setting that does not parse or fit, named by its path
+            (``sources.cargo.segments[1].filter...``); every setting is parsed by ``CargoSettings``
+            (``config.py``), as ``cargo-elt`` and the Airflow DAG parse them.
     """
     route_to_dlt_logger()  # the source's warnings follow [runtime] log_level and log_format (log.py)
     settings = parse_settings(  # every setting parsed and checked, each problem named by its path (config.py)

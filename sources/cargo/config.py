@@ -43,7 +43,6 @@ from pydantic import (
     WrapValidator,
     model_validator,
 )
-from pydantic_core import InitErrorDetails
 
 from .catalogue import DIMENSION_NAMES
 from .errors import CargoConfigurationError
@@ -51,6 +50,7 @@ from .filters import MATCH_ALL, Filter, Sort
 from .instants import DATE_FORMS, to_instant
 from .planner import is_uuid
 from .problems import (
+    SETTINGS_ERROR,
     UNION_TAGS,
     Loc,
     ProblemNode,
@@ -549,9 +549,7 @@ class CargoSettings(CargoConnection):
         if self.since is not None and self.until is not None and self.until <= self.since:
             problems.append(f"${{until}} {self.until.isoformat()} must be after ${{since}} {self.since.isoformat()}")
         if problems:
-            raise ValidationError.from_exception_data(
-                "CargoSettings", [InitErrorDetails(type=settings_error(p), loc=(), input=None) for p in problems]
-            )
+            raise problems_error("CargoSettings", [((), p) for p in problems], kind=SETTINGS_ERROR)
         return self
 
     @property
@@ -680,23 +678,11 @@ def parse_setting(name: str, value: Any, label: str | None = None) -> Any:
     try:
         return _adapter(name).validate_python(value)
     except ValidationError as exc:
-        located = ValidationError.from_exception_data(
-            name,
-            [
-                InitErrorDetails(type=_again(e), loc=(name, *e["loc"]), input=e["input"])
-                for e in exc.errors(include_url=False)
-            ],
-        )
+        located = problems_error(name, [], exc.errors(include_url=False), prefix=(name,))
         labels = {name: label} if label else {}
         heading = SEGMENTS_HEADING if name == "segments" else f"{SETTINGS_SECTION}.{name}"
         message = describe_errors(located, SETTINGS_SECTION, labels, heading, _hint(CargoSettings.model_fields, labels))
         raise CargoConfigurationError(message) from None
-
-
-def _again(error: Any) -> Any:
-    from pydantic_core import PydanticCustomError
-
-    return PydanticCustomError(error["type"], error["msg"])
 
 
 _ADAPTERS: dict[str, TypeAdapter[Any]] = {}

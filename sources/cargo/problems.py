@@ -66,13 +66,23 @@ def settings_error(message: str) -> PydanticCustomError:
 
 
 def problems_error(
-    title: str, problems: Iterable[tuple[Loc, str]], nested: Iterable[ErrorDetails] = ()
+    title: str,
+    problems: Iterable[tuple[Loc, str]],
+    nested: Iterable[ErrorDetails] = (),
+    *,
+    kind: str = SETTING_ERROR,
+    prefix: Loc = (),
 ) -> ValidationError:
-    """One ``ValidationError`` holding ``problems`` (``SETTING_ERROR`` at their ``loc``) and the errors
-    ``nested`` validation found (kept as they were: type, message, location, value)."""
-    details = [InitErrorDetails(type=setting_error(message), loc=loc, input=None) for loc, message in problems]
+    """One ``ValidationError`` holding ``problems`` (errors of type ``kind`` at their ``loc``) and the
+    errors ``nested`` validation found (kept as they were: type, message, value), every location
+    below ``prefix``."""
+    details = [
+        InitErrorDetails(type=PydanticCustomError(kind, message), loc=(*prefix, *loc), input=None)
+        for loc, message in problems
+    ]
     details += [
-        InitErrorDetails(type=PydanticCustomError(e["type"], e["msg"]), loc=e["loc"], input=e["input"]) for e in nested
+        InitErrorDetails(type=PydanticCustomError(e["type"], e["msg"]), loc=(*prefix, *e["loc"]), input=e["input"])
+        for e in nested
     ]
     return ValidationError.from_exception_data(title, details)
 
