@@ -281,13 +281,17 @@ def test_a_server_that_truncates_results_is_told_from_one_that_refuses_them(othe
     ("args", "env", "says"),
     [
         (("--tables", "runs,nope"), {}, "unknown table(s) nope"),
-        (("--base-url", "ftp://cargo.example"), {}, "base URL 'ftp://cargo.example' is not an http:// or https:// URL"),
+        (
+            ("--base-url", "ftp://cargo.example"),
+            {},
+            "--base-url = 'ftp://cargo.example' is not an http:// or https:// URL",
+        ),
         ((), {"SOURCES__CARGO__API_TOKEN": ""}, "no Cargo API token"),
         ((), {"SOURCES__CARGO__API_TOKEN": "crg_not_a_token"}, "Unauthorized"),
         (
             (),
             {"SOURCES__CARGO__WORKSPACE_UUID": "not-a-uuid"},
-            "sources.cargo.workspace_uuid 'not-a-uuid' is not a UUID",
+            "sources.cargo.workspace_uuid = 'not-a-uuid' is not a UUID",
         ),
     ],
 )
