@@ -12,39 +12,25 @@ are skipped behind it.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
 from tests.integration.api_support import Served, served_fixture
-
-NODE_PROJECT = Path(__file__).resolve().parents[1] / "node"
-
-NODE_TOOLS = ("node", "npm")
+from tests.node_project import missing_node_tools, node_project
 
 
 def test_nodejs_and_npm_are_installed() -> None:
-    missing = [tool for tool in NODE_TOOLS if shutil.which(tool) is None]
+    missing = missing_node_tools()
     assert not missing, f"{', '.join(missing)} not found: Cargo's own client (tests/node) needs Node.js and npm"
 
 
 @pytest.fixture(scope="module")
 def wire(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Served, dict[str, Any]]]:
-    if any(shutil.which(tool) is None for tool in NODE_TOOLS):
-        pytest.skip("Node.js/npm missing: test_nodejs_and_npm_are_installed fails for it")
-    if not (NODE_PROJECT / "node_modules" / "@cargo-ai" / "api").is_dir():
-        subprocess.run(
-            ["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"],
-            cwd=NODE_PROJECT,
-            check=True,
-            capture_output=True,
-            timeout=300,
-        )
+    node = node_project()
     with served_fixture() as served:
         fx = served.fixture
         env = {
@@ -59,7 +45,7 @@ def wire(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Served, dic
             "RUNNING_BATCH_UUID": fx.batch_running,
         }
         done = subprocess.run(
-            ["node", "wire_check.mjs"], cwd=NODE_PROJECT, env=env, capture_output=True, timeout=120, check=False
+            ["node", "wire_check.mjs"], cwd=node, env=env, capture_output=True, timeout=120, check=False
         )
         assert done.returncode == 0, done.stderr.decode()
         yield served, orjson.loads(done.stdout)

@@ -11,9 +11,7 @@ options Cargo's schemas do not show) is left out of the comparison.
 
 from __future__ import annotations
 
-import shutil
 import subprocess
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -30,10 +28,7 @@ from cargo_elt.emulator.api.payloads import (
     SpansListPayload,
 )
 from cargo_elt.emulator.validation import ValidationFailed, validate_body
-
-NODE_PROJECT = Path(__file__).resolve().parents[1] / "node"
-
-assert shutil.which("node") and shutil.which("npm"), "Node.js and npm are needed for Cargo's own zod"
+from tests.node_project import node_project
 
 CASES: list[tuple[type[BaseModel], Any]] = [
     (RunsMetricsPayload, {}),  # REFERENCE.md's quote: expected string, received undefined
@@ -72,19 +67,12 @@ def _nullable_to_optional(schema: Any) -> Any:
 
 @pytest.fixture(scope="module")
 def zod_answers() -> list[list[dict[str, Any]]]:
-    if not (NODE_PROJECT / "node_modules" / "zod").is_dir():
-        subprocess.run(
-            ["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"],
-            cwd=NODE_PROJECT,
-            check=True,
-            capture_output=True,
-            timeout=300,
-        )
+    node = node_project()  # skips without Node.js (test_api_wire's first test fails for it)
     cases = [{"schema": _nullable_to_optional(model.model_json_schema()), "payload": p} for model, p in CASES]
     done = subprocess.run(
         ["node", "zod_issues.mjs"],
         check=False,
-        cwd=NODE_PROJECT,
+        cwd=node,
         input=orjson.dumps(cases),
         capture_output=True,
         timeout=120,
