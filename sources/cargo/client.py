@@ -150,6 +150,16 @@ class _BearerAuth(httpx.Auth):
         return "_BearerAuth(token=***)"
 
 
+@dataclass(frozen=True)
+class _Answer:
+    """One HTTP answer of the API, body read whole."""
+
+    status: int
+    body: bytes
+    retry_after: float | None
+    """The server's ``Retry-After``, in seconds (``retry_after_seconds``)."""
+
+
 def query_url(base_url: str) -> str:
     """``{base}/v1/orchestration/query``; a base given with or without ``/v1`` or a trailing slash."""
     base = base_url.strip().rstrip("/")
@@ -375,33 +385,52 @@ class CargoClient:
 
     # -- one attempt ------------------------------------------------------------------------------
 
-    def _attempt(self, sql: str, body: bytes) -> list[Row]:
+    def _exchange(
+        self,
+        method: str,
+        url: str,
+        content: bytes | None = None,
+        params: list[tuple[str, str | int | float | bool | None]] | None = None,
+    ) -> _Answer:
+        """One request to the API, its whole body read; a transport failure is transient.
+
+        Streamed and joined here rather than ``response.content``: httpx keeps a response in a
+        reference cycle with its stream, so a cached body (megabytes per page) would live until the
+        next full garbage collection; a local ``bytes`` is freed as soon as it is parsed.
+        """
         self._count(requests=1)
         try:
-            # Streamed and joined here rather than ``response.content``: httpx keeps a response in a
-            # reference cycle with its stream, so a cached body (megabytes per page) would live until
-            # the next full garbage collection; a local ``bytes`` is freed as soon as it is parsed.
-            with self._http.stream("POST", self._url, content=body) as response:
-                content = b"".join(response.iter_bytes())
+            with self._http.stream(method, url, content=content, params=params) as response:
+                body = b"".join(response.iter_bytes())
         except httpx.TransportError as exc:
             raise _Transient(type(exc).__name__, self._redact(f"{type(exc).__name__}: {exc}")) from None
-        self._count(bytes_received=len(content))
-        status = response.status_code
+        self._count(bytes_received=len(body))
+        return _Answer(response.status_code, body, retry_after_seconds(response.headers.get("retry-after")))
+
+    def _refuse(self, answer: _Answer, message: str, where: str = "") -> None:
+        """Raises what every endpoint's failure shares: a refused token, or a status worth retrying."""
+        if answer.status in (401, 403):
+            raise CargoAuthError(answer.status, message)
+        if answer.status in RETRYABLE_STATUSES:
+            hint = f" (Retry-After {answer.retry_after:.0f} s)" if answer.retry_after is not None else ""
+            raise _Transient(
+                f"http_{answer.status}",
+                f"HTTP {answer.status}{where}: {message or 'no message'}{hint}",
+                answer.retry_after,
+            )
+
+    def _attempt(self, sql: str, body: bytes) -> list[Row]:
+        answer = self._exchange("POST", self._url, content=body)
+        status = answer.status
         if 200 <= status < 300:
-            return self._rows(content)
-        message = _server_message(content, self._redact)
-        if status in (401, 403):
-            raise CargoAuthError(status, message)
+            return self._rows(answer.body)
+        message = _server_message(answer.body, self._redact)
         code = clickhouse_code(message)
-        if code in RETRYABLE_CLICKHOUSE_CODES:
-            retry_after = retry_after_seconds(response.headers.get("retry-after"))
-            raise _Transient(f"clickhouse_{code}", f"HTTP {status}: {message}", retry_after)
-        if code is not None:
+        if code in RETRYABLE_CLICKHOUSE_CODES and status not in (401, 403):
+            raise _Transient(f"clickhouse_{code}", f"HTTP {status}: {message}", answer.retry_after)
+        if code is not None and status not in (401, 403):
             raise query_error(status, message, sql)
-        if status in RETRYABLE_STATUSES:
-            retry_after = retry_after_seconds(response.headers.get("retry-after"))
-            hint = f" (Retry-After {retry_after:.0f} s)" if retry_after is not None else ""
-            raise _Transient(f"http_{status}", f"HTTP {status}: {message or 'no message'}{hint}", retry_after)
+        self._refuse(answer, message)
         if status == 404 and not message:
             message = f"no such endpoint {self._url}; check the base URL"
         raise CargoQueryError(status, None, message, sql)
@@ -414,14 +443,8 @@ class CargoClient:
         content: bytes | None,
         params: list[tuple[str, str | int | float | bool | None]],
     ) -> dict[str, Any]:
-        self._count(requests=1)
-        try:
-            with self._http.stream(method, url, content=content, params=params) as response:
-                body = b"".join(response.iter_bytes())
-        except httpx.TransportError as exc:
-            raise _Transient(type(exc).__name__, self._redact(f"{type(exc).__name__}: {exc}")) from None
-        self._count(bytes_received=len(body))
-        status = response.status_code
+        answer = self._exchange(method, url, content=content, params=params)
+        status, body = answer.status, answer.body
         if 200 <= status < 300:
             failure = None
             try:
@@ -435,11 +458,7 @@ class CargoClient:
                 raise CargoProtocolError(f"expected a JSON object from {path}, got {shown!r}")
             return parsed
         message = _server_message(body, self._redact)
-        if status in (401, 403):
-            raise CargoAuthError(status, message)
-        if status in RETRYABLE_STATUSES:
-            retry_after = retry_after_seconds(response.headers.get("retry-after"))
-            raise _Transient(f"http_{status}", f"HTTP {status} from {path}: {message or 'no message'}", retry_after)
+        self._refuse(answer, message, where=f" from {path}")
         raise CargoApiError(status, path, _reason(body), message)
 
     def _download_attempt(self, url: str, target: Path) -> int:
