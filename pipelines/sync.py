@@ -1,4 +1,4 @@
-"""``cargo-elt sync``: one dlt pipeline run of the Cargo source into a destination, with a summary.
+"""``cargo-elt sync``: the Cargo source into a destination with dlt, in steps, with a summary.
 
 Everything that can be wrong in the user's input is checked before the pipeline is created, so a
 bad setting never leaves a half-written pipeline state behind.
@@ -489,6 +489,8 @@ def _run_pipeline(
     from cargo_elt.source.errors import CargoConfigurationError
 
     from .progress import collector as progress_collector
+    from .progress import step_reporter
+    from .steps import StepsRun, run_in_steps
 
     stats = SyncStats()
     try:
@@ -499,7 +501,7 @@ def _run_pipeline(
             since=request.since.isoformat() if request.since else None,
             until=request.until.isoformat() if request.until else None,
             stats=stats,
-            **request.extra_source_args,
+            **{**_step_defaults(), **request.extra_source_args},
         )
     except ConfigValueCannotBeCoercedException as exc:
         raise UserInputError(_coercion_message(exc)) from None
@@ -526,11 +528,15 @@ def _run_pipeline(
     failure: str | None = None
     failed: str | None = None
     load_ids: list[str] = []
+    # A first sync or a chunk reads in steps (sources.cargo.step_rows / step_seconds): each is one
+    # pipeline.run, loaded and committed with its state (pipelines/steps.py)
+    steps = StepsRun(load_ids=load_ids)
+    on_step = step_reporter(request.progress, stats)
     try:
         if request.full_refresh:
             if pipeline.has_pending_data:  # a refresh re-reads everything: an interrupted load is moot
                 pipeline.drop_pending_packages()
-            load_ids += pipeline.run(source, refresh="drop_sources").loads_ids
+            run_in_steps(pipeline, source, stats, refresh="drop_sources", on_step=on_step, run=steps)
         else:
             if pipeline.has_pending_data:
                 # A sync killed during normalize or load left a package: finish it first (its state goes
@@ -538,7 +544,7 @@ def _run_pipeline(
                 logger.warning("finishing the load an interrupted sync left in %s", pipeline.working_dir)
                 pipeline.normalize()
                 load_ids += pipeline.load().loads_ids
-            load_ids += pipeline.run(source).loads_ids
+            run_in_steps(pipeline, source, stats, on_step=on_step, run=steps)
     except Exception as exc:
         where = FailedRun(base_url, request.destination, duckdb_path, str(pipeline.working_dir))
         failure = _redact(describe_failure(exc, where), [token, *_destination_secrets(request.destination)])
@@ -761,6 +767,20 @@ def _coercion_message(exc: Any) -> str:
         f"sources.cargo.{field_name}{shown} is not a valid {hint}: fix it in .dlt/config.toml "
         f"or SOURCES__CARGO__{field_name.upper()}"
     )
+
+
+def _step_defaults() -> dict[str, Any]:
+    """``cargo-elt sync`` reads in steps by default (``steps.DEFAULT_STEP_ROWS`` rows or
+    ``DEFAULT_STEP_SECONDS`` seconds, whichever comes first); ``sources.cargo.step_rows`` /
+    ``step_seconds``, when set, are left for dlt to pass to the source."""
+    from cargo_elt.source.steps import DEFAULT_STEP_ROWS, DEFAULT_STEP_SECONDS
+
+    defaults: dict[str, Any] = {}
+    if _configured("step_rows") is None:
+        defaults["step_rows"] = DEFAULT_STEP_ROWS
+    if _configured("step_seconds") is None:
+        defaults["step_seconds"] = DEFAULT_STEP_SECONDS
+    return defaults
 
 
 def _table_list(value: Any) -> Any:

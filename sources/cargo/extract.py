@@ -37,8 +37,9 @@ from .fetch import fetch_pages, plan_windows
 from .memory import release_free_memory
 from .pages import CodecChoice, RowObjects
 from .planner import Predicate, QueryWindow, UpdatedAfter, cursor_after, range_condition, sql_string
-from .settings import MAX_COLUMNS_TO_READ, PAGE_LIMIT
+from .settings import DEFAULT_WINDOW_TARGET_ROWS, MAX_COLUMNS_TO_READ, PAGE_LIMIT
 from .specs import IDENTIFIER, SERVER_NAMES, ColumnSpec, TableSpec, ValueKind, kind_of_type
+from .steps import StepBudget
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +74,8 @@ class TableStats:
     skipped: int = 0
     max_skipped: int = 0
     """Rows this table may skip before the sync fails (``sources.cargo.max_skipped_rows``)."""
+    pending: bool = False
+    """The last extraction stopped this table's read at its step's budget: the next one continues it."""
     skip_reasons: dict[str, int] = field(default_factory=dict, repr=False, compare=False)
     _noted: set[str] = field(default_factory=set, repr=False, compare=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
@@ -209,6 +212,7 @@ def _first_page_then_plan(
     window: QueryWindow,
     predicate: Predicate | None,
     codecs: CodecChoice,
+    target_rows: int = DEFAULT_WINDOW_TARGET_ROWS,
 ) -> tuple[list[pa.Table], list[QueryWindow]]:
     """One page of the whole range first; a histogram only for what that page did not cover.
 
@@ -219,13 +223,32 @@ def _first_page_then_plan(
     """
     probe = _read_window(fetcher, spec, window, predicate, codecs, first_page_only=True)
     if probe.refused:
-        return [], plan_windows(planner, spec, window, predicate)
+        return [], plan_windows(planner, spec, window, predicate, target_rows=target_rows)
     rest = probe.continuation
     if rest is None:
         return probe.tables, []
     assert rest.cursor is not None  # a page that does not end its window has a last row
-    planned = plan_windows(planner, spec, QueryWindow(rest.effective_start, rest.end), predicate)
+    planned = plan_windows(
+        planner, spec, QueryWindow(rest.effective_start, rest.end), predicate, target_rows=target_rows
+    )
     return probe.tables, [planned[0].resumed_at(rest.cursor), *planned[1:]]
+
+
+@dataclass
+class ReadOutcome:
+    """How one ``read_range`` ended, for a caller that reads in steps.
+
+    ``rest``: the planned windows the read did not start because its step's budget was spent, in
+    time order (empty: the range was read whole). Everything before ``rest[0]`` has been read.
+    ``spec``: the spec the read used after its schema check (a later step reads with it again).
+    """
+
+    rest: list[QueryWindow] = field(default_factory=list)
+    spec: TableSpec | None = None
+
+    @property
+    def complete(self) -> bool:
+        return not self.rest
 
 
 def read_range(
@@ -239,6 +262,9 @@ def read_range(
     codecs: CodecChoice | None = None,
     pool: ThreadPoolExecutor | None = None,
     schema_check: bool = True,
+    budget: StepBudget | None = None,
+    planned: tuple[list[QueryWindow], TableSpec] | None = None,
+    outcome: ReadOutcome | None = None,
 ) -> Iterator[pa.Table]:
     """Every row of ``window`` (matching ``predicate``), as arrow tables with the spec's schema.
 
@@ -246,6 +272,12 @@ def read_range(
     made for this range alone. ``schema_check`` first compares the server's columns with the spec
     (``check_schema``); the tables then carry the spec's columns (NULL where the server dropped one)
     followed by any columns the server added and any text variants of values that no longer read.
+
+    In steps (``steps.py``): planned windows are started in time order only while ``budget`` admits
+    them, and ``outcome`` receives the ones left; windows already started are read to their end
+    (halves of a refused one included), so what was read is an exact prefix of ``window``.
+    ``planned`` continues a read planned by an earlier step (its windows and checked spec): no page
+    is read before the windows, nothing is planned or checked again.
     """
     if pool is None:
         with ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix=f"cargo-{spec.name}") as own:
@@ -259,21 +291,34 @@ def read_range(
                 codecs=codecs,
                 pool=own,
                 schema_check=schema_check,
+                budget=budget,
+                planned=planned,
+                outcome=outcome,
             )
         return
     codecs = codecs or CodecChoice()
+    outcome = outcome if outcome is not None else ReadOutcome()
     started = time.monotonic()
     planner = CountingExecutor(client, stats, "planning_queries")
     fetcher = CountingExecutor(client, stats, "data_queries")
     original = spec.for_read()
-    spec = check_schema(planner, original, predicate) if schema_check else original
-    read_before = stats.data_queries
-    first_tables, planned = _first_page_then_plan(planner, fetcher, spec, window, predicate, codecs)
-    queue: deque[QueryWindow] = deque(planned)
-    stats.add(
-        windows=1 + len(queue),
-        pages_planned=stats.data_queries - read_before + sum(expected_pages(w) for w in planned),
-    )
+    first_tables: list[pa.Table] = []
+    if planned is not None:
+        windows, spec = planned
+    else:
+        spec = check_schema(planner, original, predicate) if schema_check else original
+        read_before = stats.data_queries
+        target = budget.window_rows() if budget is not None else DEFAULT_WINDOW_TARGET_ROWS
+        first_tables, windows = _first_page_then_plan(planner, fetcher, spec, window, predicate, codecs, target)
+        stats.add(
+            windows=1 + len(windows),
+            pages_planned=stats.data_queries - read_before + sum(expected_pages(w) for w in windows),
+        )
+        if budget is not None:
+            budget.charge(sum(t.num_rows for t in first_tables))
+    outcome.spec = spec
+    queue: deque[QueryWindow] = deque(windows)
+    halves: deque[QueryWindow] = deque()
     pages: SimpleQueue[tuple[str, Any]] = SimpleQueue()
     stopped = threading.Event()
 
@@ -288,15 +333,27 @@ def read_range(
         except BaseException as exc:  # handed to the consumer, which raises it in dlt's thread
             pages.put(("error", exc))
 
+    def next_window() -> QueryWindow | None:
+        if halves:  # a started window's halves: always read within the step that started it
+            return halves.popleft()
+        if queue and (budget is None or budget.admit(queue[0].expected_rows or PAGE_LIMIT)):
+            return queue.popleft()
+        return None
+
     active = 0
     try:
         for table in first_tables:
             if table.num_rows:
                 yield conform(table, original)
-        while queue or active:
-            while queue and active < max(1, concurrency):
-                pool.submit(read, queue.popleft())
+        while True:
+            while active < max(1, concurrency):
+                chosen = next_window()
+                if chosen is None:
+                    break
+                pool.submit(read, chosen)
                 active += 1
+            if not active:
+                break
             kind, value = pages.get()
             if kind == "page":
                 if value.num_rows:
@@ -310,7 +367,8 @@ def read_range(
                 stats.add(splits=1, windows=len(value.remainder), pages_planned=len(value.remainder) - 1)
                 # depth first: a window the server keeps refusing reaches one millisecond (and
                 # ``WindowTooNarrow``) after ~35 splits, instead of after every window of each level
-                queue.extendleft(reversed(value.remainder))
+                halves.extendleft(reversed(value.remainder))
+        outcome.rest = list(queue)
     finally:
         stopped.set()
         stats.add(seconds=time.monotonic() - started)
