@@ -35,7 +35,7 @@ from .errors import (
 )
 from .fetch import fetch_pages, plan_windows
 from .memory import release_free_memory
-from .pages import CodecChoice, RowObjects
+from .pages import PACKED_KEYS, CodecChoice, CsvCell, Page, RowObjects
 from .planner import Predicate, QueryWindow, UpdatedAfter, cursor_after, range_condition, sql_string
 from .settings import DEFAULT_WINDOW_TARGET_ROWS, MAX_COLUMNS_TO_READ, PAGE_LIMIT
 from .specs import IDENTIFIER, SERVER_NAMES, ColumnSpec, TableSpec, ValueKind, kind_of_type
@@ -205,6 +205,97 @@ def _read_window(
             codecs.fall_back()
 
 
+class _SchemaOnFirstPage:
+    """The packed codec with the schema check folded into its query: one query for both.
+
+    The packed page is one row (``page``, ``n``, ``last``) and so is ``schema_query``'s answer, so
+    ``SELECT * FROM (<page>) AS p CROSS JOIN (<schema check>) AS s`` returns both in one row. The
+    schema row is kept in ``schema_row`` for ``adapt_to_schema``; the page decodes as usual.
+    """
+
+    name = "csv with schema"
+
+    def __init__(self, packed: CsvCell, schema_sql: str) -> None:
+        self.packed = packed
+        self.schema_sql = schema_sql
+        self.schema_row: dict[str, Any] | None = None
+
+    def sql(self, spec: TableSpec, window: QueryWindow, predicate: Predicate | None, limit: int) -> str:
+        page = self.packed.sql(spec, window, predicate, limit)
+        return f"SELECT * FROM ({page}) AS p CROSS JOIN ({self.schema_sql}) AS s"
+
+    def decode(self, spec: TableSpec, rows: list[Row]) -> Page:
+        if len(rows) != 1:
+            raise CargoProtocolError(f"{spec.name}: a first page with its schema must be one row; got {len(rows)}")
+        row = rows[0]
+        self.schema_row = {k: v for k, v in row.items() if k not in PACKED_KEYS}
+        return self.packed.decode(spec, [{k: row[k] for k in PACKED_KEYS if k in row}])
+
+
+class _CountAfter:
+    """Counts a query once it is answered, as ``counter``; a refused one as ``refused``."""
+
+    def __init__(self, client: Any, stats: TableStats, counter: str, refused: str) -> None:
+        self.client = client
+        self.stats = stats
+        self.counter = counter
+        self.refused = refused
+
+    def query(self, sql: str) -> list[Row]:
+        try:
+            rows: list[Row] = self.client.query(sql)
+        except BaseException:
+            self.stats.add(**{self.refused: 1})
+            raise
+        self.stats.add(**{self.counter: 1})
+        return rows
+
+
+def _first_page_checked(
+    client: Any,
+    stats: TableStats,
+    original: TableSpec,
+    window: QueryWindow,
+    predicate: Predicate | None,
+    codecs: CodecChoice,
+) -> tuple[TableSpec, _WindowResult] | None:
+    """The first page of ``window`` and the schema check, in one query; None if not possible here.
+
+    A server that refuses the combined query (or a column the query names that it no longer has) is
+    answered by the two queries as before (the refused one counts as planning). When the check
+    changes which columns are read (a column dropped, added or renamed), the first page is read again
+    with the adapted spec (one more query, only then), so its rows carry the new columns too.
+    """
+    packed = codecs.codec
+    if not isinstance(packed, CsvCell):
+        return None
+    expiring = predicate.expiring if isinstance(predicate, UpdatedAfter) else None
+    folded = _SchemaOnFirstPage(packed, schema_query(original, expiring))
+    executor = _CountAfter(client, stats, "data_queries", "planning_queries")
+    pages = fetch_pages(executor, original, window, predicate, codec=folded)
+    try:
+        page = next(pages, None)
+    except WindowTooLarge:  # the range is read in planned windows: the check alone, then the plan
+        return check_schema(CountingExecutor(client, stats, "planning_queries"), original, predicate), _WindowResult(
+            [], refused=True
+        )
+    except (CargoQueryError, CargoProtocolError) as exc:
+        logger.info("%s: first page with the schema check refused (%s); asking separately", original.name, exc)
+        return None
+    finally:
+        pages.close()
+    if folded.schema_row is None:
+        return None
+    spec = adapt_to_schema(original, folded.schema_row, expiring)
+    if spec is not original:
+        fetcher = CountingExecutor(client, stats, "data_queries")
+        return spec, _read_window(fetcher, spec, window, predicate, codecs, first_page_only=True)
+    if page is None or page.ends_window or page.last is None:
+        return spec, _WindowResult([page.table] if page is not None and page.table is not None else [])
+    assert page.table is not None
+    return spec, _WindowResult([page.table], continuation=window.resumed_at(cursor_after(spec, page.last)))
+
+
 def _first_page_then_plan(
     planner: CountingExecutor,
     fetcher: CountingExecutor,
@@ -213,6 +304,7 @@ def _first_page_then_plan(
     predicate: Predicate | None,
     codecs: CodecChoice,
     target_rows: int = DEFAULT_WINDOW_TARGET_ROWS,
+    probe: _WindowResult | None = None,
 ) -> tuple[list[pa.Table], list[QueryWindow]]:
     """One page of the whole range first; a histogram only for what that page did not cover.
 
@@ -221,7 +313,8 @@ def _first_page_then_plan(
     row, resumed by keyset) is planned as usual; a range the server refuses to read in one go (over
     the scan cap) is planned whole. The page is never wasted: it is the first page any plan would read.
     """
-    probe = _read_window(fetcher, spec, window, predicate, codecs, first_page_only=True)
+    if probe is None:
+        probe = _read_window(fetcher, spec, window, predicate, codecs, first_page_only=True)
     if probe.refused:
         return [], plan_windows(planner, spec, window, predicate, target_rows=target_rows)
     rest = probe.continuation
@@ -306,10 +399,15 @@ def read_range(
     if planned is not None:
         windows, spec = planned
     else:
-        spec = check_schema(planner, original, predicate) if schema_check else original
         read_before = stats.data_queries
+        checked = _first_page_checked(client, stats, original, window, predicate, codecs) if schema_check else None
+        if checked is not None:
+            spec, probe = checked
+        else:
+            spec = check_schema(planner, original, predicate) if schema_check else original
+            probe = None
         target = budget.window_rows() if budget is not None else DEFAULT_WINDOW_TARGET_ROWS
-        first_tables, windows = _first_page_then_plan(planner, fetcher, spec, window, predicate, codecs, target)
+        first_tables, windows = _first_page_then_plan(planner, fetcher, spec, window, predicate, codecs, target, probe)
         stats.add(
             windows=1 + len(windows),
             pages_planned=stats.data_queries - read_before + sum(expected_pages(w) for w in windows),
@@ -524,7 +622,11 @@ def check_schema(executor: CountingExecutor, spec: TableSpec, predicate: Predica
                 "max_lookback_days",
             )
         return spec
-    row = rows[0] if rows else {}
+    return adapt_to_schema(spec, rows[0] if rows else {}, expiring)
+
+
+def adapt_to_schema(spec: TableSpec, row: dict[str, Any], expiring: QueryWindow | None) -> TableSpec:
+    """``check_schema`` once the server has answered ``schema_query``: ``row`` is its one row."""
     types = server_column_types(row)
     if expiring is not None:
         _warn_expiring(spec, expiring, row)
