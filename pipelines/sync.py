@@ -30,14 +30,15 @@ PIPELINE_NAME = "cargo"
 DEFAULT_DATASET = "cargo"
 DEFAULT_DESTINATION = "duckdb"
 
-DEFAULT_DUCKDB_MEMORY_LIMIT: str | None = None
-"""DuckDB's ``memory_limit`` while it loads; ``None``: DuckDB's own (80 % of the machine's memory).
+DEFAULT_DUCKDB_MEMORY_LIMIT: str | None = "auto"
+"""DuckDB's ``memory_limit`` while it loads: ``auto`` sizes it from the step and the machine
+(``duckdb_load.auto_memory_limit``: 256 MB for steps of a million rows, at most a quarter of the
+machine); ``none`` leaves DuckDB's own (80 % of the machine's memory); or a size such as ``2GB``.
 
-DuckDB runs inside the sync's process. A limit bounds its memory by spilling to a temporary file:
-with ``--duckdb-memory-limit 256MB`` the sync of 5.1 M spans peaked at 684 MB instead of 2.3 GB
-(the merge's deduplicating window function), the load taking 75 s instead of 35 s. But at 22 M
-spans the spill of that window function filled more than 20 GB of disk and the load failed, where
-DuckDB's default finished with 5.3 GB of memory. So the limit is opt-in (``docs/PERFORMANCE.md``)."""
+DuckDB runs inside the sync's process, and its default took 11 GB for a 22 M-span backfill with
+dlt's merge (docs/PERFORMANCE.md, section C). The sync now loads in steps of at most a million rows
+and merges each file without deduplicating staging (``duckdb_load.KeyedMergeJob``), which a bounded
+DuckDB does without spilling (section D)."""
 
 _MEMORY_SIZE = re.compile(r"\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)", re.IGNORECASE)
 
@@ -273,15 +274,21 @@ def _default_base_url() -> str:
 
 
 def duckdb_credentials(path: str, memory_limit: str | None) -> Any:
-    """The DuckDB file with the load's memory bound (``None`` or ``"none"``: DuckDB's own default)."""
+    """The DuckDB file with the load's memory bound (``None`` or ``"none"``: DuckDB's own default;
+    ``"auto"``: ``DEFAULT_DUCKDB_MEMORY_LIMIT``)."""
     from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
 
     credentials = DuckDbCredentials(path)
+    if memory_limit is not None and memory_limit.strip().lower() == "auto":
+        from .duckdb_load import auto_memory_limit
+
+        memory_limit = auto_memory_limit(_step_rows())
     if memory_limit is not None and memory_limit.strip().lower() != "none":
         if not _MEMORY_SIZE.fullmatch(memory_limit.strip()):
             raise UserInputError(
                 f"--duckdb-memory-limit {memory_limit!r} is not a size: "
-                "use e.g. 256MB or 2GB, or none for DuckDB's own default"
+                "use e.g. 256MB or 2GB, auto (the default: sized from the step and the machine), "
+                "or none for DuckDB's own default"
             )
         credentials.global_config = {"memory_limit": memory_limit.strip(), "preserve_insertion_order": False}
     return credentials
@@ -488,6 +495,7 @@ def _run_pipeline(
     from cargo_elt.source import TABLE_NAMES, SyncStats, cargo_source
     from cargo_elt.source.errors import CargoConfigurationError
 
+    from .duckdb_load import duckdb_destination
     from .progress import collector as progress_collector
     from .progress import step_reporter
     from .steps import StepsRun, run_in_steps
@@ -516,7 +524,7 @@ def _run_pipeline(
         # Absolute: dlt resolves a relative path against the cwd of the pipeline's *first* run (kept in
         # its state), so a later sync from another directory would write that directory's file.
         credentials = duckdb_credentials(os.path.abspath(duckdb_path), request.duckdb_memory_limit)
-        destination = dlt.destinations.duckdb(credentials)
+        destination = duckdb_destination(credentials)  # dlt's DuckDB, each fact file merged in place
     pipeline_args: dict[str, Any] = {"pipelines_dir": request.pipelines_dir} if request.pipelines_dir else {}
     pipeline = dlt.pipeline(
         pipeline_name=request.pipeline_name,
@@ -767,6 +775,17 @@ def _coercion_message(exc: Any) -> str:
         f"sources.cargo.{field_name}{shown} is not a valid {hint}: fix it in .dlt/config.toml "
         f"or SOURCES__CARGO__{field_name.upper()}"
     )
+
+
+def _step_rows() -> int | None:
+    """Rows per step of this sync: ``sources.cargo.step_rows`` if set (and a number), else the default."""
+    from cargo_elt.source.steps import DEFAULT_STEP_ROWS
+
+    configured = _configured("step_rows")
+    try:
+        return int(configured) if configured is not None else DEFAULT_STEP_ROWS
+    except (TypeError, ValueError):
+        return DEFAULT_STEP_ROWS  # the source refuses it with a message naming the setting
 
 
 def _step_defaults() -> dict[str, Any]:

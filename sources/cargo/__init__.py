@@ -38,7 +38,7 @@ from .catalogue import DIMENSION_NAMES, DIMENSIONS, dimension_resource
 from .client import CargoClient, RetryPolicy
 from .descriptions import describe_resource
 from .errors import CargoConfigurationError
-from .extract import ReadOutcome, TableStats, read_range
+from .extract import BACKLOG_PAGES_PER_READER, Backlog, ReadOutcome, TableStats, read_range
 from .failures import batch_failures_resource
 from .incremental import UNBOUNDED_LOOKBACK_TABLES, BandTracker, IncrementalSettings, plan_read
 from .log import route_to_dlt_logger
@@ -244,18 +244,19 @@ def cargo_source(
             reader = _backfill(spec, connection, table_stats, window, budget, cache, chunk)
         else:
             reader = _incremental(spec, connection, table_stats, window, lookback, overlap, settle, budget, cache)
-        resources.append(
-            dlt.resource(
-                reader,
-                name=name,
-                primary_key=list(spec.primary_key),
-                # not declared ``deduplicated`` although a sync stages each row once: dlt re-runs a
-                # load job that a crash interrupted after its copy, so a resumed load can stage a file
-                # twice, and only the merge's own deduplication keeps that exact (docs/PERFORMANCE.md)
-                write_disposition={"disposition": "merge", "strategy": "delete-insert"},
-                columns=_columns(spec, hard_delete),
-            )
+        resource = dlt.resource(
+            reader,
+            name=name,
+            primary_key=list(spec.primary_key),
+            # not declared ``deduplicated`` to dlt although a sync stages each row once: dlt re-runs a
+            # load job that a crash interrupted after its copy, so a resumed load can stage a file
+            # twice, and only the merge's own deduplication keeps that exact (docs/PERFORMANCE.md).
+            # ``load_hints`` say it to a loader whose jobs are idempotent (pipelines/duckdb_load.py)
+            write_disposition={"disposition": "merge", "strategy": "delete-insert"},
+            columns=_columns(spec, hard_delete),
         )
+        resource.apply_hints(additional_table_hints=spec.load_hints())
+        resources.append(resource)
     targets = parse_output_targets(run_outputs)
     for name in names:
         if name in EXPORT_TABLES:
@@ -314,6 +315,8 @@ class _Connection:
         self.concurrency = concurrency
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
+        self.backlog = Backlog(BACKLOG_PAGES_PER_READER * concurrency)
+        """Pages read and not yet handed to dlt, across the tables (``extract.Backlog``)."""
 
     @property
     def pool(self) -> ThreadPoolExecutor:
@@ -401,6 +404,7 @@ def _incremental(
                     concurrency=connection.concurrency,
                     stats=stats,
                     pool=connection.pool,
+                    backlog=connection.backlog,
                     budget=budget,
                     planned=cache.get(progress),
                     outcome=outcome,
@@ -457,6 +461,7 @@ def _backfill(
                     concurrency=connection.concurrency,
                     stats=stats,
                     pool=connection.pool,
+                    backlog=connection.backlog,
                     budget=budget,
                     planned=cache.get(progress),
                     outcome=outcome,

@@ -150,6 +150,35 @@ class CountingExecutor:
         return rows
 
 
+class Backlog:
+    """Pages read but not yet handed to dlt, counted across the tables of a source.
+
+    The readers are faster than dlt's thread whenever writing the pages is slower than fetching
+    them (on a busy or small machine: measured at 27 pages, 185 MB of arrow, at ``medium``). Past
+    ``limit`` pages a reader stops after its current page and hands back the rest of its window (a
+    keyset continuation, read later: no query is lost), and no new window starts while the table
+    has one in flight, so what waits for dlt stays about ``limit`` pages. Readers never block: the
+    pool is shared by the tables, and dlt takes their pages round-robin.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._pages = 0
+        self._lock = threading.Lock()
+
+    def add(self, pages: int) -> None:
+        with self._lock:
+            self._pages += pages
+
+    def full(self) -> bool:
+        with self._lock:
+            return self._pages >= self.limit
+
+
+BACKLOG_PAGES_PER_READER = 2
+"""Pages that may wait for dlt per reader thread (``Backlog``)."""
+
+
 @dataclass
 class _WindowResult:
     tables: list[pa.Table]
@@ -159,6 +188,8 @@ class _WindowResult:
     """What is left after the first page, when only one page was asked for (``first_page_only``)."""
     refused: bool = False
     """``first_page_only`` and the server refused even one page of the whole range."""
+    paused: QueryWindow | None = None
+    """The rest of the window, when the reader stopped after a page because dlt was behind (``Backlog``)."""
 
 
 def _read_window(
@@ -169,6 +200,7 @@ def _read_window(
     codecs: CodecChoice,
     first_page_only: bool = False,
     emit: Callable[[pa.Table], None] | None = None,
+    pause: Callable[[], bool] | None = None,
 ) -> _WindowResult:
     """Every page of ``window``; each page goes to ``emit`` as soon as it is decoded, if given.
 
@@ -190,6 +222,8 @@ def _read_window(
                     current = current.resumed_at(cursor_after(spec, page.last))
                 if first_page_only and not page.ends_window:
                     return _WindowResult(tables, continuation=current)
+                if pause is not None and not page.ends_window and pause():
+                    return _WindowResult(tables, paused=current)
             return _WindowResult(tables)
         except WindowTooLarge as exc:
             if first_page_only and not tables:
@@ -358,6 +392,7 @@ def read_range(
     budget: StepBudget | None = None,
     planned: tuple[list[QueryWindow], TableSpec] | None = None,
     outcome: ReadOutcome | None = None,
+    backlog: Backlog | None = None,
 ) -> Iterator[pa.Table]:
     """Every row of ``window`` (matching ``predicate``), as arrow tables with the spec's schema.
 
@@ -370,7 +405,8 @@ def read_range(
     them, and ``outcome`` receives the ones left; windows already started are read to their end
     (halves of a refused one included), so what was read is an exact prefix of ``window``.
     ``planned`` continues a read planned by an earlier step (its windows and checked spec): no page
-    is read before the windows, nothing is planned or checked again.
+    is read before the windows, nothing is planned or checked again. ``backlog`` (shared by the
+    source's tables) bounds the pages waiting for dlt.
     """
     if pool is None:
         with ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix=f"cargo-{spec.name}") as own:
@@ -387,6 +423,7 @@ def read_range(
                 budget=budget,
                 planned=planned,
                 outcome=outcome,
+                backlog=backlog,
             )
         return
     codecs = codecs or CodecChoice()
@@ -415,6 +452,7 @@ def read_range(
         if budget is not None:
             budget.charge(sum(t.num_rows for t in first_tables))
     outcome.spec = spec
+    backlog = backlog if backlog is not None else Backlog(BACKLOG_PAGES_PER_READER * max(1, concurrency))
     queue: deque[QueryWindow] = deque(windows)
     halves: deque[QueryWindow] = deque()
     pages: SimpleQueue[tuple[str, Any]] = SimpleQueue()
@@ -423,16 +461,20 @@ def read_range(
     def emit(table: pa.Table) -> None:
         if stopped.is_set():  # the consumer is gone (an error elsewhere, or dlt closed the generator)
             raise _ReadAbandoned
+        backlog.add(1)
         pages.put(("page", table))
 
     def read(window: QueryWindow) -> None:
         try:
-            pages.put(("done", _read_window(fetcher, spec, window, predicate, codecs, emit=emit)))
+            result = _read_window(fetcher, spec, window, predicate, codecs, emit=emit, pause=backlog.full)
+            pages.put(("done", result))
         except BaseException as exc:  # handed to the consumer, which raises it in dlt's thread
             pages.put(("error", exc))
 
     def next_window() -> QueryWindow | None:
-        if halves:  # a started window's halves: always read within the step that started it
+        if active and backlog.full():  # dlt is behind: let it catch up (this table has a window going)
+            return None
+        if halves:  # a started window's halves and continuations: read within the step that started it
             return halves.popleft()
         if queue and (budget is None or budget.admit(queue[0].expected_rows or PAGE_LIMIT)):
             return queue.popleft()
@@ -454,6 +496,7 @@ def read_range(
                 break
             kind, value = pages.get()
             if kind == "page":
+                backlog.add(-1)
                 if value.num_rows:
                     yield conform(value, original)
                 continue
@@ -466,9 +509,14 @@ def read_range(
                 # depth first: a window the server keeps refusing reaches one millisecond (and
                 # ``WindowTooNarrow``) after ~35 splits, instead of after every window of each level
                 halves.extendleft(reversed(value.remainder))
+            if value.paused is not None:
+                halves.appendleft(value.paused)
         outcome.rest = list(queue)
     finally:
         stopped.set()
+        while not pages.empty():  # pages of an abandoned read no longer wait for dlt
+            if pages.get()[0] == "page":
+                backlog.add(-1)
         stats.add(seconds=time.monotonic() - started)
         release_free_memory()  # what the readers freed, before the next table or the load
 

@@ -140,7 +140,7 @@ def test_a_backfill_killed_at_80_percent_rereads_at_most_a_quarter(small_emulato
             box.pipelines_dir,
             box.name,
             f"rows:{threshold}",
-            str(STEP_ROWS),
+            f"step_rows={STEP_ROWS}",
         ],
         cwd=Path(__file__).resolve().parents[2],
         capture_output=True,

@@ -1,6 +1,7 @@
 """Test-only child process: one sync of the Cargo source into DuckDB that SIGKILLs itself at a chosen point.
 
-    python -m tests.reliability.crash_child <base_url> <token> <duckdb> <pipelines_dir> <name> <point> [step_rows]
+    python -m tests.reliability.crash_child <base_url> <token> <duckdb> <pipelines_dir> <name> <point> \
+        [step_rows=N] [loader=dlt]
 
 Points (deterministic: counted, never timed):
 
@@ -17,7 +18,9 @@ Points (deterministic: counted, never timed):
 * ``load:archive``      the load recorded in the destination, the package not yet archived locally.
 
 The hooks wrap dlt's own steps and the source's HTTP client in this process only; nothing else changes.
-With ``step_rows`` the sync runs in steps (``pipelines/steps.py``), as ``cargo-elt sync`` does.
+With ``step_rows`` the sync runs in steps (``pipelines/steps.py``), as ``cargo-elt sync`` does. It
+loads as ``cargo-elt sync`` does (``pipelines/duckdb_load.py``), or with ``loader=dlt`` through dlt's
+own DuckDB destination (its staging merge), as a library user's pipeline does.
 """
 
 from __future__ import annotations
@@ -125,16 +128,20 @@ def install(point: str, report: str = "") -> None:
 
 def main(argv: list[str]) -> int:
     base_url, token, database, pipelines_dir, name, point = argv[:6]
-    step_rows = int(argv[6]) if len(argv) > 6 else None
+    options = dict(arg.split("=", 1) for arg in argv[6:])
+    step_rows = int(options["step_rows"]) if "step_rows" in options else None
     import dlt
 
+    from cargo_elt.pipelines.duckdb_load import duckdb_destination
     from cargo_elt.pipelines.steps import run_in_steps
     from cargo_elt.source import FACT_TABLES, SyncStats, cargo_source
 
     install(point, f"{database}.killed")
     pipeline = dlt.pipeline(
         pipeline_name=name,
-        destination=dlt.destinations.duckdb(database),
+        destination=(
+            dlt.destinations.duckdb(database) if options.get("loader") == "dlt" else duckdb_destination(database)
+        ),
         dataset_name="cargo",
         pipelines_dir=pipelines_dir,
     )
