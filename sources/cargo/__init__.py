@@ -25,19 +25,18 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import dlt
-import orjson
 import pyarrow as pa
 from dlt.extract.resource import DltResource
 
 from .bounds import SyncWindow
 from .catalogue import DIMENSION_NAMES, DIMENSIONS, dimension_resource
 from .client import CargoClient, RetryPolicy
+from .config import EXPORT_TABLES, FACT_TABLES, SEGMENT_TABLES, TABLE_NAMES, CargoSettings, parse_settings
 from .descriptions import describe_resource
-from .errors import CargoConfigurationError
 from .extract import BACKLOG_PAGES_PER_READER, Backlog, ReadOutcome, TableStats, read_range
 from .failures import batch_failures_resource
 from .incremental import UNBOUNDED_LOOKBACK_TABLES, BandTracker, IncrementalSettings, plan_read
@@ -45,9 +44,9 @@ from .log import route_to_dlt_logger
 from .memory import bound_extract_files
 from .metrics import run_metrics_resource
 from .metrics_daily import run_metrics_daily_resource
-from .outputs import batch_outputs_resource, parse_output_targets, run_outputs_resource
+from .outputs import batch_outputs_resource, run_outputs_resource
 from .planner import UpdatedAfter
-from .segments import parse_segment_exports, quiet_hint_notices, segment_resources
+from .segments import quiet_hint_notices, segment_resources
 from .server_clock import ServerClock, extraction_id, remember_server_now
 from .settings import (
     DEFAULT_BASE_URL,
@@ -57,7 +56,7 @@ from .settings import (
     DEFAULT_SETTLE,
 )
 from .specs import TABLE_SPECS, TableSpec
-from .steps import PlanCache, ReadProgress, StepBudget, check_step_settings
+from .steps import PlanCache, ReadProgress, StepBudget
 
 __all__ = [
     "DIMENSION_NAMES",
@@ -65,23 +64,11 @@ __all__ = [
     "FACT_TABLES",
     "SEGMENT_TABLES",
     "TABLE_NAMES",
+    "CargoSettings",
     "SyncStats",
     "TableStats",
     "cargo_source",
 ]
-
-FACT_TABLES: tuple[str, ...] = tuple(TABLE_SPECS)
-EXPORT_TABLES: tuple[str, ...] = (
-    "run_outputs",
-    "batch_outputs",
-    "run_metrics",
-    "run_metrics_daily",
-    "batch_failures",
-)
-SEGMENT_TABLES = "segment_records"
-"""Selects every configured segment export (each loads into a table of its own)."""
-TABLE_NAMES: tuple[str, ...] = (*FACT_TABLES, *EXPORT_TABLES, *DIMENSION_NAMES, SEGMENT_TABLES)
-MAX_CONCURRENCY = 32
 
 
 class SyncStats(dict[str, TableStats]):
@@ -99,41 +86,6 @@ class SyncStats(dict[str, TableStats]):
     def pending_tables(self) -> list[str]:
         """Tables whose read the last extraction left unfinished (``step_rows``/``step_seconds``)."""
         return [name for name, table in self.items() if table.pending]
-
-
-def parse_instant(value: str | datetime | None, setting: str) -> datetime | None:
-    """A date or datetime setting as an aware UTC datetime; the error names the setting."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, datetime):
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-    text = str(value).strip()
-    try:
-        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise CargoConfigurationError(
-            f"{setting} = {text!r} is not an ISO date (YYYY-MM-DD) or datetime (YYYY-MM-DDTHH:MM:SSZ)"
-        ) from None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
-
-
-def resolve_tables(tables: Sequence[str] | str | None) -> list[str]:
-    """The requested tables, validated; ``None`` means all of them."""
-    if tables is None:
-        return list(TABLE_NAMES)
-    if isinstance(tables, str):
-        text = tables.strip()
-        # dlt hands a TOML/env list over as its JSON text when the setting may also be a plain string
-        listed = orjson.loads(text) if text.startswith("[") else text.split(",")
-        tables = [str(t) for t in listed]
-    names = [t.strip() for t in tables if t.strip()]
-    unknown = [t for t in names if t not in TABLE_NAMES]
-    if unknown or not names:
-        raise CargoConfigurationError(
-            f"unknown table(s) {', '.join(unknown) or '(none given)'} in sources.cargo.tables / --tables: "
-            f"choose from {', '.join(TABLE_NAMES)}"
-        )
-    return names
 
 
 @dlt.source(name="cargo", section="cargo", max_table_nesting=0)
@@ -190,49 +142,53 @@ def cargo_source(
             names the tables left; ``cargo-elt sync`` runs them all, 1,000,000 rows a step). None: no limit.
         step_seconds: the same, as a time limit per extraction (``cargo-elt sync``: 300 s).
         stats: a ``SyncStats`` to fill with per-table costs (used by the CLI's report).
+
+    Raises:
+        CargoConfigurationError: a setting that does not parse or fit, named by its path
+            (``sources.cargo.segments[1].filter...``); every setting is parsed by ``CargoSettings``
+            (``config.py``), as ``cargo-elt`` and the Airflow DAG parse them.
     """
     route_to_dlt_logger()  # the source's warnings follow [runtime] log_level and log_format (log.py)
-    if not api_token or not str(api_token).strip():
-        raise CargoConfigurationError(
-            "no Cargo API token: set sources.cargo.api_token in .dlt/secrets.toml or SOURCES__CARGO__API_TOKEN"
-        )
-    names = resolve_tables(tables)
-    if not isinstance(concurrency, int) or not 1 <= concurrency <= MAX_CONCURRENCY:
-        raise CargoConfigurationError(
-            f"sources.cargo.concurrency = {concurrency!r}: use a whole number from 1 to {MAX_CONCURRENCY}"
-        )
-    if overlap_seconds < settle_seconds:
-        raise CargoConfigurationError(
-            f"sources.cargo.overlap_seconds ({overlap_seconds}) must be at least settle_seconds ({settle_seconds}): "
-            "a row updated while the last sync ran would otherwise be missed"
-        )
-    if max_lookback_days <= 0:
-        raise CargoConfigurationError("sources.cargo.max_lookback_days must be positive")
-    if not isinstance(max_skipped_rows, int) or isinstance(max_skipped_rows, bool) or max_skipped_rows < 0:
-        raise CargoConfigurationError(
-            f"sources.cargo.max_skipped_rows = {max_skipped_rows!r}: use a whole number of rows, 0 or more"
-        )
-    settle = timedelta(seconds=settle_seconds)
-    start = parse_instant(start_date, "sources.cargo.start_date")
-    backfill_since = parse_instant(since, "since")
-    backfill_until = parse_instant(until, "until")
-    if backfill_until is not None and backfill_since is None:
-        raise CargoConfigurationError("until needs since: a backfill chunk is [since, until)")
-    if backfill_since is not None and backfill_until is not None and backfill_until <= backfill_since:
-        raise CargoConfigurationError(
-            f"until {backfill_until.isoformat()} must be after since {backfill_since.isoformat()}"
-        )
-    step_rows, step_seconds = check_step_settings(step_rows, step_seconds)
-    lookback = timedelta(days=max_lookback_days)
-    overlap = timedelta(seconds=overlap_seconds)
+    settings = parse_settings(  # every setting parsed and checked, each problem named by its path (config.py)
+        {
+            "api_token": api_token,
+            "base_url": base_url,
+            "workspace_uuid": workspace_uuid,
+            "start_date": start_date,
+            "tables": tables,
+            "concurrency": concurrency,
+            "max_lookback_days": max_lookback_days,
+            "overlap_seconds": overlap_seconds,
+            "settle_seconds": settle_seconds,
+            "request_timeout": request_timeout,
+            "since": since,
+            "until": until,
+            "hard_delete": hard_delete,
+            "run_outputs": run_outputs,
+            "run_metrics_per_release": run_metrics_per_release,
+            "segments": segments,
+            "max_skipped_rows": max_skipped_rows,
+            "step_rows": step_rows,
+            "step_seconds": step_seconds,
+        }
+    )
+    names = settings.tables
+    settle, lookback, overlap = settings.settle, settings.max_lookback, settings.overlap
+    backfill_since = settings.since
+    hard_delete, run_metrics_per_release = settings.hard_delete, settings.run_metrics_per_release
+    max_skipped_rows = settings.max_skipped_rows
     bound_extract_files()
     sink: SyncStats = stats if isinstance(stats, SyncStats) else SyncStats()
-    connection = _Connection(str(api_token), base_url, workspace_uuid, request_timeout, concurrency)
+    connection = _Connection(
+        settings.token, settings.base_url, settings.workspace_uuid, settings.request_timeout, settings.concurrency
+    )
     # Every bound comes from Cargo's clock, read when the first resource needs it (bounds.py)
     clock = ServerClock(connection.open, sink.server_clock)
-    window = SyncWindow(clock, start_date=start, since=backfill_since, until=backfill_until, settle=settle)
-    budget = StepBudget(step_rows, step_seconds, extraction_id)
-    chunk = "|".join(d.isoformat() if d else "" for d in (backfill_since, backfill_until))
+    window = SyncWindow(
+        clock, start_date=settings.start_date, since=settings.since, until=settings.until, settle=settle
+    )
+    budget = StepBudget(settings.step_rows, settings.step_seconds, extraction_id)
+    chunk = "|".join(d.isoformat() if d else "" for d in (settings.since, settings.until))
     resources = []
     for name in names:
         if name not in TABLE_SPECS:
@@ -257,7 +213,7 @@ def cargo_source(
         )
         resource.apply_hints(additional_table_hints=spec.load_hints())
         resources.append(resource)
-    targets = parse_output_targets(run_outputs)
+    targets = settings.run_outputs
     for name in names:
         if name in EXPORT_TABLES:
             table_stats = sink.setdefault(name, TableStats(name))
@@ -288,7 +244,7 @@ def cargo_source(
             resources.append(
                 dimension_resource(DIMENSIONS[name], connection.open, _counting(table_stats), clock.now, table_stats)
             )
-    segment_exports = parse_segment_exports(segments)  # checked even when not selected: a typo fails early
+    segment_exports = settings.segment_exports  # checked even when not selected: a typo fails early
     if SEGMENT_TABLES in names and segment_exports:
         resources.extend(segment_resources(segment_exports, connection.open, sink))
     quiet_hint_notices(r.name for r in resources)

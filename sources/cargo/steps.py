@@ -26,7 +26,6 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from .errors import CargoConfigurationError
 from .planner import KeysetCursor, QueryWindow, UpdatedAfter, parse_timestamp
 from .settings import DEFAULT_WINDOW_TARGET_ROWS
 
@@ -44,21 +43,6 @@ close to its budget. At the default step (1,000,000 rows) windows keep their def
 
 MIN_WINDOW_ROWS = 500
 """The smallest window a small step plans (a window costs at least one page query)."""
-
-
-def check_step_settings(rows: Any, seconds: Any) -> tuple[int | None, float | None]:
-    """The step budget's settings, validated (``None``: no limit); the error names the setting."""
-    if rows is not None and (isinstance(rows, bool) or not isinstance(rows, int) or rows < 1):
-        raise CargoConfigurationError(
-            f"sources.cargo.step_rows = {rows!r}: use a whole number of rows, 1 or more (or leave it unset)"
-        )
-    if seconds is not None:
-        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not seconds > 0:
-            raise CargoConfigurationError(
-                f"sources.cargo.step_seconds = {seconds!r}: use a number of seconds above 0 (or leave it unset)"
-            )
-        seconds = float(seconds)
-    return rows, seconds
 
 
 class StepBudget:
