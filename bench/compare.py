@@ -57,7 +57,14 @@ TARGET_QUERY_RATIO = 1.10
 TARGET_PLANNING_SHARE = 0.02
 TARGET_RSS_MB = 500.0
 TARGET_RSS_FLAT = 1.1
-TARGET_NOOP_QUERIES = 3
+TARGET_NOOP_QUERIES = 1
+TARGET_E2E_VS_EXTRACT = 0.85
+"""End to end over extract-only throughput of (a), in the same run (issue 16, "Load as fast as extract")."""
+TARGET_TEMP_DISK = 2.0
+"""Peak temporary disk (dlt's packages, DuckDB's spill and WAL) over the final DuckDB file."""
+TARGET_NOOP_RSS_MB = 300.0
+TARGET_LARGE_RSS_MB = 1000.0
+"""Peak RSS of the 22 M-span backfill (``--backfill-large``), default settings."""
 TARGET_NOOP_SECONDS = 5.0
 CARGO_TABLES = ["runs", "batches", "spans", "records"]
 
@@ -269,6 +276,35 @@ def _run_repeat(base_url: str, concurrency: int, cap: float, cap_rows: int) -> R
 # -- report ----------------------------------------------------------------------------------------
 
 
+def memory_and_load(measured: Measured) -> dict[str, Any]:
+    """The figures of docs/PERFORMANCE.md "Memory and load" for one cargo-elt backfill (default settings)."""
+    p = measured.payload
+    file_bytes = int(p.get("duckdb_file_bytes", 0))
+    temp = int(p.get("temp_disk_peak_bytes", 0))
+    return {
+        "peak_rss_mb": measured.rss,
+        "duckdb_memory_limit": p.get("duckdb_memory_limit"),
+        "e2e_over_extract": measured.rate / measured.extract_rate if measured.extract_rate > 0 else float("nan"),
+        "steps": int(p.get("steps", 0)),
+        "temp_disk_peak_bytes": temp,
+        "duckdb_file_bytes": file_bytes,
+        "temp_over_file": temp / file_bytes if file_bytes else float("nan"),
+    }
+
+
+def print_memory_and_load(figures: dict[str, Any], rows: int) -> None:
+    print(
+        f"  peak RSS (whole process, default settings: DuckDB memory_limit {figures['duckdb_memory_limit']}) "
+        f"{figures['peak_rss_mb']:,.0f} MB"
+    )
+    print(f"  end to end / extract throughput   {figures['e2e_over_extract']:.2f}")
+    print(f"  steps committed                   {figures['steps']} ({rows:,} rows)")
+    print(
+        f"  temporary disk, peak              {figures['temp_disk_peak_bytes'] / 1e6:,.0f} MB = "
+        f"{figures['temp_over_file']:.2f} x the final DuckDB file ({figures['duckdb_file_bytes'] / 1e6:,.0f} MB)"
+    )
+
+
 def _cpu_split(repeats: list[Repeat]) -> dict[str, dict[str, float]]:
     """Medians of client and server CPU seconds for (a)'s extract and (d), and the cores both kept busy.
 
@@ -361,6 +397,12 @@ def _report_scale(
     noop_max_queries = max(int(t["data_queries"]) + int(t["planning_queries"]) for n in noop_tables for t in n.values())
     noop_wall = med([r.noop.wall for r in repeats])
     rss = med([r.cargo.rss for r in repeats])
+    noop_rss = med([r.noop.rss for r in repeats])
+    load = [memory_and_load(r.cargo) for r in repeats]
+    figures = {k: med([f[k] for f in load]) if k != "duckdb_memory_limit" else load[0][k] for k in load[0]}
+    print("\nMemory and load ((a), medians):")
+    print_memory_and_load(figures, int(med([r.cargo.rows for r in repeats])))
+    print(f"  no-op sync: peak RSS {noop_rss:,.0f} MB, at most {noop_max_queries} queries per table")
     print("\ntargets")
     checks = [
         (f"throughput a/b >= {TARGET_VS_REST:.0f}x", f"{vs_rest:.1f}x", vs_rest >= TARGET_VS_REST),
@@ -383,6 +425,17 @@ def _report_scale(
             noop_max_queries <= TARGET_NOOP_QUERIES,
         ),
         (f"no-op sync < {TARGET_NOOP_SECONDS:.0f} s", f"{noop_wall:.2f} s", noop_wall < TARGET_NOOP_SECONDS),
+        (f"no-op sync peak RSS <= {TARGET_NOOP_RSS_MB:.0f} MB", f"{noop_rss:.0f} MB", noop_rss <= TARGET_NOOP_RSS_MB),
+        (
+            f"end to end >= {TARGET_E2E_VS_EXTRACT} x extract",
+            f"{figures['e2e_over_extract']:.2f}",
+            figures["e2e_over_extract"] >= TARGET_E2E_VS_EXTRACT,
+        ),
+        (
+            f"temporary disk <= {TARGET_TEMP_DISK:.0f} x DuckDB file",
+            f"{figures['temp_over_file']:.2f}",
+            figures["temp_over_file"] <= TARGET_TEMP_DISK,
+        ),
     ]
     for name, value, ok in checks:
         print(f"  {_verdict(ok)}  {name:<40}{value}")
@@ -420,6 +473,8 @@ def _report_scale(
         "probes": probes,
         "tables": tables,
         "noop_tables": noop_tables[0],
+        "memory_and_load": figures,
+        "noop_rss": noop_rss,
         "checks": [{"target": n, "value": v, "ok": ok} for n, v, ok in checks],
         "start_seconds": start_seconds,
     }
@@ -480,8 +535,7 @@ def _backfill_large(concurrency: int, scale: str, out: Path | None, duckdb_memor
         print(f"scale {scale}: emulator up in {start_seconds:.0f} s, {count:,} spans; spans-only backfill", flush=True)
         work = scratch_dir("cargo-backfill-")
         try:
-            # DuckDB's default memory unless asked: a merge of 22 M rows bounded at 256 MB spilled
-            # past this disk's free space
+            # as `cargo-elt sync` with no flag (--duckdb-memory-limit auto) unless asked
             measured, _ = _cargo(base_url, work, concurrency, tables=["spans"], duckdb_memory_limit=duckdb_memory_limit)
             db_bytes = (work / "a_cargo.duckdb").stat().st_size if (work / "a_cargo.duckdb").exists() else 0
         finally:
@@ -497,10 +551,18 @@ def _backfill_large(concurrency: int, scale: str, out: Path | None, duckdb_memor
     )
     print(
         f"  peak RSS         {measured.rss:.0f} MB "
-        f"(by end of extract {p.get('extract_peak_rss_mb', float('nan')):.0f} MB)"
+        f"(target <= {TARGET_LARGE_RSS_MB:,.0f} MB: {_verdict(measured.rss <= TARGET_LARGE_RSS_MB)})"
     )
-    print(f"  DuckDB file      {db_bytes / 1e9:.2f} GB (memory_limit {duckdb_memory_limit})")
+    print(f"  DuckDB file      {db_bytes / 1e9:.2f} GB (memory_limit {p.get('duckdb_memory_limit')})")
     print(f"  error            {p.get('error', 'none')}")
+    figures = memory_and_load(measured)
+    print("\nMemory and load:")
+    print_memory_and_load(figures, measured.rows)
+    for name, ok in (
+        (f"end to end >= {TARGET_E2E_VS_EXTRACT} x extract", figures["e2e_over_extract"] >= TARGET_E2E_VS_EXTRACT),
+        (f"temporary disk <= {TARGET_TEMP_DISK:.0f} x DuckDB file", figures["temp_over_file"] <= TARGET_TEMP_DISK),
+    ):
+        print(f"  {_verdict(ok)}  {name}")
     if out is not None:
         out.write_text(
             json.dumps(
@@ -511,6 +573,7 @@ def _backfill_large(concurrency: int, scale: str, out: Path | None, duckdb_memor
                     "rss": measured.rss,
                     "wall": measured.wall,
                     "requests": measured.requests,
+                    "memory_and_load": figures,
                     **p,
                 },
                 indent=2,
@@ -591,7 +654,9 @@ def main() -> None:
     parser.add_argument("--backfill-large", action="store_true", help="spans-only backfill of the large scale")
     parser.add_argument("--backfill-scale", default="large")
     parser.add_argument(
-        "--duckdb-memory-limit", default="none", help="DuckDB memory_limit of --backfill-large (default: DuckDB's own)"
+        "--duckdb-memory-limit",
+        default="auto",
+        help="DuckDB memory_limit of --backfill-large: auto (the sync's default), none or a size",
     )
     parser.add_argument("--profile", metavar="SCALE", help="py-spy one cargo-elt backfill at SCALE")
     parser.add_argument("--top", type=int, default=25)

@@ -16,9 +16,12 @@ with its own peak RSS. Programs:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Iterator
@@ -26,20 +29,24 @@ from typing import Any
 
 from bench.harness import peak_rss_mb
 
-BENCH_DUCKDB_MEMORY_LIMIT = "256MB"
-"""(a) loads as `cargo-elt sync --duckdb-memory-limit 256MB` in the comparison; the 22 M-span
-backfill passes ``none`` (DuckDB's default), as the limit's spill does not fit this disk there."""
+BENCH_DUCKDB_MEMORY_LIMIT = "auto"
+"""(a) loads as ``cargo-elt sync`` does with no flag: ``--duckdb-memory-limit auto`` (sized from the
+step and the machine), in steps of ``DEFAULT_STEP_ROWS`` rows or ``DEFAULT_STEP_SECONDS`` seconds."""
+
+DISK_SAMPLE_SECONDS = 1.0
+"""How often the temporary disk of (a) is measured (dlt's load packages and DuckDB's spill and WAL)."""
 
 PAGE_ROWS = 10_000
 """The query endpoint's result cap: the naive loop's page."""
 
 
-def _pipeline(args: dict[str, Any], name: str, credentials: Any = None) -> Any:
+def _pipeline(args: dict[str, Any], name: str, credentials: Any = None, destination: Any = None) -> Any:
     import dlt
 
+    make = destination if destination is not None else dlt.destinations.duckdb
     return dlt.pipeline(
         pipeline_name=name,
-        destination=dlt.destinations.duckdb(credentials if credentials is not None else args["database"]),
+        destination=make(credentials if credentials is not None else args["database"]),
         dataset_name="cargo",
         pipelines_dir=args["pipelines_dir"],
     )
@@ -69,31 +76,114 @@ def _row_counts(pipeline: Any, tables: list[str]) -> dict[str, int]:
     return {t: int(counts.get(t, 0)) for t in tables}
 
 
+class _PhasesTimed:
+    """The pipeline as ``run_in_steps`` sees it, each ``run`` made of dlt's own three steps, timed.
+
+    ``pipeline.run`` is extract, normalize and load; called one by one, the extract's wall and CPU
+    seconds (the client's share of fetching: the server idles during loads) are summed over the steps.
+    """
+
+    def __init__(self, pipeline: Any) -> None:
+        self.pipeline = pipeline
+        self.extract_seconds = 0.0
+        self.extract_cpu_seconds = 0.0
+
+    @property
+    def last_trace(self) -> Any:
+        return self.pipeline.last_trace
+
+    def run(self, data: Any, refresh: Any = None) -> Any:
+        started, cpu_started = time.monotonic(), time.process_time()
+        self.pipeline.extract(data, **({"refresh": refresh} if refresh else {}))
+        self.extract_seconds += time.monotonic() - started
+        self.extract_cpu_seconds += time.process_time() - cpu_started
+        self.pipeline.normalize()
+        info = self.pipeline.load()
+        info.raise_on_failed_jobs()
+        return info
+
+
+class _DiskSampler:
+    """Peak bytes of what a sync writes besides its DuckDB file: dlt's load packages (the pipeline's
+    folder) and DuckDB's spill folder and WAL, sampled every ``DISK_SAMPLE_SECONDS``."""
+
+    def __init__(self, database: str, pipeline_dir: str) -> None:
+        self.paths = [pipeline_dir, f"{database}.tmp", f"{database}.wal"]
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def measure(self) -> int:
+        total = 0
+        for path in self.paths:
+            if os.path.isfile(path):
+                total += os.path.getsize(path)
+            for root, _, files in os.walk(path):
+                for name in files:
+                    with contextlib.suppress(OSError):  # a file removed between the listing and the size
+                        total += os.path.getsize(os.path.join(root, name))
+        self.peak = max(self.peak, total)
+        return total
+
+    def _sample(self) -> None:
+        while not self._stop.wait(DISK_SAMPLE_SECONDS):
+            self.measure()
+
+    def __enter__(self) -> _DiskSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.measure()
+
+
 def run_cargo(args: dict[str, Any]) -> dict[str, Any]:
-    """cargo-elt: a backfill from ``start_date``, or (same pipeline dir again) an incremental sync."""
+    """cargo-elt as ``cargo-elt sync`` runs it with no flag: a backfill from ``start_date`` in steps, or
+    (same pipeline dir again) an incremental sync; into DuckDB with each fact file merged in place."""
+    from cargo_elt.pipelines.duckdb_load import duckdb_destination
+    from cargo_elt.pipelines.steps import run_in_steps
     from cargo_elt.pipelines.sync import duckdb_credentials
     from cargo_elt.source import FACT_TABLES, SyncStats, cargo_source
     from cargo_elt.source.memory import tune_allocator
+    from cargo_elt.source.steps import DEFAULT_STEP_ROWS, DEFAULT_STEP_SECONDS
 
     tune_allocator()  # as `cargo-elt sync` does for its own process
     stats = SyncStats()
-    # the DuckDB settings `cargo-elt sync` loads with (b and c keep dlt's defaults, as their users would)
-    credentials = duckdb_credentials(args["database"], args.get("duckdb_memory_limit", BENCH_DUCKDB_MEMORY_LIMIT))
-    pipeline = _pipeline(args, "bench_cargo", credentials)
+    step_rows = int(args.get("step_rows", DEFAULT_STEP_ROWS))
+    memory_limit = args.get("duckdb_memory_limit", BENCH_DUCKDB_MEMORY_LIMIT)
+    credentials = duckdb_credentials(args["database"], memory_limit, step_rows)
+    pipeline = _PhasesTimed(_pipeline(args, "bench_cargo", credentials, duckdb_destination))
     source = cargo_source(
         api_token=args["token"],
         base_url=args["base_url"],
         start_date=args.get("start_date", "2026-01-01"),
         tables=args.get("tables") or list(FACT_TABLES),  # the facts: what (b), (c) and (d) read too
         concurrency=args.get("concurrency", 4),
+        step_rows=step_rows,
+        step_seconds=float(args.get("step_seconds", DEFAULT_STEP_SECONDS)),
         stats=stats,
     )
-    result: dict[str, Any] = {}
-    try:
-        result.update(_run_phases(pipeline, source))
-    except Exception as exc:  # reported, not raised: the backfill check counts errors reaching the user
-        result["error"] = f"{type(exc).__name__}: {exc}"[-2000:]
-        result["traceback"] = traceback.format_exc()[-4000:]
+    result: dict[str, Any] = {"duckdb_memory_limit": (credentials.global_config or {}).get("memory_limit", "none")}
+    started = time.monotonic()
+    steps: Any = None
+    with _DiskSampler(args["database"], os.path.join(args["pipelines_dir"], "bench_cargo")) as disk:
+        try:
+            steps = run_in_steps(pipeline, source, stats)
+        except Exception as exc:  # reported, not raised: the backfill check counts errors reaching the user
+            result["error"] = f"{type(exc).__name__}: {exc}"[-2000:]
+            result["traceback"] = traceback.format_exc()[-4000:]
+    result.update(
+        {
+            "extract_seconds": pipeline.extract_seconds,
+            "extract_cpu_seconds": pipeline.extract_cpu_seconds,
+            "total_seconds": time.monotonic() - started,
+            "steps": steps.steps if steps is not None else stats.steps_committed,
+            "temp_disk_peak_bytes": disk.peak,
+            "duckdb_file_bytes": os.path.getsize(args["database"]) if os.path.exists(args["database"]) else 0,
+        }
+    )
     result["tables"] = {
         name: {
             "rows": s.rows,

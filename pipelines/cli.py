@@ -61,7 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     sync.add_argument(
         "--duckdb-memory-limit",
         default=None,
-        help="bound DuckDB's memory while loading, e.g. 256MB; it spills to disk beyond (default: DuckDB's own)",
+        help="DuckDB's memory while loading, e.g. 2GB; it spills to disk beyond; none: DuckDB's own (80%% of RAM) "
+        "(default: auto, sized from the step and the machine: 256MB for steps of a million rows)",
     )
     sync.add_argument("--json", action="store_true", help="the summary as one JSON document (logs: stderr)")
 

@@ -6,7 +6,8 @@ and counts the pages read (``data_queries``). So during extract each Cargo table
 against the plan, tqdm derives the rate and the ETA from them, and the rows loaded so far and their
 rate follow (``runs: 45%|####  | 51/113 [00:04<00:05, 12.5 pages/s, 510,000 rows, 124,000 rows/s]``).
 Tables read without the planner (exports, catalogue) count requests, with no total. Normalize and
-load keep dlt's own bars.
+load keep dlt's own bars. A sync in steps (``pipelines/steps.py``) adds the steps committed so far to
+each bar, and a line per committed step (``step_reporter``), in both ``bar`` and ``log`` modes.
 
 A bar needs a terminal: ``--progress bar`` with stderr redirected is refused (``check_progress``)
 rather than filling a log file with carriage returns or falling back to log lines unasked.
@@ -93,7 +94,9 @@ class PlannedProgress(TqdmCollector):
             bar.total = max(planned, done)
         elapsed = time.time() - self._step_started  # tqdm's clock
         rate = f", {stats.rows / elapsed:,.0f} rows/s" if elapsed > 0 else ""
-        bar.set_postfix_str(f"{stats.rows:,} rows{rate}", refresh=False)
+        committed = int(getattr(self.tables, "steps_committed", 0))
+        steps = f", {committed} step{'s' if committed != 1 else ''} committed" if committed else ""
+        bar.set_postfix_str(f"{stats.rows:,} rows{rate}{steps}", refresh=False)
         bar.update(done - bar.n)
         bar.refresh()
 
@@ -107,6 +110,31 @@ class PlannedProgress(TqdmCollector):
             bar.close()
         self._pages.clear()
         super()._stop()
+
+
+def describe_step(step: int, pending: list[str], tables: Mapping[str, Any]) -> str:
+    """One line for a committed step: how many, rows so far, and the tables still being read."""
+    rows = sum(int(getattr(t, "rows", 0)) for t in tables.values())
+    rest = f"; continuing {', '.join(pending)}" if pending else "; done"
+    return f"step {step} committed: {rows:,} rows loaded so far{rest}"
+
+
+def step_reporter(kind: str, tables: Mapping[str, Any], stream: TextIO | None = None) -> Any:
+    """What ``run_in_steps`` calls after each committed step: a line on stderr (none for ``none``, and
+    none for a sync that took one step: nothing was cut)."""
+
+    def report(step: int, pending: list[str]) -> None:
+        if kind == "none" or (step == 1 and not pending):
+            return
+        line = describe_step(step, pending, tables)
+        if kind == "bar":
+            from tqdm import tqdm
+
+            tqdm.write(line, file=stream or sys.stderr)
+        else:
+            print(line, file=stream or sys.stderr, flush=True)
+
+    return report
 
 
 def collector(kind: str, tables: Mapping[str, Any]) -> Collector:

@@ -1,4 +1,4 @@
-"""``cargo-elt sync``: one dlt pipeline run of the Cargo source into a destination, with a summary.
+"""``cargo-elt sync``: the Cargo source into a destination with dlt, in steps, with a summary.
 
 Everything that can be wrong in the user's input is checked before the pipeline is created, so a
 bad setting never leaves a half-written pipeline state behind.
@@ -30,16 +30,15 @@ PIPELINE_NAME = "cargo"
 DEFAULT_DATASET = "cargo"
 DEFAULT_DESTINATION = "duckdb"
 
-DEFAULT_DUCKDB_MEMORY_LIMIT: str | None = None
-"""DuckDB's ``memory_limit`` while it loads; ``None``: DuckDB's own (80 % of the machine's memory).
+DEFAULT_DUCKDB_MEMORY_LIMIT: str | None = "auto"
+"""DuckDB's ``memory_limit`` while it loads: ``auto`` sizes it from the step and the machine
+(``duckdb_load.auto_memory_limit``: 256 MB for steps of a million rows, at most a quarter of the
+machine); ``none`` leaves DuckDB's own (80 % of the machine's memory); or a size such as ``2GB``.
 
-DuckDB runs inside the sync's process. A limit bounds its memory by spilling to a temporary file:
-with ``--duckdb-memory-limit 256MB`` the sync of 5.1 M spans peaked at 684 MB instead of 2.3 GB
-(the merge's deduplicating window function), the load taking 75 s instead of 35 s. But at 22 M
-spans the spill of that window function filled more than 20 GB of disk and the load failed, where
-DuckDB's default finished with 5.3 GB of memory. So the limit is opt-in (``docs/PERFORMANCE.md``)."""
-
-_MEMORY_SIZE = re.compile(r"\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)", re.IGNORECASE)
+DuckDB runs inside the sync's process, and its default took 11 GB for a 22 M-span backfill with
+dlt's merge (docs/PERFORMANCE.md). The sync now loads in steps of at most a million rows and merges
+each file without a staging copy or numbering (``duckdb_load.KeyedMergeJob``), which a bounded DuckDB
+does without spilling (docs/PERFORMANCE.md, "Memory and load")."""
 
 DESTINATION_EXTRAS = {
     "bigquery": ("google.cloud.bigquery", "bigquery"),
@@ -213,19 +212,32 @@ def _default_base_url() -> str:
     return DEFAULT_BASE_URL
 
 
-def duckdb_credentials(path: str, memory_limit: str | None) -> Any:
-    """The DuckDB file with the load's memory bound (``None`` or ``"none"``: DuckDB's own default)."""
+def duckdb_credentials(path: str, memory_limit: str | None, step_rows: int | None = None) -> Any:
+    """The DuckDB file with the load's memory bound: ``None`` or ``"none"``: DuckDB's own default;
+    ``"auto"``: sized for steps of ``step_rows`` (default ``DEFAULT_STEP_ROWS``) and this machine;
+    else the size (checked by ``PipelineSettings``)."""
     from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
 
     credentials = DuckDbCredentials(path)
-    if memory_limit is not None and memory_limit.strip().lower() != "none":
-        if not _MEMORY_SIZE.fullmatch(memory_limit.strip()):
-            raise UserInputError(
-                f"--duckdb-memory-limit {memory_limit!r} is not a size: "
-                "use e.g. 256MB or 2GB, or none for DuckDB's own default"
-            )
-        credentials.global_config = {"memory_limit": memory_limit.strip(), "preserve_insertion_order": False}
+    limit = memory_limit.strip() if memory_limit is not None else "none"
+    if limit.lower() == "auto":
+        from cargo_elt.source.steps import DEFAULT_STEP_ROWS
+
+        from .duckdb_load import auto_memory_limit
+
+        limit = auto_memory_limit(step_rows if step_rows is not None else DEFAULT_STEP_ROWS)
+    if limit.lower() != "none":
+        credentials.global_config = {"memory_limit": limit, "preserve_insertion_order": False}
     return credentials
+
+
+def with_step_defaults(settings: CargoSettings) -> CargoSettings:
+    """``settings`` with ``cargo-elt sync``'s steps where none are set: ``steps.DEFAULT_STEP_ROWS`` rows
+    or ``DEFAULT_STEP_SECONDS`` seconds, whichever comes first (the source alone reads without limit)."""
+    from cargo_elt.source.steps import DEFAULT_STEP_ROWS, DEFAULT_STEP_SECONDS
+
+    defaults = {"step_rows": DEFAULT_STEP_ROWS, "step_seconds": DEFAULT_STEP_SECONDS}
+    return settings.model_copy(update={k: v for k, v in defaults.items() if getattr(settings, k) is None})
 
 
 def _unwritable(path: str) -> str | None:
@@ -301,11 +313,12 @@ def run_sync_report(request: SyncRequest) -> SyncReport:
     started_at = datetime.now(UTC)  # when this machine ran the sync: a record in _cargo_sync_runs, never a bound
     # Every setting first, parsed and checked by the source's model (cargo_elt.source.config): a problem
     # is named by its option (--since) or its setting's path (sources.cargo.concurrency).
-    pipeline = pipeline_settings(request.pipeline_name, request.dataset, request.duckdb_path)
+    pipeline = pipeline_settings(
+        request.pipeline_name, request.dataset, request.duckdb_path, request.duckdb_memory_limit
+    )  # refuses a malformed --duckdb-memory-limit now
     duckdb_path = pipeline.duckdb_file
     if request.destination == "duckdb":
         check_duckdb_writable(duckdb_path)
-        duckdb_credentials(duckdb_path, request.duckdb_memory_limit)  # refuses a malformed size now
     settings, labels = sync_settings(request)
 
     from dlt.common.pipeline import get_dlt_pipelines_dir
@@ -388,16 +401,25 @@ def connection_settings(api_token: str | None, base_url: str | None) -> CargoCon
         raise UserInputError(str(exc)) from None
 
 
-PIPELINE_OPTIONS = {"pipeline_name": "--pipeline-name", "dataset_name": "--dataset", "duckdb_path": "--duckdb-path"}
+PIPELINE_OPTIONS = {
+    "pipeline_name": "--pipeline-name",
+    "dataset_name": "--dataset",
+    "duckdb_path": "--duckdb-path",
+    "duckdb_memory_limit": "--duckdb-memory-limit",
+}
 
 
-def pipeline_settings(pipeline_name: str, dataset: str, duckdb_path: str | None) -> PipelineSettings:
+def pipeline_settings(
+    pipeline_name: str, dataset: str, duckdb_path: str | None, duckdb_memory_limit: str | None = None
+) -> PipelineSettings:
     """Where the command's pipeline writes (``cargo_elt.source.config.PipelineSettings``); ``UserInputError``
     naming the option to change."""
     from cargo_elt.source.config import PipelineSettings, parse_settings
     from cargo_elt.source.errors import CargoConfigurationError
 
     raw = {"pipeline_name": pipeline_name, "dataset_name": dataset, "duckdb_path": duckdb_path}
+    if duckdb_memory_limit is not None:
+        raw["duckdb_memory_limit"] = duckdb_memory_limit
     try:
         return parse_settings(raw, PIPELINE_OPTIONS, model=PipelineSettings)
     except CargoConfigurationError as exc:
@@ -412,10 +434,16 @@ def _run_pipeline(
 
     from cargo_elt.source import TABLE_NAMES, SyncStats, cargo_source
 
+    from .duckdb_load import duckdb_destination
     from .progress import collector as progress_collector
+    from .progress import step_reporter
+    from .steps import StepsRun, run_in_steps
 
     token, base_url, tables = settings.token, settings.base_url, settings.tables
     stats = SyncStats()
+    # cargo-elt sync reads in steps by default (sources.cargo.step_rows / step_seconds): each step is
+    # one pipeline.run, loaded and committed with its state (pipelines/steps.py)
+    settings = with_step_defaults(settings)
     source = cargo_source(**settings.source_arguments(), stats=stats)  # checked above: no surprise here
     # BigQuery partitions/clusters, Snowflake cluster keys (sources/cargo/warehouse.py); others untouched
     from cargo_elt.source.warehouse import apply_warehouse_layout
@@ -425,8 +453,8 @@ def _run_pipeline(
     if request.destination == "duckdb":
         # Absolute: dlt resolves a relative path against the cwd of the pipeline's *first* run (kept in
         # its state), so a later sync from another directory would write that directory's file.
-        credentials = duckdb_credentials(os.path.abspath(duckdb_path), request.duckdb_memory_limit)
-        destination = dlt.destinations.duckdb(credentials)
+        credentials = duckdb_credentials(os.path.abspath(duckdb_path), request.duckdb_memory_limit, settings.step_rows)
+        destination = duckdb_destination(credentials)  # dlt's DuckDB, each fact file merged in place
     pipeline_args: dict[str, Any] = {"pipelines_dir": request.pipelines_dir} if request.pipelines_dir else {}
     pipeline = dlt.pipeline(
         pipeline_name=request.pipeline_name,
@@ -438,11 +466,15 @@ def _run_pipeline(
     failure: str | None = None
     failed: str | None = None
     load_ids: list[str] = []
+    # A first sync or a chunk reads in steps (sources.cargo.step_rows / step_seconds): each is one
+    # pipeline.run, loaded and committed with its state (pipelines/steps.py)
+    steps = StepsRun(load_ids=load_ids)
+    on_step = step_reporter(request.progress, stats)
     try:
         if request.full_refresh:
             if pipeline.has_pending_data:  # a refresh re-reads everything: an interrupted load is moot
                 pipeline.drop_pending_packages()
-            load_ids += pipeline.run(source, refresh="drop_sources").loads_ids
+            run_in_steps(pipeline, source, stats, refresh="drop_sources", on_step=on_step, run=steps)
         else:
             if pipeline.has_pending_data:
                 # A sync killed during normalize or load left a package: finish it first (its state goes
@@ -450,7 +482,7 @@ def _run_pipeline(
                 logger.warning("finishing the load an interrupted sync left in %s", pipeline.working_dir)
                 pipeline.normalize()
                 load_ids += pipeline.load().loads_ids
-            load_ids += pipeline.run(source).loads_ids
+            run_in_steps(pipeline, source, stats, on_step=on_step, run=steps)
     except Exception as exc:
         where = FailedRun(base_url, request.destination, duckdb_path, str(pipeline.working_dir))
         failure = _redact(describe_failure(exc, where), [token, *_destination_secrets(request.destination)])

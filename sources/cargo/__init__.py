@@ -37,7 +37,7 @@ from .catalogue import DIMENSION_NAMES, DIMENSIONS, dimension_resource
 from .client import CargoClient, RetryPolicy
 from .config import EXPORT_TABLES, FACT_TABLES, SEGMENT_TABLES, TABLE_NAMES, CargoSettings, parse_settings
 from .descriptions import describe_resource
-from .extract import TableStats, read_range
+from .extract import BACKLOG_PAGES_PER_READER, Backlog, ReadOutcome, TableStats, read_range
 from .failures import batch_failures_resource
 from .incremental import UNBOUNDED_LOOKBACK_TABLES, BandTracker, IncrementalSettings, plan_read
 from .log import route_to_dlt_logger
@@ -45,9 +45,9 @@ from .memory import bound_extract_files
 from .metrics import run_metrics_resource
 from .metrics_daily import run_metrics_daily_resource
 from .outputs import batch_outputs_resource, run_outputs_resource
-from .planner import QueryWindow
+from .planner import UpdatedAfter
 from .segments import quiet_hint_notices, segment_resources
-from .server_clock import ServerClock, remember_server_now
+from .server_clock import ServerClock, extraction_id, remember_server_now
 from .settings import (
     DEFAULT_BASE_URL,
     DEFAULT_CONCURRENCY,
@@ -56,6 +56,7 @@ from .settings import (
     DEFAULT_SETTLE,
 )
 from .specs import TABLE_SPECS, TableSpec
+from .steps import PlanCache, ReadProgress, StepBudget
 
 __all__ = [
     "DIMENSION_NAMES",
@@ -73,12 +74,18 @@ __all__ = [
 class SyncStats(dict[str, TableStats]):
     """Per-table costs of the last extraction, filled while the pipeline runs (for reports).
 
-    ``server_clock`` holds the cost of reading Cargo's clock (one query per sync, shared by all tables).
+    ``server_clock`` holds the cost of reading Cargo's clock (one query per extraction, shared by all
+    tables). ``steps_committed`` counts the extractions loaded so far by a runner that reads in steps.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.server_clock = TableStats("server_clock")
+        self.steps_committed = 0
+
+    def pending_tables(self) -> list[str]:
+        """Tables whose read the last extraction left unfinished (``step_rows``/``step_seconds``)."""
+        return [name for name, table in self.items() if table.pending]
 
 
 @dlt.source(name="cargo", section="cargo", max_table_nesting=0)
@@ -100,6 +107,8 @@ def cargo_source(
     run_metrics_per_release: bool = False,
     segments: Any = None,
     max_skipped_rows: int = 0,
+    step_rows: int | None = None,
+    step_seconds: float | None = None,
     stats: Any = None,
 ) -> list[DltResource]:
     """Cargo's orchestration tables as incremental dlt resources.
@@ -127,6 +136,11 @@ def cargo_source(
             optional ``table_name`` and ``update_column`` (see ``segments.py``).
         max_skipped_rows: rows per table a sync may skip (rows of an export or a list that cannot be read
             or placed; each is logged and counted) before it fails; 0 = any skipped row fails the sync.
+        step_rows: read at most this many rows of the fact tables per extraction, then commit: a
+            backfill (or chunk) then takes several ``pipeline.run`` calls, each loading an exact prefix
+            of its range with its state, and the next one continues (``SyncStats.pending_tables()``
+            names the tables left; ``cargo-elt sync`` runs them all, 1,000,000 rows a step). None: no limit.
+        step_seconds: the same, as a time limit per extraction (``cargo-elt sync``: 300 s).
         stats: a ``SyncStats`` to fill with per-table costs (used by the CLI's report).
 
     Raises:
@@ -154,6 +168,8 @@ def cargo_source(
             "run_metrics_per_release": run_metrics_per_release,
             "segments": segments,
             "max_skipped_rows": max_skipped_rows,
+            "step_rows": step_rows,
+            "step_seconds": step_seconds,
         }
     )
     names = settings.tables
@@ -171,28 +187,32 @@ def cargo_source(
     window = SyncWindow(
         clock, start_date=settings.start_date, since=settings.since, until=settings.until, settle=settle
     )
+    budget = StepBudget(settings.step_rows, settings.step_seconds, extraction_id)
+    chunk = "|".join(d.isoformat() if d else "" for d in (settings.since, settings.until))
     resources = []
     for name in names:
         if name not in TABLE_SPECS:
             continue
         spec = TABLE_SPECS[name]
         table_stats = sink.setdefault(name, TableStats(name))
+        cache = PlanCache()
         if backfill_since is not None:
-            reader = _backfill(spec, connection, table_stats, window)
+            reader = _backfill(spec, connection, table_stats, window, budget, cache, chunk)
         else:
-            reader = _incremental(spec, connection, table_stats, window, lookback, overlap, settle)
-        resources.append(
-            dlt.resource(
-                reader,
-                name=name,
-                primary_key=list(spec.primary_key),
-                # not declared ``deduplicated`` although a sync stages each row once: dlt re-runs a
-                # load job that a crash interrupted after its copy, so a resumed load can stage a file
-                # twice, and only the merge's own deduplication keeps that exact (docs/PERFORMANCE.md)
-                write_disposition={"disposition": "merge", "strategy": "delete-insert"},
-                columns=_columns(spec, hard_delete),
-            )
+            reader = _incremental(spec, connection, table_stats, window, lookback, overlap, settle, budget, cache)
+        resource = dlt.resource(
+            reader,
+            name=name,
+            primary_key=list(spec.primary_key),
+            # not declared ``deduplicated`` to dlt although a sync stages each row once: dlt re-runs a
+            # load job that a crash interrupted after its copy, so a resumed load can stage a file
+            # twice, and only the merge's own deduplication keeps that exact (docs/PERFORMANCE.md).
+            # ``load_hints`` say it to a loader whose jobs are idempotent (pipelines/duckdb_load.py)
+            write_disposition={"disposition": "merge", "strategy": "delete-insert"},
+            columns=_columns(spec, hard_delete),
         )
+        resource.apply_hints(additional_table_hints=spec.load_hints())
+        resources.append(resource)
     targets = settings.run_outputs
     for name in names:
         if name in EXPORT_TABLES:
@@ -251,6 +271,8 @@ class _Connection:
         self.concurrency = concurrency
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
+        self.backlog = Backlog(BACKLOG_PAGES_PER_READER * concurrency)
+        """Pages read and not yet handed to dlt, across the tables (``extract.Backlog``)."""
 
     @property
     def pool(self) -> ThreadPoolExecutor:
@@ -283,6 +305,13 @@ def _columns(spec: TableSpec, hard_delete: bool) -> Any:
     return columns
 
 
+READ_KEY = "read"
+"""Resource-state key of a stateful read that a step left unfinished (``steps.ReadProgress``)."""
+
+CHUNKS_KEY = "chunks"
+"""Resource-state key of ``since``/``until`` chunks that a step left unfinished, by chunk."""
+
+
 def _incremental(
     spec: TableSpec,
     connection: _Connection,
@@ -291,58 +320,124 @@ def _incremental(
     max_lookback: timedelta,
     overlap: timedelta,
     settle: timedelta,
+    budget: StepBudget,
+    cache: PlanCache,
 ) -> Any:
     def read() -> Iterator[pa.Table]:
         state = dlt.current.resource_state()
         bounds = window()
-        settings = IncrementalSettings(
-            start_date=bounds.start, max_lookback=max_lookback, overlap=overlap, settle=settle
-        )
-        plan = plan_read(state, settings, bounds.until, bounded_lookback=spec.name not in UNBOUNDED_LOOKBACK_TABLES)
-        band = BandTracker(spec, state, settings.overlap)
-        if not plan.is_empty:
-            with connection.open() as client:
-                try:
-                    for table in read_range(
-                        client,
-                        spec,
-                        QueryWindow(plan.start, plan.end),
-                        plan.updated_after,
-                        concurrency=connection.concurrency,
-                        stats=stats,
-                        pool=connection.pool,
-                    ):
-                        admitted = band.admit(table)
-                        if admitted.num_rows:
-                            stats.add(rows=admitted.num_rows)
-                            yield admitted
-                finally:
-                    stats.add(retries=int(client.stats_snapshot().get("retries", 0)))
-        band.commit(state, max(plan.end, plan.start))
+        progress = ReadProgress.from_state(state.get(READ_KEY))
+        predicate: UpdatedAfter | None
+        if progress is None:
+            settings = IncrementalSettings(
+                start_date=bounds.start, max_lookback=max_lookback, overlap=overlap, settle=settle
+            )
+            plan = plan_read(state, settings, bounds.until, bounded_lookback=spec.name not in UNBOUNDED_LOOKBACK_TABLES)
+            if plan.is_empty:
+                BandTracker(spec, state, overlap).commit(state, max(plan.end, plan.start))
+                remember_server_now(state, bounds.server_now, spec.name)
+                stats.pending = False
+                return
+            predicate = plan.updated_after
+            progress = ReadProgress(
+                until=plan.end,
+                at=plan.start,
+                updated_after=predicate.value if predicate is not None else None,
+                clock=bounds.server_now,
+                first_sync=plan.first_sync,
+            )
+        else:
+            predicate = progress.predicate()
+        band = BandTracker(spec, state, overlap, max_seen=progress.max_seen)
+        outcome = ReadOutcome()
+        with connection.open() as client:
+            try:
+                for table in read_range(
+                    client,
+                    spec,
+                    progress.rest,
+                    predicate,
+                    concurrency=connection.concurrency,
+                    stats=stats,
+                    pool=connection.pool,
+                    backlog=connection.backlog,
+                    budget=budget,
+                    planned=cache.get(progress),
+                    outcome=outcome,
+                ):
+                    admitted = band.admit(table)
+                    if admitted.num_rows:
+                        stats.add(rows=admitted.num_rows)
+                        yield admitted
+            finally:
+                stats.add(retries=int(client.stats_snapshot().get("retries", 0)))
+        if outcome.complete:
+            state.pop(READ_KEY, None)
+            band.commit(state, progress.until, clock=progress.clock)
+        else:
+            moved = progress.moved_to(outcome.rest[0], band.max_updated)
+            state[READ_KEY] = moved.to_state()
+            if moved.first_sync:  # how far the backfill got (its exact prefix), for reports
+                state["frontier"] = moved.at.isoformat()
+            cache.store(moved, outcome.rest, outcome.spec)
+        stats.pending = not outcome.complete
         remember_server_now(state, bounds.server_now, spec.name)
 
     read.__name__ = spec.name
     return read
 
 
-def _backfill(spec: TableSpec, connection: _Connection, stats: TableStats, window: SyncWindow) -> Any:
+def _backfill(
+    spec: TableSpec,
+    connection: _Connection,
+    stats: TableStats,
+    window: SyncWindow,
+    budget: StepBudget,
+    cache: PlanCache,
+    chunk: str,
+) -> Any:
+    """A ``since``/``until`` chunk: no incremental state; in steps, its unfinished position is kept
+    under ``chunks`` (by chunk) so the next run of the same chunk continues it, and removed at its end."""
+
     def read() -> Iterator[pa.Table]:
         bounds = window()
+        state = dlt.current.resource_state() if budget.limited else None
+        kept = state.get(CHUNKS_KEY, {}).get(chunk) if state is not None else None
+        progress = ReadProgress.from_state(kept) or ReadProgress(
+            until=bounds.until, at=bounds.start, clock=bounds.server_now
+        )
+        outcome = ReadOutcome()
         with connection.open() as client:
             try:
                 for table in read_range(
                     client,
                     spec,
-                    QueryWindow(bounds.start, bounds.until),
+                    progress.rest,
                     None,
                     concurrency=connection.concurrency,
                     stats=stats,
                     pool=connection.pool,
+                    backlog=connection.backlog,
+                    budget=budget,
+                    planned=cache.get(progress),
+                    outcome=outcome,
                 ):
                     stats.add(rows=table.num_rows)
                     yield table
             finally:
                 stats.add(retries=int(client.stats_snapshot().get("retries", 0)))
+        stats.pending = not outcome.complete
+        if state is None:
+            return
+        chunks = state.setdefault(CHUNKS_KEY, {})
+        if outcome.complete:
+            chunks.pop(chunk, None)
+        else:
+            moved = progress.moved_to(outcome.rest[0], None)
+            chunks[chunk] = moved.to_state()
+            cache.store(moved, outcome.rest, outcome.spec)
+        if not chunks:
+            state.pop(CHUNKS_KEY, None)
 
     read.__name__ = spec.name
     return read

@@ -161,6 +161,15 @@ def _positive(what: str, *, zero: bool = False) -> PlainValidator:
     return PlainValidator(parse)
 
 
+def _optional(parse: PlainValidator) -> PlainValidator:
+    """``parse``, with None (the setting left out) kept as None."""
+
+    def optional(value: Any) -> Any:
+        return None if value is None else parse.func(value)  # type: ignore[call-arg]
+
+    return PlainValidator(optional)
+
+
 _TRUE = ("true", "yes", "on", "1")
 _FALSE = ("false", "no", "off", "0")
 
@@ -527,6 +536,11 @@ class CargoSettings(CargoConnection):
     run_metrics_per_release: Annotated[bool, PlainValidator(_flag)] = False
     segments: SegmentExports = []
     max_skipped_rows: Annotated[int, _whole(0, None, "is not a whole number of rows, 0 or more")] = 0
+    step_rows: Annotated[int | None, _optional(_whole(1, None, "is not a whole number of rows, 1 or more"))] = None
+    """Rows of the fact tables one extraction reads at most before it commits (``steps.py``); None: no
+    limit (``cargo-elt sync``: ``steps.DEFAULT_STEP_ROWS``)."""
+    step_seconds: Annotated[float | None, _optional(_positive("is not a positive number of seconds"))] = None
+    """Seconds one extraction reads at most before it commits; None: no limit (``cargo-elt sync``: 300)."""
     lock_wait_seconds: Annotated[
         float,
         _positive(
@@ -592,6 +606,21 @@ def _pipeline_name(value: Any) -> str:
     return value
 
 
+_MEMORY_SIZE = re.compile(r"\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)", re.IGNORECASE)
+
+
+def _memory_limit(value: Any) -> str:
+    text = value.strip() if isinstance(value, str) else ""
+    if text.lower() in ("auto", "none"):
+        return text.lower()
+    if not _MEMORY_SIZE.fullmatch(text):
+        raise value_error(
+            "is not a size: use e.g. 256MB or 2GB, auto (the default: sized from the step and the machine), "
+            "or none for DuckDB's own default"
+        )
+    return text
+
+
 def default_duckdb_path(pipeline_name: str) -> str:
     """The DuckDB file of a pipeline when none is given: ``<pipeline-name>_warehouse.duckdb``.
 
@@ -610,6 +639,9 @@ class PipelineSettings(BaseModel):
     dataset_name: str = "cargo"
     duckdb_path: str | None = None
     """The DuckDB file; ``None``: ``default_duckdb_path(pipeline_name)`` in the working directory."""
+    duckdb_memory_limit: Annotated[str, PlainValidator(_memory_limit)] = "auto"
+    """DuckDB's ``memory_limit`` while the sync loads: ``auto`` (sized from the step and the machine,
+    ``pipelines/duckdb_load.auto_memory_limit``), ``none`` (DuckDB's own: 80 % of the machine) or a size."""
 
     @property
     def duckdb_file(self) -> str:

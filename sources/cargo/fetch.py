@@ -9,7 +9,7 @@ decision the loop cannot take alone propagate: a window over the scan/time/memor
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import Any, Protocol
 
 from .errors import CargoQueryError, KeysetStalled, ResultCapExceeded, WindowTooLarge, WindowTooNarrow
@@ -140,7 +140,7 @@ def fetch_pages(
     *,
     codec: PageCodec | None = None,
     page_limit: int = PAGE_LIMIT,
-) -> Iterator[Page]:
+) -> Generator[Page]:
     """Pages of the window's rows in ``(time, primary key)`` order, until a page comes back short.
 
     A full page continues after its last row (keyset), which also covers one second holding more

@@ -128,13 +128,21 @@ def row_keys(spec: TableSpec, table: pa.Table) -> list[str]:
 class BandTracker:
     """Drops rows already loaded in the last sync's band and collects the next band."""
 
-    def __init__(self, spec: TableSpec, state: MutableMapping[str, Any], overlap: timedelta) -> None:
+    def __init__(
+        self,
+        spec: TableSpec,
+        state: MutableMapping[str, Any],
+        overlap: timedelta,
+        max_seen: datetime | None = None,
+    ) -> None:
         self.spec = spec
         self.overlap = overlap
         previous = state.get("max_updated")
         self.previous_max = parse_timestamp(previous) if previous is not None else None
         self.known: set[str] = set(state.get("band", []))
         self.max_updated = self.previous_max
+        if max_seen is not None and (self.max_updated is None or max_seen > self.max_updated):
+            self.max_updated = max_seen  # the newest update loaded by the earlier steps of this read
         self._band_parts: list[pa.Table] = []
         self._band_rows = 0
         self._band_floor = BAND_PRUNE_MIN_ROWS
@@ -190,12 +198,19 @@ class BandTracker:
         self._band_rows = kept.num_rows
         self._band_floor = max(BAND_PRUNE_MIN_ROWS, kept.num_rows)
 
-    def commit(self, state: MutableMapping[str, Any], frontier: datetime) -> None:
-        """Write the table's new state (called once every window of the read is loaded)."""
+    def commit(self, state: MutableMapping[str, Any], frontier: datetime, clock: datetime | None = None) -> None:
+        """Write the table's new state (called once every window of the read is loaded).
+
+        ``clock`` is Cargo's clock when the read began. A row read early in a long read (a backfill
+        of several steps, maybe across several syncs) can change before the read ends, and its change
+        then carries an update value below the newest one the read saw: the next sync's changed-rows
+        filter starts no later than ``clock`` (minus the overlap), so every such change is read.
+        """
         state["frontier"] = frontier.isoformat()
         if self.max_updated is None:
             return
-        state["max_updated"] = self.max_updated.isoformat()
+        newest = self.max_updated if clock is None else min(self.max_updated, clock)
+        state["max_updated"] = newest.isoformat()
         threshold = self.max_updated - self.overlap
         self._prune_band()
         parts = self._band_parts

@@ -82,6 +82,10 @@ class RowObjects(RawRows):
         return Page(len(rows), rows[-1] if rows else None, table=rows_to_table(spec, rows))
 
 
+PACKED_KEYS = ("page", "n", "last")
+"""The columns of a packed page's one row."""
+
+
 class CsvCell:
     """The packed form: the page as one CSV text, parsed by arrow."""
 

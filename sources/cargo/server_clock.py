@@ -136,7 +136,7 @@ def log_reading(reading: ClockReading) -> None:
     logger.log(level, "%s", reading.describe())
 
 
-def _extraction_id() -> str | None:
+def extraction_id() -> str | None:
     """The load id of the package being extracted, or None outside a dlt extraction."""
     try:
         return str(dlt.current.load_package_state()["load_id"])
@@ -161,7 +161,7 @@ class ServerClock:
 
     def reading(self) -> ClockReading:
         """This extraction's reading (the first call reads and logs it)."""
-        extraction = _extraction_id()
+        extraction = extraction_id()
         with self._lock:
             if self._reading is None or extraction != self._read_for:
                 started = time.monotonic()

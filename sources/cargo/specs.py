@@ -24,7 +24,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from enum import Enum
-from typing import Final
+from typing import Any, Final
 
 import pyarrow as pa
 from dlt.common.schema.typing import TColumnSchema, TTableSchemaColumns
@@ -104,6 +104,10 @@ def kind_of_type(clickhouse_type: str) -> tuple[ValueKind | None, bool]:
         if text.startswith(prefix):
             return kind, nullable
     return None, nullable
+
+
+UNIQUE_PER_PACKAGE_HINT = "x-cargo-unique-per-package"
+"""Table hint: each primary key is read once per load package (``TableSpec.load_hints``)."""
 
 
 @dataclass(frozen=True)
@@ -255,6 +259,16 @@ class TableSpec:
             if len(hint) > 1:
                 hints[c.name] = hint
         return hints
+
+    def load_hints(self) -> dict[str, Any]:
+        """Table hints for loaders that can use them (``pipelines/duckdb_load.py``); dlt ignores them.
+
+        A sync reads a table's range once, in windows split by the time column and pages in
+        ``(time, key)`` order: each primary key comes back once per load package
+        (``UNIQUE_PER_PACKAGE_HINT``), unless the server shows two versions of a row, which the
+        loader checks for.
+        """
+        return {UNIQUE_PER_PACKAGE_HINT: True}
 
     def for_read(self) -> TableSpec:
         """A copy for one sync's read, with its own record of the warnings logged."""

@@ -14,6 +14,7 @@ import dlt
 import duckdb
 import httpx
 
+from cargo_elt.pipelines.duckdb_load import duckdb_destination
 from cargo_elt.source import FACT_TABLES, SyncStats, cargo_source
 
 PRIMARY_KEYS = {
@@ -34,8 +35,12 @@ STATUS_COLUMNS = {"runs": "status", "batches": "status", "spans": "execution_sta
 class Sandbox:
     """One pipeline writing one DuckDB file under a test's temporary directory."""
 
-    def __init__(self, root: Path, emulator: Any, name: str = "cargo_test", workspace: int = 0) -> None:
+    def __init__(
+        self, root: Path, emulator: Any, name: str = "cargo_test", workspace: int = 0, plain_dlt: bool = False
+    ) -> None:
         self.root = root
+        self.plain_dlt = plain_dlt
+        """Load through dlt's own DuckDB destination (a library user's pipeline) instead of the sync's."""
         self.emulator = emulator
         self.name = name
         self.database = str(root / f"{name}.duckdb")
@@ -44,9 +49,10 @@ class Sandbox:
         self.workspace_uuid: str = emulator.state.workspaces[workspace].uuid
 
     def pipeline(self) -> dlt.Pipeline:
+        """The sandbox's pipeline, loading like ``cargo-elt sync`` (``pipelines/duckdb_load.py``)."""
         return dlt.pipeline(
             pipeline_name=self.name,
-            destination=dlt.destinations.duckdb(self.database),
+            destination=dlt.destinations.duckdb(self.database) if self.plain_dlt else duckdb_destination(self.database),
             dataset_name="cargo",
             pipelines_dir=self.pipelines_dir,
         )

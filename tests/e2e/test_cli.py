@@ -490,8 +490,14 @@ BAD_INPUTS = (
     BadInput(
         "DuckDB memory limit that is not a size",
         ("--base-url", "{url}", "--duckdb-memory-limit", "lots"),
-        ("--duckdb-memory-limit 'lots' is not a size", "256MB"),
+        ("--duckdb-memory-limit = 'lots' is not a size", "256MB"),
         in_process=True,
+    ),
+    BadInput(
+        "step size that is not a number of rows",
+        ("--base-url", "{url}"),
+        ("sources.cargo.step_rows = 'many' is not a whole number of rows, 1 or more", "SOURCES__CARGO__STEP_ROWS"),
+        env={"SOURCES__CARGO__STEP_ROWS": "many"},
     ),
     BadInput(
         "SQL in --tables",

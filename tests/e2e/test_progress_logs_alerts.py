@@ -52,11 +52,14 @@ BAR = re.compile(
 )
 
 
-def run_on_a_terminal(command: list[str], work: Workdir, columns: int = 120) -> tuple[int, str, str]:
+def run_on_a_terminal(
+    command: list[str], work: Workdir, columns: int = 120, env: dict[str, str] | None = None
+) -> tuple[int, str, str]:
     """``command`` with stderr on a pseudo-terminal of ``columns`` columns: exit code, stdout, terminal text."""
     terminal, side = pty.openpty()
     fcntl.ioctl(side, termios.TIOCSWINSZ, struct.pack("HHHH", 40, columns, 0, 0))
-    with subprocess.Popen(command, cwd=work.root, env=work.env(), stdout=subprocess.PIPE, stderr=side) as process:
+    environment = work.env(**(env or {}))
+    with subprocess.Popen(command, cwd=work.root, env=environment, stdout=subprocess.PIPE, stderr=side) as process:
         os.close(side)
         drawn = b""
         while True:
@@ -91,6 +94,27 @@ def test_progress_bar_counts_planned_pages_with_rows_rate_and_eta(work: Workdir,
     assert int(last["row_rate"].replace(",", "")) > 0
     assert any(m["eta"] not in ("00:00", "?") for m in spans) or len(spans) == 1, "no ETA while reading"
     assert "Load cargo" in drawn, "dlt's own bars for normalize and load are kept"
+
+
+STEPS_ON_BAR = re.compile(r"spans: .*?(?P<rows>[\d,]+) rows, [\d,]+ rows/s, (?P<steps>\d+) steps? committed\]")
+
+
+def test_progress_bar_shows_the_steps_committed(work: Workdir, small_emulator: Any) -> None:
+    """A backfill in steps (``sources.cargo.step_rows``): the bar counts the steps committed so far, and
+    each committed step gets its line."""
+    step_rows = 5_000
+    spans = truth_count(small_emulator, "spans")
+    assert spans > 3 * step_rows, "the emulator's spans must take several steps"
+    command = [*cargo_elt(), "sync", "--base-url", small_emulator.base_url, "--tables", "spans", "--progress", "bar"]
+    code, stdout, drawn = run_on_a_terminal(command, work, env={"SOURCES__CARGO__STEP_ROWS": str(step_rows)})
+    assert code == 0, f"exit {code}\n{stdout}\n{drawn}"
+    text = drawn.replace("\r", "\n")
+    committed = [int(m["steps"]) for m in STEPS_ON_BAR.finditer(text)]
+    announced = [int(n) for n in re.findall(r"step (\d+) committed: [\d,]+ rows loaded so far", text)]
+    assert announced == list(range(1, len(announced) + 1)) and len(announced) >= 3, text[-3000:]
+    assert committed, f"no bar with the steps committed in:\n{text[-3000:]}"
+    assert committed == sorted(committed) and max(committed) == len(announced) - 1, (committed, announced)
+    assert summary_rows(stdout)["spans"][0] == spans
 
 
 def test_planned_pages_are_the_pages_read_when_the_data_does_not_move(small_emulator: Any, tmp_path: Path) -> None:

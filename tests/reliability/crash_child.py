@@ -1,10 +1,13 @@
 """Test-only child process: one sync of the Cargo source into DuckDB that SIGKILLs itself at a chosen point.
 
-    python -m tests.reliability.crash_child <base_url> <token> <duckdb> <pipelines_dir> <name> <point>
+    python -m tests.reliability.crash_child <base_url> <token> <duckdb> <pipelines_dir> <name> <point> \
+        [step_rows=N] [loader=dlt]
 
 Points (deterministic: counted, never timed):
 
 * ``page:N``            extract: right after the N-th data page arrives, before it is handed to dlt;
+* ``rows:N``            extract: right after the data page that brings the rows read to N or more
+                        (the rows and data pages read so far are written to ``<duckdb>.killed`` first);
 * ``normalize:start``   extract finished (state and items on disk), normalize not begun;
 * ``normalize:spool``   normalize began: the load package is half made;
 * ``normalize:commit``  every file normalized, just before the package is committed for loading;
@@ -15,6 +18,9 @@ Points (deterministic: counted, never timed):
 * ``load:archive``      the load recorded in the destination, the package not yet archived locally.
 
 The hooks wrap dlt's own steps and the source's HTTP client in this process only; nothing else changes.
+With ``step_rows`` the sync runs in steps (``pipelines/steps.py``), as ``cargo-elt sync`` does. It
+loads as ``cargo-elt sync`` does (``pipelines/duckdb_load.py``), or with ``loader=dlt`` through dlt's
+own DuckDB destination (its staging merge), as a library user's pipeline does.
 """
 
 from __future__ import annotations
@@ -43,7 +49,14 @@ def _before(owner: Any, name: str, condition: Callable[[], bool] = lambda: True)
     setattr(owner, name, wrapper)
 
 
-def install(point: str) -> None:
+def _page_rows(sql: str, rows: list[dict[str, Any]]) -> int:
+    """Rows a data page holds: a packed page says so in ``n``; row objects are one per row."""
+    if "formatRow" in sql and rows:
+        return int(rows[0]["n"])
+    return len(rows)
+
+
+def install(point: str, report: str = "") -> None:
     """Arm the kill at ``point``."""
     from dlt.common.storages.load_package import PackageStorage
     from dlt.common.storages.load_storage import LoadStorage
@@ -69,6 +82,25 @@ def install(point: str) -> None:
             return rows
 
         CargoClient.query = counting  # type: ignore[method-assign]
+    elif kind == "rows":
+        threshold = int(arg)
+        lock = threading.Lock()
+        read = [0, 0]
+        query = CargoClient.query
+
+        def counting_rows(self: CargoClient, sql: str) -> list[dict[str, Any]]:
+            rows = query(self, sql)
+            if " LIMIT " in sql:
+                with lock:
+                    read[0] += _page_rows(sql, rows)
+                    read[1] += 1
+                    if read[0] >= threshold:
+                        with open(report, "w") as handle:
+                            handle.write(f"{read[0]} {read[1]}")
+                        _die()
+            return rows
+
+        CargoClient.query = counting_rows  # type: ignore[method-assign]
     elif point == "normalize:start":
         _before(Normalize, "run")
     elif point == "normalize:spool":
@@ -95,15 +127,21 @@ def install(point: str) -> None:
 
 
 def main(argv: list[str]) -> int:
-    base_url, token, database, pipelines_dir, name, point = argv
+    base_url, token, database, pipelines_dir, name, point = argv[:6]
+    options = dict(arg.split("=", 1) for arg in argv[6:])
+    step_rows = int(options["step_rows"]) if "step_rows" in options else None
     import dlt
 
-    from cargo_elt.source import FACT_TABLES, cargo_source
+    from cargo_elt.pipelines.duckdb_load import duckdb_destination
+    from cargo_elt.pipelines.steps import run_in_steps
+    from cargo_elt.source import FACT_TABLES, SyncStats, cargo_source
 
-    install(point)
+    install(point, f"{database}.killed")
     pipeline = dlt.pipeline(
         pipeline_name=name,
-        destination=dlt.destinations.duckdb(database),
+        destination=(
+            dlt.destinations.duckdb(database) if options.get("loader") == "dlt" else duckdb_destination(database)
+        ),
         dataset_name="cargo",
         pipelines_dir=pipelines_dir,
     )
@@ -114,8 +152,13 @@ def main(argv: list[str]) -> int:
         concurrency=4,
         tables=list(FACT_TABLES),
         settle_seconds=0,  # up to Cargo's now, so the re-run is compared with the truth at once
+        step_rows=step_rows,
+        stats=(stats := SyncStats()),
     )
-    pipeline.run(source).raise_on_failed_jobs()
+    if step_rows is None:
+        pipeline.run(source).raise_on_failed_jobs()
+    else:
+        run_in_steps(pipeline, source, stats)
     return 0  # the point was never reached: the test sees exit code 0 and fails
 
 

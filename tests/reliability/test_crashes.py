@@ -46,11 +46,18 @@ def crash_emulator() -> Iterator[Any]:
         yield emulator
 
 
+LOADERS = ("cargo", "dlt")
+"""How the crashed sync loads: as ``cargo-elt sync`` (each fact file merged in place, idempotent per
+file: ``pipelines/duckdb_load.py``), or through dlt's own DuckDB destination (staging and its
+deduplicating merge), as a library user's pipeline does. The re-run loads as the crashed sync did."""
+
+
+@pytest.mark.parametrize("loader", LOADERS)
 @pytest.mark.parametrize("point", CRASH_POINTS)
 def test_a_backfill_killed_at_a_point_ends_exact_when_run_again(
-    crash_emulator: Any, tmp_path: Path, point: str
+    crash_emulator: Any, tmp_path: Path, point: str, loader: str
 ) -> None:
-    box = Sandbox(tmp_path, crash_emulator, name="crashed")
+    box = Sandbox(tmp_path, crash_emulator, name="crashed", plain_dlt=loader == "dlt")
     child = subprocess.run(
         [
             sys.executable,
@@ -62,6 +69,7 @@ def test_a_backfill_killed_at_a_point_ends_exact_when_run_again(
             box.pipelines_dir,
             box.name,
             point,
+            f"loader={loader}",
         ],
         cwd=Path(__file__).resolve().parents[2],
         capture_output=True,

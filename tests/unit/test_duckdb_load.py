@@ -1,0 +1,106 @@
+"""The sync's DuckDB loader (``pipelines/duckdb_load.py``): each file merged in place, exact whatever it holds.
+
+Real dlt pipelines into real DuckDB files; no emulator needed (the rows are built here).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import dlt
+import duckdb
+import pyarrow as pa
+import pytest
+
+from cargo_elt.pipelines.duckdb_load import auto_memory_limit, duckdb_destination
+from cargo_elt.source.specs import UNIQUE_PER_PACKAGE_HINT
+
+
+def _rows(*rows: tuple[int, int, int, str, bool]) -> pa.Table:
+    """``(key, time, update, value, deleted)`` rows as the source yields them."""
+    return pa.table(
+        {
+            "k": pa.array([r[0] for r in rows], pa.int64()),
+            "t": pa.array([datetime.fromtimestamp(r[1], UTC) for r in rows], pa.timestamp("us", "UTC")),
+            "u": pa.array([datetime.fromtimestamp(r[2], UTC) for r in rows], pa.timestamp("us", "UTC")),
+            "v": pa.array([r[3] for r in rows], pa.string()),
+            "deleted": pa.array([r[4] for r in rows], pa.bool_()),
+        }
+    )
+
+
+def _load(tmp_path: Path, batches: list[pa.Table]) -> dlt.Pipeline:
+    """One ``pipeline.run`` per batch, through the sync's destination, as the source declares its tables."""
+    pipeline = dlt.pipeline(
+        pipeline_name="keyed",
+        destination=duckdb_destination(str(tmp_path / "keyed.duckdb")),
+        dataset_name="cargo",
+        pipelines_dir=str(tmp_path / "pipelines"),
+    )
+    for batch in batches:
+
+        @dlt.resource(
+            name="facts",
+            primary_key="k",
+            write_disposition={"disposition": "merge", "strategy": "delete-insert"},
+            columns={"u": {"name": "u", "dedup_sort": "desc"}, "deleted": {"name": "deleted", "hard_delete": True}},
+        )
+        def facts(table: pa.Table = batch) -> Iterator[pa.Table]:
+            yield table
+
+        facts.apply_hints(additional_table_hints={UNIQUE_PER_PACKAGE_HINT: True})
+        pipeline.run(facts(), loader_file_format="parquet")
+    return pipeline
+
+
+def _table(tmp_path: Path) -> list[tuple[Any, ...]]:
+    with duckdb.connect(str(tmp_path / "keyed.duckdb"), read_only=True) as db:
+        rows = db.execute("SELECT k, epoch(t)::INT, v FROM cargo.facts ORDER BY k").fetchall()
+        staged = db.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'cargo_staging'"
+        ).fetchone()
+    assert staged == (0,), "a keyed file is merged in place, never through dlt's staging table"
+    return rows
+
+
+def test_a_file_merges_in_place_and_replaces_keys_loaded_before(tmp_path: Path) -> None:
+    _load(tmp_path, [_rows((1, 10, 10, "a", False), (2, 20, 20, "b", False)), _rows((2, 20, 30, "b2", False))])
+    assert _table(tmp_path) == [(1, 10, "a"), (2, 20, "b2")]
+
+
+def test_two_versions_of_a_row_in_one_file_load_once_the_newest(tmp_path: Path) -> None:
+    """A server read without FINAL can show two versions of a row (REFERENCE.md 4.6): one row per key."""
+    older_first = _rows((1, 10, 10, "old", False), (1, 10, 40, "new", False), (2, 20, 20, "b", False))
+    newer_first = _rows((3, 30, 50, "new", False), (3, 30, 45, "old", False))
+    _load(tmp_path, [older_first, newer_first])
+    assert _table(tmp_path) == [(1, 10, "new"), (2, 20, "b"), (3, 30, "new")]
+
+
+def test_a_row_whose_time_moved_is_replaced_not_duplicated(tmp_path: Path) -> None:
+    """The delete matches keys over the whole table: a file that starts later still replaces the row."""
+    _load(tmp_path, [_rows((1, 10, 10, "a", False), (2, 20, 20, "b", False)), _rows((1, 500, 600, "moved", False))])
+    assert _table(tmp_path) == [(1, 500, "moved"), (2, 20, "b")]
+
+
+def test_a_hard_deleted_newest_version_removes_the_row(tmp_path: Path) -> None:
+    _load(tmp_path, [_rows((1, 10, 10, "a", False)), _rows((1, 10, 20, "a", False), (1, 10, 30, "a", True))])
+    assert _table(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    ("step_rows", "memory", "expected"),
+    [
+        (1_000_000, 24 * 1024**3, "256MB"),
+        (4_000_000, 24 * 1024**3, "976MB"),
+        (4_000_000, 2 * 1024**3, "512MB"),
+        (1_000, 24 * 1024**3, "256MB"),
+        (None, 512 * 1024**2, "128MB"),
+    ],
+)
+def test_duckdb_memory_is_sized_from_the_step_and_the_machine(
+    step_rows: int | None, memory: int, expected: str
+) -> None:
+    assert auto_memory_limit(step_rows, memory) == expected
