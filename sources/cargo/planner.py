@@ -296,13 +296,14 @@ def histogram_query(
 def page_query(
     spec: TableSpec, window: QueryWindow, extra_predicate: Predicate | None = None, limit: int = PAGE_LIMIT
 ) -> str:
-    """One page of the window's rows in ``(time, primary key)`` order, all spec columns selected."""
+    """One page of the window's rows in ``(time, primary key)`` order (``TableSpec.page_order``), all
+    spec columns selected."""
     if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
         raise UnsafeLiteralError(f"page limit must be a positive integer, got {limit!r}")
     where = range_condition(spec, window)
     if extra_predicate is not None:
         where += f" AND ({extra_predicate.render(spec)})"
-    return f"SELECT {spec.select_list} FROM {spec.name} WHERE {where} ORDER BY {', '.join(spec.sort_key)} LIMIT {limit}"
+    return f"SELECT {spec.select_list} FROM {spec.name} WHERE {where} ORDER BY {spec.page_order} LIMIT {limit}"
 
 
 def cursor_after(spec: TableSpec, row: Mapping[str, Any]) -> KeysetCursor:

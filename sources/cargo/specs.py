@@ -220,6 +220,17 @@ class TableSpec:
         return (self.time_column, *self.primary_key)
 
     @property
+    def page_order(self) -> str:
+        """A page query's ``ORDER BY``: ``sort_key``, then a row's newest version first.
+
+        A read without ``FINAL`` may see two versions of one row (REFERENCE.md 4.6, inferred): same
+        time, same key, different ``update_column``. The keyset cursor moves past a key after the
+        first of its rows, so when a page ends between the versions, the next page skips the rest;
+        ordered newest first, what is skipped is always an older version, never the current one.
+        """
+        return ", ".join((*self.sort_key, f"{self.update_column} DESC"))
+
+    @property
     def required_columns(self) -> frozenset[str]:
         """Columns that must never be null in a loaded row: keys and the two cursor columns."""
         return frozenset((self.time_column, self.update_column, *self.primary_key))

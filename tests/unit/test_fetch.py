@@ -29,7 +29,7 @@ _TS = r"toDateTime64\('([^']+)', \d, 'UTC'\)"
 _PAGE = re.compile(
     rf"WHERE created_at >= {_TS} AND created_at < {_TS}"
     rf"(?: AND created_at >= {_TS} AND \(created_at > {_TS} OR uuid > '([0-9a-f-]+)'\))?"
-    rf"(?: AND \(updated_at > {_TS}\))? ORDER BY created_at, uuid LIMIT (\d+)$"
+    rf"(?: AND \(updated_at > {_TS}\))? ORDER BY created_at, uuid, updated_at DESC LIMIT (\d+)$"
 )
 _HISTOGRAM = re.compile(
     rf"INTERVAL (\d+) (SECOND|MILLISECOND)\) AS bucket, "

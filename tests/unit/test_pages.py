@@ -398,7 +398,7 @@ def test_packed_sql_wraps_the_page_query_unchanged(spec: TableSpec, resumed: boo
     inner = page_query(spec, window, predicate, 97)
     sql = CsvCell().sql(spec, window, predicate, 97)
     assert sql.endswith(f"FROM ({inner})")
-    assert inner.endswith(f"ORDER BY {', '.join(spec.sort_key)} LIMIT 97")
+    assert inner.endswith(f"ORDER BY {spec.page_order} LIMIT 97")
     assert f"formatRow('CSV', {', '.join(spec.column_names)})" in sql
     assert f"max(tuple({', '.join(spec.sort_key)})) AS last" in sql
     assert RowObjects().sql(spec, window, predicate, 97) == inner
@@ -738,3 +738,52 @@ def test_codec_choice_starts_packed_or_plain() -> None:
     chosen = CodecChoice()
     chosen.fall_back()
     assert isinstance(chosen.codec, RowObjects) and chosen.fell_back
+
+
+@pytest.mark.parametrize("codec", [CsvCell(), RowObjects()], ids=["packed", "plain"])
+@pytest.mark.parametrize("page_limit", [1, 3, 7])
+@pytest.mark.parametrize("older_part_first", [True, False], ids=["older-part-first", "older-part-last"])
+def test_a_page_ending_between_two_versions_of_a_row_keeps_the_newest(
+    codec: PageCodec, page_limit: int, older_part_first: bool
+) -> None:
+    """A read without FINAL can see a row twice (REFERENCE.md 4.6); the keyset cursor moves past a key
+    after its first row, so the first must be the newest version (``TableSpec.page_order``). Older
+    versions sit in their own part, as an unmerged ReplacingMergeTree keeps them: with the order of
+    ``(time, key)`` alone, which version comes first is the engine's choice (here: the part written
+    last), so with the older part written last every page ending between versions kept an old one."""
+    spec = RUNS
+    newest = _table_rows(spec, 40, seed=11)
+    for row in newest:
+        row["updated_at"] = _ts(_T0 + timedelta(days=2))
+    older = [{**row, "updated_at": _ts(_T0 + timedelta(days=1)), "status": "running"} for row in newest]
+    conn = chdb.connect(":memory:")  # type: ignore[no-untyped-call]
+    database = f"cargo_test_versions_{os.getpid()}_{page_limit}_{type(codec).__name__}_{older_part_first}"
+    lock = threading.Lock()
+
+    def run(sql: str) -> Any:
+        with lock:
+            return conn.query(sql, "JSONEachRow")
+
+    class Versions:
+        def query(self, sql: str) -> list[Row]:
+            return [orjson.loads(line) for line in run(sql).bytes().splitlines() if line]
+
+    try:
+        run(f"CREATE DATABASE {database}")
+        run(f"USE {database}")
+        columns = ", ".join(f"{c.name} {c.clickhouse_type}" for c in spec.columns)
+        run(f"CREATE TABLE runs ({columns}) ENGINE = MergeTree ORDER BY ({', '.join(spec.sort_key)})")
+        parts = (older, newest) if older_part_first else (newest, older)
+        for rows in parts:  # two inserts: two parts, never merged into one version per key
+            run("INSERT INTO runs FORMAT JSONEachRow " + "\n".join(orjson.dumps(r).decode() for r in rows))
+        pages = list(fetch_pages(Versions(), spec, EVERYTHING, codec=codec, page_limit=page_limit))
+    finally:
+        run(f"DROP DATABASE IF EXISTS {database}")
+        conn.close()
+    read = pa.concat_tables([p.table for p in pages if p.table is not None and p.table.num_rows])
+    newest_seen: dict[str, Any] = {}
+    for uuid, updated in zip(read.column("uuid").to_pylist(), read.column("updated_at").to_pylist(), strict=True):
+        newest_seen[uuid] = max(updated, newest_seen.get(uuid, updated))
+    assert set(newest_seen) == {row["uuid"] for row in newest}, "every key read"
+    stale = [uuid for uuid, updated in newest_seen.items() if updated != _T0 + timedelta(days=2)]
+    assert not stale, f"{len(stale)} keys kept an older version"

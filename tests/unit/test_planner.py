@@ -179,7 +179,7 @@ def test_page_query() -> None:
     sql = page_query(RUNS, window)
     assert sql == (
         f"SELECT {', '.join(RUNS.column_names)} FROM runs WHERE created_at >= {ts('2024-01-01 00:00:00.000')} "
-        f"AND created_at < {ts('2024-01-01 01:00:00.000')} ORDER BY created_at, uuid LIMIT 10000"
+        f"AND created_at < {ts('2024-01-01 01:00:00.000')} ORDER BY created_at, uuid, updated_at DESC LIMIT 10000"
     )
     assert "SELECT *" not in sql
 
@@ -192,7 +192,7 @@ def test_page_query_resumed_and_changed_rows() -> None:
     assert (
         f"WHERE created_at >= {ts('2024-01-01 00:00:00.000')} AND created_at < {ts('2024-01-01 01:00:00.000')} "
         f"AND created_at >= {t} AND (created_at > {t} OR uuid > '{U1}') "
-        f"AND (updated_at > {ts('2023-12-31 23:55:00.000')}) ORDER BY created_at, uuid LIMIT 5000"
+        f"AND (updated_at > {ts('2023-12-31 23:55:00.000')}) ORDER BY created_at, uuid, updated_at DESC LIMIT 5000"
     ) in sql
     with pytest.raises(UnsafeLiteralError):
         page_query(RUNS, window, limit=0)
