@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import tempfile
 import weakref
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -12,6 +14,18 @@ import pytest
 
 FIXED_NOW = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 """The virtual clock of test emulators: fixed, so the seeded data is the same on every run."""
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Each test process gets its own dlt data directory (``DLT_DATA_DIR``, dlt's ``~/.dlt``).
+
+    Pipelines a test opens without a ``pipelines_dir`` (the demo, the CLI's subprocesses, which
+    inherit the variable) would otherwise share the user's ``~/.dlt``, and two pytest-xdist
+    workers would share, and drop, each other's pipelines of the same name.
+    """
+    if "DLT_DATA_DIR" not in os.environ or os.environ.get("PYTEST_XDIST_WORKER"):
+        worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+        os.environ["DLT_DATA_DIR"] = tempfile.mkdtemp(prefix=f"cargo-elt-tests-dlt-{worker}-")
 
 
 @pytest.fixture(scope="session")
