@@ -40,6 +40,7 @@ from .descriptions import describe_resource
 from .errors import CargoConfigurationError
 from .extract import TableStats, read_range
 from .failures import batch_failures_resource
+from .handover import HANDED_OVER_TABLES, Handover, handover_reader
 from .incremental import UNBOUNDED_LOOKBACK_TABLES, BandTracker, IncrementalSettings, plan_read
 from .log import route_to_dlt_logger
 from .memory import bound_extract_files
@@ -149,6 +150,7 @@ def cargo_source(
     segments: Any = None,
     max_skipped_rows: int = 0,
     stats: Any = None,
+    handover: Any = None,
 ) -> list[DltResource]:
     """Cargo's orchestration tables as incremental dlt resources.
 
@@ -176,6 +178,9 @@ def cargo_source(
         max_skipped_rows: rows per table a sync may skip (rows of an export or a list that cannot be read
             or placed; each is logged and counted) before it fails; 0 = any skipped row fails the sync.
         stats: a ``SyncStats`` to fill with per-table costs (used by the CLI's report).
+        handover: for ``cargo-elt backfill`` and its DAG (``handover.py``), with ``since``/``until``: read
+            nothing, create the fact tables and, given the instant the backfill began, write each one's
+            incremental state as after a backfill of ``[since, until)``.
     """
     route_to_dlt_logger()  # the source's warnings follow [runtime] log_level and log_format (log.py)
     if not api_token or not str(api_token).strip():
@@ -210,6 +215,14 @@ def cargo_source(
         )
     lookback = timedelta(days=max_lookback_days)
     overlap = timedelta(seconds=overlap_seconds)
+    handing_over = Handover.parse(handover) if handover is not None else None
+    if handing_over is not None and (
+        backfill_since is None or backfill_until is None or set(names) - HANDED_OVER_TABLES
+    ):
+        raise CargoConfigurationError(
+            f"handover needs since, until and fact tables only ({', '.join(sorted(HANDED_OVER_TABLES))}), "
+            f"got since={since!r}, until={until!r}, tables {', '.join(names)}"
+        )
     bound_extract_files()
     sink: SyncStats = stats if isinstance(stats, SyncStats) else SyncStats()
     connection = _Connection(str(api_token), base_url, workspace_uuid, request_timeout, concurrency)
@@ -222,7 +235,9 @@ def cargo_source(
             continue
         spec = TABLE_SPECS[name]
         table_stats = sink.setdefault(name, TableStats(name))
-        if backfill_since is not None:
+        if handing_over is not None:
+            reader = handover_reader(spec, window, handing_over, overlap, start, dlt.current.resource_state)
+        elif backfill_since is not None:
             reader = _backfill(spec, connection, table_stats, window)
         else:
             reader = _incremental(spec, connection, table_stats, window, lookback, overlap, settle)
