@@ -111,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     backfill.add_argument("--since", required=True, help="start of the backfill (date or ISO datetime, Cargo's clock)")
     backfill.add_argument("--until", default=None, help="its end (default: Cargo's clock minus settle_seconds)")
     backfill.add_argument("--workers", type=int, default=1, help="processes loading chunks at once (default 1)")
-    backfill.add_argument("--chunks", type=int, default=None, help="chunks to cut (default 2 per worker; 1 for one)")
+    backfill.add_argument("--chunks", type=int, default=None, help="chunks to cut (default: one per worker)")
     backfill.add_argument(
         "--tables", default=None, help="comma-separated fact tables (default runs,batches,spans,records)"
     )

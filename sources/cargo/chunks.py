@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from .fetch import QueryExecutor, run_histogram
-from .planner import Bucket, HistogramRequest, QueryWindow, floor_ms, parse_timestamp, plan_step
+from .planner import Bucket, HistogramRequest, QueryWindow, floor_ms, parse_timestamp, plan_step, replace_buckets
 from .specs import TableSpec
 
 MAX_CHUNKS = 1_000
@@ -78,13 +78,66 @@ def plan_chunks(executor: QueryExecutor, specs: Sequence[TableSpec], window: Que
     """``window`` cut into at most ``count`` chunks of similar cost over the tables of ``specs``.
 
     One histogram per table (more where the server refuses one for its scan cap: its halves are
-    counted separately). Fewer chunks come back when the rows do not spread over enough buckets.
+    counted separately), cut; then, where a cut falls in a stretch holding more than
+    ``REFINE_FRACTION`` of a chunk's share (a burst: a batch starts thousands of runs within a
+    second), one finer histogram of that stretch per table with rows there, and the cuts again.
+    Fewer chunks come back when the rows do not spread over enough buckets.
     """
     if not 1 <= count <= MAX_CHUNKS:
         raise ValueError(f"chunks must be 1 to {MAX_CHUNKS}, got {count}")
     step = plan_step(window)
     histograms = {spec.name: run_histogram(executor, spec, HistogramRequest(window, step)) for spec in specs}
-    return cut_chunks(histograms, window, count, {spec.name: row_cost(spec) for spec in specs})
+    costs = {spec.name: row_cost(spec) for spec in specs}
+    for stretch in stretches_to_refine(histograms, window, count, costs):
+        for spec in specs:
+            if any(b.start < stretch.end and b.end > stretch.start for b in histograms[spec.name]):
+                fine = run_histogram(executor, spec, HistogramRequest(stretch, plan_step(stretch)))
+                histograms[spec.name] = replace_buckets(histograms[spec.name], stretch, fine)
+    return cut_chunks(histograms, window, count, costs)
+
+
+REFINE_FRACTION = 0.1
+"""A cut is refined when the stretch it must fall in holds more than this share of one chunk's cost."""
+
+
+def stretches_to_refine(
+    histograms: Mapping[str, Sequence[Bucket]], window: QueryWindow, count: int, costs: Mapping[str, float]
+) -> list[QueryWindow]:
+    """The stretches of whole buckets (of every table) where a cut must fall but the buckets are too coarse."""
+    weighted = [(b, costs.get(name, 1.0) * b.rows) for name, buckets in histograms.items() for b in buckets]
+    edges, cumulated = _cumulate(weighted, _ms(window.start), _ms(window.end))
+    total = cumulated[-1]
+    if total <= 0 or count < 2:
+        return []
+    stretches: list[tuple[int, int]] = []
+    for k in range(1, count):
+        at = bisect.bisect_left(cumulated, total * k / count)
+        if not 0 < at < len(edges) or cumulated[at] - cumulated[at - 1] <= REFINE_FRACTION * total / count:
+            continue
+        begin, end = _whole_buckets(histograms, edges[at - 1], edges[at])
+        if end - begin < 2_000:  # histograms step by whole seconds here: one second cannot be parted
+            continue
+        if stretches and begin <= stretches[-1][1]:
+            stretches[-1] = (stretches[-1][0], max(end, stretches[-1][1]))
+        else:
+            stretches.append((begin, end))
+    return [QueryWindow(_instant(begin), _instant(end)) for begin, end in stretches]
+
+
+def _whole_buckets(histograms: Mapping[str, Sequence[Bucket]], begin: int, end: int) -> tuple[int, int]:
+    """``[begin, end)`` widened to the edges of every bucket it touches: a finer histogram then replaces
+    whole buckets of each table (``replace_buckets`` drops those the stretch touches)."""
+    while True:
+        touched = [
+            (_ms(b.start), _ms(b.end))
+            for buckets in histograms.values()
+            for b in buckets
+            if _ms(b.start) < end and _ms(b.end) > begin
+        ]
+        wider = (min([begin, *(t[0] for t in touched)]), max([end, *(t[1] for t in touched)]))
+        if wider == (begin, end):
+            return begin, end
+        begin, end = wider
 
 
 def cut_chunks(

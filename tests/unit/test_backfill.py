@@ -63,8 +63,8 @@ def test_each_chunk_gets_its_own_pipeline_and_staging_dataset() -> None:
     assert config.normalize_staging_dataset_name(dlt.Schema("cargo")) == "cargo_backfill_007_staging"
 
 
-def test_one_worker_reads_one_chunk_more_workers_two_each() -> None:
-    assert [default_chunks(w) for w in (1, 2, 4)] == [1, 4, 8]
+def test_one_chunk_per_worker_by_default() -> None:
+    assert [default_chunks(w) for w in (1, 2, 4)] == [1, 2, 4]
 
 
 def test_plan_documents_round_trip_for_airflow() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import random
+import re
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
@@ -133,3 +134,56 @@ def test_plan_chunks_runs_one_histogram_per_table() -> None:
     assert [c.rows for c in chunks] == [{"runs": 250, "spans": 1000}] * 4
     with pytest.raises(ValueError, match="chunks"):
         plan_chunks(server, [RUNS], WINDOW, 0)
+
+
+class RowTimes:
+    """Answers histogram queries from given row times per table, as the server would count them."""
+
+    QUERY = re.compile(
+        r"INTERVAL (?P<n>\d+) (?P<unit>SECOND|MILLISECOND)\).* FROM (?P<table>\w+) WHERE \w+ >= "
+        r"toDateTime64\('(?P<start>[^']+)', 3, 'UTC'\) AND \w+ < toDateTime64\('(?P<end>[^']+)', 3, 'UTC'\)"
+    )
+
+    def __init__(self, times: dict[str, list[datetime]]) -> None:
+        self.times = times
+        self.queries: list[str] = []
+
+    def query(self, sql: str) -> list[dict[str, object]]:
+        self.queries.append(sql)
+        found = self.QUERY.search(sql)
+        assert found, sql
+        size = int(found["n"])
+        step = timedelta(seconds=size) if found["unit"] == "SECOND" else timedelta(milliseconds=size)
+        start, end = (datetime.fromisoformat(found[k]).replace(tzinfo=UTC) for k in ("start", "end"))
+        counts: dict[datetime, int] = {}
+        epoch = datetime(1970, 1, 1, tzinfo=UTC)
+        for at in self.times[found["table"]]:
+            if start <= at < end:
+                bucket = epoch + ((at - epoch) // step) * step
+                counts[bucket] = counts.get(bucket, 0) + 1
+        return [{"bucket": b.isoformat(), "n": n} for b, n in sorted(counts.items())]
+
+
+def test_cuts_inside_a_burst_are_refined_with_finer_histograms() -> None:
+    rng = random.Random(3)
+    spread = [T0 + timedelta(seconds=rng.randrange(0, 10 * 86_400)) for _ in range(4_000)]
+    # a batch starts 4,000 runs within a minute of day 5: one coarse bucket (two minutes) holds half the rows
+    burst = [T0 + timedelta(days=5, seconds=rng.randrange(0, 60)) for _ in range(4_000)]
+    server = RowTimes({"runs": spread + burst, "spans": []})
+    chunks = plan_chunks(server, [RUNS, SPANS], WINDOW, 4)
+    assert_exact_cover(chunks, WINDOW)
+    assert len(chunks) == 4
+    rows = [c.rows["runs"] for c in chunks]
+    assert sum(rows) == 8_000
+    assert max(rows) - min(rows) <= 200, rows  # a one-second bucket of the burst holds about 70
+    coarse = cut_chunks({"runs": _coarse(server), "spans": []}, WINDOW, 4, {"runs": 26, "spans": 41})
+    assert max(c.rows["runs"] for c in coarse) - min(c.rows["runs"] for c in coarse) > 1_000, "the burst unrefined"
+    # one coarse histogram per table, then one finer one of the burst's stretch for runs only (spans has no rows)
+    assert len(server.queries) == 3, server.queries
+
+
+def _coarse(server: RowTimes) -> list[Bucket]:
+    from cargo_elt.source.planner import parse_histogram
+
+    step = plan_step(WINDOW)
+    return parse_histogram(RowTimes(server.times).query(histogram_query(RUNS, WINDOW, step)), WINDOW, step)
