@@ -12,6 +12,11 @@ DuckDB file, and is checked against the emulator's row counts before it counts. 
   ratios of one run of this module);
 * the speed-up against one worker, and the model of ``docs/PERFORMANCE.md`` section D with this run's
   own per-page costs (``--model`` prints it for other per-query times and concurrency caps).
+
+``--latency S`` makes the emulator wait S seconds before answering each API request (its ``slow``
+fault at rate 1, an ``asyncio.sleep``: no CPU), as a remote Cargo's query time would: the emulator's
+own CPU then no longer sets the pace alone, and the run shows what workers buy when Cargo's time per
+query, not this machine's cores, is what a worker waits for.
 """
 
 from __future__ import annotations
@@ -187,6 +192,7 @@ def main() -> None:
     parser.add_argument("--workers", default="1,2,4")
     parser.add_argument("--chunks", type=int, default=None, help="chunks per run (default: the command's own)")
     parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds the emulator waits before each answer")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     parser.add_argument("--model", action="store_true", help="print only the model, with --client-s")
     parser.add_argument("--client-s", type=float, default=0.13, help="client CPU seconds per page for --model")
@@ -198,13 +204,17 @@ def main() -> None:
     print(
         f"cargo-elt backfill --workers N, {datetime.now(UTC):%Y-%m-%d}, {os.cpu_count()} cores, "
         f"{platform.machine()}, scale {options.scale}, concurrency {DEFAULT_CONCURRENCY} per worker, "
-        f"repeats {options.repeat}",
+        f"repeats {options.repeat}, added latency {options.latency:g} s",
         flush=True,
     )
     runs: dict[int, list[Run]] = {w: [] for w in counts}
     began = time.monotonic()
     with emulator_process(options.scale, via_cli=False) as base_url:
         print(f"emulator up in {time.monotonic() - began:.0f} s", flush=True)
+        if options.latency > 0:  # every API request waits first, as for a remote Cargo (module docstring)
+            slow = {"spec": "slow=1", "slowSeconds": options.latency, "seed": 1}
+            httpx.post(f"{base_url}/_emulator/faults", json=slow, timeout=60).raise_for_status()
+            print(f"every API request answered after {options.latency:g} s more (the emulator's slow fault)")
         for attempt in range(options.repeat):
             for workers in counts:  # one repeat runs every count back to back: ratios within a repeat
                 run = backfill(base_url, workers, options.chunks)
@@ -254,6 +264,15 @@ def main() -> None:
         f"{(os.cpu_count() or 1) / (client_s + server_s):.1f} pages/s is the most any number of workers reaches "
         f"(1 worker: {base.data_queries / base.wall:.1f} pages/s)"
     )
+    if options.latency > 0:
+        here: float = server_s + float(options.latency)
+        cores = os.cpu_count() or 1
+
+        def local(w: int) -> float:  # pages/s here: the model, and both processes' CPU on this machine's cores
+            return min(w * DEFAULT_CONCURRENCY / here, w / client_s, cores / (client_s + server_s))
+
+        predicted = "  ".join(f"{w} workers {local(w) / local(1):.2f}x" for w in counts)
+        print(f"the model for this machine, idle (s = {here:.2f} s, {cores} cores shared): {predicted}")
     print_model(client_s, [0.1, 0.25, 0.5], [4, 8, 16], [1, 2, 4, 8])
     if options.json is not None:
         options.json.write_text(json.dumps({"scale": options.scale, "figures": figures}, indent=2, default=str))
