@@ -10,7 +10,7 @@ DuckDB file, and is checked against the emulator's row counts before it counts. 
   busy, of ``os.cpu_count()``: on this machine they share the cores, so a worker's CPU is the server's loss;
 * the load average before and after (other work on a shared machine skews absolute times: compare the
   ratios of one run of this module);
-* the speed-up against one worker, and the model of ``docs/PERFORMANCE.md`` section D with this run's
+* the speed-up against one worker, and the model of ``docs/PERFORMANCE.md`` ("Fan-out over workers") with this run's
   own per-page costs (``--model`` prints it for other per-query times and concurrency caps).
 
 ``--latency S`` makes the emulator wait S seconds before answering each API request (its ``slow``
@@ -150,7 +150,7 @@ def backfill(base_url: str, workers: int, chunks: int | None) -> Run:
 def model_speedup(
     workers: int, server_s: float, client_s: float, cap: int, concurrency: int = DEFAULT_CONCURRENCY
 ) -> float:
-    """Extraction speed-up of ``workers`` over one (docs/PERFORMANCE.md, section D).
+    """Extraction speed-up of ``workers`` over one (docs/PERFORMANCE.md, "Fan-out over workers").
 
     Pages per second with ``w`` workers: ``min(w * k / (s + r), K / s, w / c)``, where ``s`` is Cargo's
     time per page query, ``r`` the network's, ``k`` the windows each worker reads at once, ``K`` the
@@ -174,8 +174,8 @@ def knee(server_s: float, client_s: float, cap: int, concurrency: int = DEFAULT_
 def print_model(client_s: float, server_times: list[float], caps: list[int], workers: list[int]) -> None:
     """The model's speed-ups against Cargo for a grid of per-query times and concurrency caps."""
     print(
-        f"\nmodel (docs/PERFORMANCE.md D): client CPU per page c = {client_s:.3f} s, network r = {ROUND_TRIP_S} s, "
-        f"k = {DEFAULT_CONCURRENCY} windows per worker"
+        f"\nmodel (docs/PERFORMANCE.md, Fan-out over workers): client CPU per page c = {client_s:.3f} s, "
+        f"network r = {ROUND_TRIP_S} s, k = {DEFAULT_CONCURRENCY} windows per worker"
     )
     header = "".join(f"{f'W={w}':>8}" for w in workers)
     print(f"  {'Cargo s/page':>12}{'cap K':>7}{header}{'knee W':>9}")

@@ -43,9 +43,12 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .load_turns import Turn, duckdb_load_turn, no_turn
+
+if TYPE_CHECKING:
+    from cargo_elt.source.config import CargoSettings
 
 logger = logging.getLogger(__name__)
 
@@ -67,8 +70,9 @@ class BackfillFailed(Exception):
 class BackfillRequest:
     """What one ``cargo-elt backfill`` was asked to do."""
 
-    since: datetime
-    until: datetime | None = None
+    since: datetime | str
+    """``--since``: a date or an ISO datetime (parsed with the settings, ``cargo_elt.source.config``)."""
+    until: datetime | str | None = None
     workers: int = 1
     chunks: int | None = None
     """How many chunks to cut; ``None``: ``CHUNKS_PER_WORKER`` per worker."""
@@ -82,7 +86,8 @@ class BackfillRequest:
     duckdb_path: str | None = None
     duckdb_memory_limit: str | None = None
     api_token: str | None = None
-    lock_wait_seconds: float | None = None
+    lock_wait_seconds: float | str | None = None
+    """``--lock-wait``; ``None``: ``sources.cargo.lock_wait_seconds``."""
     extra_source_args: dict[str, Any] = field(default_factory=dict)
 
 
@@ -174,10 +179,107 @@ class LoadTarget:
     """Working folders of the chunks' pipelines (stateless: a scratch folder is fine)."""
     source_args: dict[str, Any] = field(default_factory=dict)
 
+    @classmethod
+    def of(
+        cls,
+        settings: CargoSettings,
+        *,
+        destination: Any,
+        dataset: str,
+        pipeline_name: str,
+        pipelines_dir: str | None = None,
+        chunk_pipelines_dir: str | None = None,
+    ) -> LoadTarget:
+        """The target of a backfill with these settings (the CLI's and the DAG's, parsed by the source's model)."""
+        return cls(
+            token=settings.token,
+            base_url=settings.base_url,
+            tables=tuple(settings.tables),
+            destination=destination,
+            dataset=dataset,
+            pipeline_name=pipeline_name,
+            pipelines_dir=pipelines_dir,
+            chunk_pipelines_dir=chunk_pipelines_dir,
+            source_args=shared_source_args(settings),
+        )
+
     @property
     def destination_type(self) -> str:
         """``duckdb``, ``snowflake``, ``bigquery``...: what ``apply_warehouse_layout`` knows them by."""
         return str(self.destination.destination_type).rsplit(".", 1)[-1]
+
+
+CHUNK_ARGUMENTS = ("api_token", "base_url", "tables", "since", "until")
+"""``cargo_source`` arguments a chunk or the handover sets itself (``LoadTarget``'s fields, the chunk's range)."""
+
+
+def shared_source_args(settings: CargoSettings) -> dict[str, Any]:
+    """``cargo_source``'s other arguments, the same for every chunk and the handover: the settings as the
+    sync reads them (``start_date``, ``concurrency``, ``settle_seconds``, ``workspace_uuid``...), passed
+    explicitly so a chunk in another process or on another worker reads exactly what was checked."""
+    return {k: v for k, v in settings.source_arguments().items() if k not in CHUNK_ARGUMENTS}
+
+
+OPTIONS = {
+    "base_url": "--base-url",
+    "tables": "--tables",
+    "since": "--since",
+    "until": "--until",
+    "lock_wait_seconds": "--lock-wait",
+}
+"""The settings ``cargo-elt backfill`` takes as options, by option: messages name what the user wrote."""
+
+
+def backfill_settings(request: BackfillRequest) -> tuple[CargoSettings, dict[str, str]]:
+    """The request's settings, parsed by the source's model as ``cargo-elt sync`` parses its own: its options
+    over ``[sources.cargo]`` as dlt finds it, the tables all four fact tables unless ``--tables`` names some.
+    ``UserInputError`` naming every problem; also the labels of the options (for later messages)."""
+    from cargo_elt.source.config import FACT_TABLES, configured_settings
+    from cargo_elt.source.errors import CargoConfigurationError
+
+    from .sync import UserInputError
+
+    options = {
+        "api_token": request.api_token,
+        "base_url": request.base_url,
+        "tables": request.tables,
+        "since": request.since,
+        "until": request.until,
+        "lock_wait_seconds": request.lock_wait_seconds,
+    }
+    given = {name: value for name, value in options.items() if value is not None}
+    labels = {name: label for name, label in OPTIONS.items() if name in given or name in ("since", "until")}
+    raw = {**request.extra_source_args, "tables": list(FACT_TABLES), **given}
+    try:
+        return configured_settings(raw, labels), labels
+    except CargoConfigurationError as exc:
+        raise UserInputError(str(exc)) from None
+
+
+def check_workers(workers: object, setting: str = "--workers") -> int:
+    """``workers`` as a whole number from 1 to ``MAX_WORKERS``; else a ``CargoConfigurationError`` naming
+    ``setting``."""
+    from cargo_elt.source.errors import CargoConfigurationError
+
+    if isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= MAX_WORKERS:
+        raise CargoConfigurationError(
+            f"{setting} {workers!r} is not a whole number from 1 to {MAX_WORKERS}: "
+            "the processes loading chunks at once on this machine"
+        )
+    return workers
+
+
+def check_chunks(chunks: object, setting: str = "--chunks") -> int:
+    """``chunks`` as a whole number from 1 to ``MAX_CHUNKS``; else a ``CargoConfigurationError`` naming
+    ``setting``."""
+    from cargo_elt.source.chunks import MAX_CHUNKS
+    from cargo_elt.source.errors import CargoConfigurationError
+
+    if isinstance(chunks, bool) or not isinstance(chunks, int) or not 1 <= chunks <= MAX_CHUNKS:
+        raise CargoConfigurationError(
+            f"{setting} {chunks!r} is not a whole number from 1 to {MAX_CHUNKS}: the chunks to cut the range into"
+        )
+    return chunks
 
 
 # -- plan -----------------------------------------------------------------------------------------
@@ -507,33 +609,28 @@ def run_backfill(
     """Validate everything, plan, prepare, load the chunks in ``workers`` processes, hand over."""
     from dlt.common.pipeline import get_dlt_pipelines_dir
 
-    from cargo_elt.source import FACT_TABLES, resolve_tables
-    from cargo_elt.source.chunks import MAX_CHUNKS
+    from cargo_elt.source.bounds import resolve_bounds
+    from cargo_elt.source.config import FACT_TABLES
     from cargo_elt.source.errors import CargoConfigurationError
 
     from . import sync
     from .lock import pipeline_lock
 
     started = time.monotonic()
-    sync.check_dates(request.since, request.until)
-    sync.check_pipeline_name(request.pipeline_name)
-    if not isinstance(request.workers, int) or not 1 <= request.workers <= MAX_WORKERS:
-        raise sync.UserInputError(f"--workers {request.workers!r}: use a whole number from 1 to {MAX_WORKERS}")
-    chunks = request.chunks if request.chunks is not None else default_chunks(request.workers)
-    if not isinstance(chunks, int) or not 1 <= chunks <= MAX_CHUNKS:
-        raise sync.UserInputError(f"--chunks {chunks!r}: use a whole number from 1 to {MAX_CHUNKS}")
-    if request.base_url is not None:
-        sync.check_base_url(request.base_url)
-    duckdb_path = os.path.abspath(request.duckdb_path or sync.default_duckdb_path(request.pipeline_name))
-    if request.destination == "duckdb":
-        sync.check_duckdb_path(duckdb_path, request.dataset)
-        sync.check_duckdb_writable(duckdb_path)
-        sync.duckdb_credentials(duckdb_path, request.duckdb_memory_limit)
+    # Every setting first, parsed and checked by the source's model (cargo_elt.source.config), as for
+    # cargo-elt sync: a problem is named by its option (--since) or its setting's path.
+    pipeline = sync.pipeline_settings(request.pipeline_name, request.dataset, request.duckdb_path)
     try:
-        tables = resolve_tables(request.tables if request.tables is not None else list(FACT_TABLES))
+        check_workers(request.workers)
+        chunks = check_chunks(request.chunks if request.chunks is not None else default_chunks(request.workers))
     except CargoConfigurationError as exc:
         raise sync.UserInputError(str(exc)) from None
-    others = [t for t in tables if t not in FACT_TABLES]
+    duckdb_path = os.path.abspath(pipeline.duckdb_file)
+    if request.destination == "duckdb":
+        sync.check_duckdb_writable(duckdb_path)
+        sync.duckdb_credentials(duckdb_path, request.duckdb_memory_limit)  # refuses a malformed size now
+    settings, labels = backfill_settings(request)
+    others = [t for t in settings.tables if t not in FACT_TABLES]
     if others:
         raise sync.UserInputError(
             f"--tables {','.join(others)}: a backfill loads the fact tables ({', '.join(FACT_TABLES)}) in chunks; "
@@ -542,40 +639,29 @@ def run_backfill(
     sync.check_destination(request.destination)
     pipelines_dir = request.pipelines_dir or get_dlt_pipelines_dir()
     sync.check_pipelines_dir(pipelines_dir, request.pipeline_name)
-    lock_wait = sync.lock_wait_seconds(request.lock_wait_seconds)
-    token = request.api_token or sync._configured_secret("api_token")
-    if not token or not str(token).strip():
-        raise sync.UserInputError(
-            "no Cargo API token: set sources.cargo.api_token in .dlt/secrets.toml or SOURCES__CARGO__API_TOKEN"
-        )
-    token = str(token)
-    base_url = str(request.base_url or sync._configured("base_url") or sync._default_base_url())
-    sync.check_base_url(base_url)
-    workspace_uuid = sync._configured("workspace_uuid")
-    workspace_uuid = str(workspace_uuid) if workspace_uuid else None
-    sync.check_workspace_uuid(workspace_uuid)
-    reading = sync.preflight(base_url, token, workspace_uuid)  # Cargo's clock: the instant the backfill begins
-    start_date = request.extra_source_args.get("start_date") or sync._configured("start_date")
-    sync.check_dates_on_server_clock(request.since, request.until, start_date, reading.server_now)
+    # Cargo's clock: the instant the backfill begins, and what the dates are checked against
+    reading = sync.preflight(settings.base_url, settings.token, settings.workspace_uuid)
+    try:
+        dates = {"start_date": settings.start_date, "since": settings.since, "until": settings.until}
+        resolve_bounds(reading.server_now, **dates, settle=settings.settle, names=labels, strict=True)
+    except CargoConfigurationError as exc:
+        raise sync.UserInputError(str(exc)) from None
 
     destination = _destination(request.destination, duckdb_path, request.duckdb_memory_limit)
     scratch = Path(pipelines_dir) / f".{request.pipeline_name}_backfill"
-    target = LoadTarget(
-        token=token,
-        base_url=base_url,
-        tables=tuple(tables),
+    target = LoadTarget.of(
+        settings,
         destination=destination,
-        dataset=request.dataset,
-        pipeline_name=request.pipeline_name,
+        dataset=pipeline.dataset_name,
+        pipeline_name=pipeline.pipeline_name,
         pipelines_dir=request.pipelines_dir,
         chunk_pipelines_dir=str(scratch),
-        source_args=dict(request.extra_source_args),
     )
     turn: Callable[[], AbstractContextManager[Turn]] = (
         (lambda: duckdb_load_turn(duckdb_path)) if request.destination == "duckdb" else no_turn
     )
-    with pipeline_lock(pipelines_dir, request.pipeline_name, lock_wait):
-        plan = _plan(request, target, reading.server_now, chunks, workspace_uuid)
+    with pipeline_lock(pipelines_dir, request.pipeline_name, settings.lock_wait_seconds):
+        plan = _plan(settings, target, reading.server_now, chunks)
         shutil.rmtree(scratch, ignore_errors=True)  # an earlier, interrupted backfill's chunks: read again
         with turn():
             load_ids = run_handover(plan, target, hand_over=False)
@@ -588,26 +674,22 @@ def run_backfill(
     return BackfillReport(plan, request.workers, results, frontiers, time.monotonic() - started, load_ids)
 
 
-def _plan(
-    request: BackfillRequest, target: LoadTarget, started_at: datetime, chunks: int, workspace_uuid: str | None
-) -> BackfillPlan:
+def _plan(settings: CargoSettings, target: LoadTarget, started_at: datetime, chunks: int) -> BackfillPlan:
     from cargo_elt.source.client import CargoClient
     from cargo_elt.source.errors import CargoConfigurationError
-    from cargo_elt.source.settings import DEFAULT_SETTLE
 
-    from .sync import UserInputError, _configured
+    from .sync import UserInputError
 
-    settle_setting = request.extra_source_args.get("settle_seconds", _configured("settle_seconds"))
-    settle = timedelta(seconds=float(settle_setting)) if settle_setting not in (None, "") else DEFAULT_SETTLE
-    with CargoClient(target.token, base_url=target.base_url, workspace_uuid=workspace_uuid) as client:
+    assert settings.since is not None  # the backfill's --since is required
+    with CargoClient(settings.token, base_url=settings.base_url, workspace_uuid=settings.workspace_uuid) as client:
         try:
             return plan_backfill(
                 client,
                 tables=target.tables,
-                since=request.since,
-                until=request.until,
+                since=settings.since,
+                until=settings.until,
                 started_at=started_at,
-                settle=settle,
+                settle=settings.settle,
                 chunks=chunks,
             )
         except CargoConfigurationError as exc:

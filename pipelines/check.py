@@ -28,13 +28,8 @@ from typing import Any
 from .probes import Check, ProbeContext, ProbeSettings
 from .sync import (
     UserInputError,
-    _configured,
-    _configured_secret,
-    _default_base_url,
     _redact,
-    _table_list,
-    check_base_url,
-    check_workspace_uuid,
+    connection_settings,
     preflight,
 )
 
@@ -93,26 +88,17 @@ class CheckReport:
 
 def run_check(request: CheckRequest) -> CheckReport:
     """Resolve the settings as ``sync`` does, refuse bad input (``UserInputError``), then probe."""
-    from cargo_elt.source import resolve_tables
+    from cargo_elt.source.config import configured_value, parse_setting
     from cargo_elt.source.errors import CargoConfigurationError
 
-    if request.base_url is not None:
-        check_base_url(request.base_url)
+    connection = connection_settings(request.api_token, request.base_url)
+    token, base_url, workspace_uuid = connection.token, connection.base_url, connection.workspace_uuid
+    given = request.tables is not None
     try:
-        tables = resolve_tables(request.tables if request.tables is not None else _table_list(_configured("tables")))
+        raw_tables = request.tables if given else configured_value("tables")
+        tables = parse_setting("tables", raw_tables, "--tables" if given else None)
     except CargoConfigurationError as exc:
         raise UserInputError(str(exc)) from None
-    token = request.api_token or _configured_secret("api_token")
-    if not token or not str(token).strip():
-        raise UserInputError(
-            "no Cargo API token: set sources.cargo.api_token in .dlt/secrets.toml or SOURCES__CARGO__API_TOKEN"
-        )
-    token = str(token)
-    base_url = str(request.base_url or _configured("base_url") or _default_base_url())
-    check_base_url(base_url)
-    workspace_uuid = _configured("workspace_uuid")
-    workspace_uuid = str(workspace_uuid) if workspace_uuid else None
-    check_workspace_uuid(workspace_uuid)
     preflight(base_url, token, workspace_uuid)  # a refused token or a server that is not Cargo: exit 2
 
     checks = [Check("base URL", "ok", f"{base_url} answers like Cargo's API (SELECT 1 on /v1/orchestration/query)")]
@@ -127,58 +113,30 @@ def run_check(request: CheckRequest) -> CheckReport:
 
 
 def _settings(tables: list[str]) -> tuple[ProbeSettings, list[Check]]:
-    """The ``[sources.cargo]`` settings the probes use; one failing row per malformed one. The sync
-    parses these before anything else, whatever tables are selected, so a malformed one stops all."""
+    """The ``[sources.cargo]`` settings the probes use, each parsed alone by the source's model; one
+    failing row per malformed one. The sync parses these before anything else, whatever tables are
+    selected, so a malformed one stops all."""
+    from cargo_elt.source.config import configured_value, parse_setting
     from cargo_elt.source.errors import CargoConfigurationError
-    from cargo_elt.source.outputs import parse_output_targets
-    from cargo_elt.source.segments import parse_segment_exports
 
-    settings = ProbeSettings(
-        run_outputs=_configured("run_outputs"),
-        segments=_configured("segments"),
-        run_metrics_per_release=_flag(_configured("run_metrics_per_release")),
-    )
+    settings = ProbeSettings()
     checks: list[Check] = []
-    skipped = _configured("max_skipped_rows")
-    try:
-        settings.max_skipped_rows = int(skipped or 0)
-        if settings.max_skipped_rows < 0:
-            raise ValueError
-    except (TypeError, ValueError):
-        checks.append(
-            Check(
-                "setting sources.cargo.max_skipped_rows",
-                "fail",
-                f"{skipped!r} is not a whole number of rows, 0 or more",
-                tuple(tables),
-            )
-        )
-        settings.max_skipped_rows = 0
-    for setting, parse in (("run_outputs", parse_output_targets), ("segments", parse_segment_exports)):
+    for name in ("run_outputs", "segments", "run_metrics_per_release", "max_skipped_rows"):
         try:
-            parse(getattr(settings, setting))
+            setattr(settings, name, parse_setting(name, configured_value(name)))
         except CargoConfigurationError as exc:
             checks.append(
                 Check(
-                    f"setting sources.cargo.{setting}",
+                    f"setting sources.cargo.{name}",
                     "fail",
                     f"{exc} (a sync refuses to start until it is fixed)",
                     tuple(tables),
                 )
             )
-            setattr(settings, setting, _INVALID)
+            settings.invalid.add(name)
+    if "segments" in settings.invalid:
+        settings.segments = []
     return settings, checks
-
-
-def _flag(value: Any) -> bool:
-    """A boolean setting as dlt hands it over: a TOML boolean, or text from the environment."""
-    if isinstance(value, str):
-        return value.strip().lower() in ("true", "1", "yes")
-    return bool(value)
-
-
-_INVALID = object()
-"""A setting that did not parse: the probes that need it are left out (its row says why)."""
 
 
 def _probe(
@@ -245,11 +203,11 @@ def _probe(
         if ctx.selected("run_metrics", "run_metrics_daily"):
             blocks = ("run_metrics", "run_metrics_daily")
             run("POST orchestration/runs/metrics", blocks, probes.probe_run_metrics, ctx)
-        if "run_outputs" in tables and settings.run_outputs is not _INVALID:
+        if "run_outputs" in tables and "run_outputs" not in settings.invalid:
             run("export run_outputs", ("run_outputs",), probes.probe_run_outputs_export, ctx)
-        if "batch_outputs" in tables and settings.run_outputs is not _INVALID:
+        if "batch_outputs" in tables and "run_outputs" not in settings.invalid:
             run("export batch_outputs", ("batch_outputs",), probes.probe_batch_outputs_export, ctx)
-        if "segment_records" in tables and settings.segments is not _INVALID:
+        if "segment_records" in tables and "segments" not in settings.invalid:
             run("segment exports", ("segment_records",), probes.probe_segments, ctx)
     return checks
 

@@ -19,12 +19,16 @@ from datetime import datetime
 
 
 def _iso_datetime(text: str) -> datetime:
+    """``--now``: a date or an ISO datetime, naive = UTC (the source's one date parser)."""
+    from cargo_elt.source.config import parse_instant
+    from cargo_elt.source.errors import CargoConfigurationError
+
     try:
-        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an ISO date or datetime: {text!r}") from None
-    if value.tzinfo is None:
-        raise argparse.ArgumentTypeError(f"give a time zone (e.g. {text}Z): {text!r}")
+        value = parse_instant(text, "--now")
+    except CargoConfigurationError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if value is None:
+        raise argparse.ArgumentTypeError("--now needs a date or an ISO datetime")
     return value
 
 
@@ -205,15 +209,7 @@ def _sync(args: argparse.Namespace) -> int:
     from cargo_elt.source.memory import tune_allocator
 
     from .lock import PipelineBusy
-    from .sync import (
-        SyncFailed,
-        SyncRequest,
-        UserInputError,
-        format_summary,
-        lock_wait_seconds,
-        parse_when,
-        run_sync_report,
-    )
+    from .sync import SyncFailed, SyncRequest, UserInputError, format_summary, run_sync_report
 
     tune_allocator()  # this process is ours: fewer malloc arenas for the reader threads
 
@@ -223,13 +219,13 @@ def _sync(args: argparse.Namespace) -> int:
             destination=args.destination,
             dataset=args.dataset,
             tables=args.tables.split(",") if args.tables else None,
-            since=parse_when(args.since, "--since") if args.since else None,
-            until=parse_when(args.until, "--until") if args.until else None,
+            since=args.since,  # parsed with every other setting (cargo_elt.source.config)
+            until=args.until,
             full_refresh=args.full_refresh,
             progress=args.progress,
             pipeline_name=args.pipeline_name,
             duckdb_path=args.duckdb_path,
-            lock_wait_seconds=lock_wait_seconds(args.lock_wait) if args.lock_wait is not None else None,
+            lock_wait_seconds=args.lock_wait,
             **({"duckdb_memory_limit": args.duckdb_memory_limit} if args.duckdb_memory_limit is not None else {}),
         )
         report = run_sync_report(request)
@@ -299,13 +295,13 @@ def _status(args: argparse.Namespace) -> int:
 
 def _rerun(args: argparse.Namespace) -> int:
     from .rerun import RerunRequest, format_plan, payload_json, run_rerun
-    from .sync import SyncFailed, UserInputError, parse_when
+    from .sync import SyncFailed, UserInputError
 
     try:
         request = RerunRequest(
             batch=args.batch,
             workflow=args.workflow,
-            since=parse_when(args.since, "--since") if args.since else None,
+            since=args.since,
             send=args.yes,
             force=args.force,
             base_url=args.base_url,
@@ -469,7 +465,7 @@ def _backfill(args: argparse.Namespace) -> int:
 
     from .backfill import BackfillFailed, BackfillRequest, ChunkResult, run_backfill
     from .lock import PipelineBusy
-    from .sync import UserInputError, lock_wait_seconds, parse_when
+    from .sync import UserInputError
 
     tune_allocator()
 
@@ -484,8 +480,8 @@ def _backfill(args: argparse.Namespace) -> int:
 
     try:
         request = BackfillRequest(
-            since=parse_when(args.since, "--since"),
-            until=parse_when(args.until, "--until") if args.until else None,
+            since=args.since,  # parsed with every other setting (cargo_elt.source.config)
+            until=args.until,
             workers=args.workers,
             chunks=args.chunks,
             tables=args.tables.split(",") if args.tables else None,
@@ -495,7 +491,7 @@ def _backfill(args: argparse.Namespace) -> int:
             pipeline_name=args.pipeline_name,
             duckdb_path=args.duckdb_path,
             duckdb_memory_limit=args.duckdb_memory_limit,
-            lock_wait_seconds=lock_wait_seconds(args.lock_wait) if args.lock_wait is not None else None,
+            lock_wait_seconds=args.lock_wait,
         )
         report = run_backfill(request, progress)
     except UserInputError as exc:

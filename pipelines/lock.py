@@ -33,12 +33,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-logger = logging.getLogger(__name__)
+from cargo_elt.source.settings import DEFAULT_LOCK_WAIT_SECONDS
 
-DEFAULT_LOCK_WAIT_SECONDS = 300.0
-"""How long a second sync waits for the first before giving up (``--lock-wait``,
-``sources.cargo.lock_wait_seconds``): long enough for an hourly schedule to ride out a slow
-incremental sync, short enough that a stuck one is reported within the hour. 0 refuses at once."""
+logger = logging.getLogger(__name__)
 
 LOCK_WAIT_SETTING = "sources.cargo.lock_wait_seconds"
 LOCK_DIR_ENV = "CARGO_LOCK_DIR"

@@ -98,13 +98,32 @@ def run_models(request: ModelsRequest) -> ModelsReport:
     return build_models(open_pipeline(request), request)
 
 
+def this_environment() -> Any:
+    """dlt's runner environment for the interpreter running this code, nothing installed.
+
+    dlt's ``get_venv(pipeline, venv_path="")`` trusts ``VIRTUAL_ENV``, which an activated shell, CI or
+    a scheduler can point at another environment than the one running the sync (dbt then runs without
+    this one's packages); this interpreter's own prefix is the environment whose dbt was checked.
+    """
+    from dlt.common.runners.venv import Venv
+
+    if sys.prefix != sys.base_prefix:  # a virtual environment: dbt runs with its python
+        return Venv.restore(sys.prefix, current=True)
+    saved = os.environ.pop("VIRTUAL_ENV", None)
+    try:
+        return Venv.restore_current()  # not a virtual environment: sys.executable
+    finally:
+        if saved is not None:
+            os.environ["VIRTUAL_ENV"] = saved
+
+
 def build_models(pipeline: Any, request: ModelsRequest) -> ModelsReport:
     """The dbt steps on an open pipeline (the Airflow DAG brings its own); ``request`` says which steps."""
     started = time.monotonic()
     import dlt
     from dlt.helpers.dbt.exceptions import DBTProcessingError
 
-    runner = dlt.dbt.package(pipeline, str(PROJECT_DIR), venv=dlt.dbt.get_venv(pipeline, venv_path=""))
+    runner = dlt.dbt.package(pipeline, str(PROJECT_DIR), venv=this_environment())
     runner.config.package_profiles_dir = str(PROFILES_DIR)
     if request.quiet:
         runner.config.runtime.log_level = "WARNING"  # dlt's runner then passes --quiet --no-print to dbt

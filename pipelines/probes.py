@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 from cargo_elt.source.catalogue import DIMENSIONS, RELEASES_PAGE, current_rows
 from cargo_elt.source.client import CargoClient
+from cargo_elt.source.config import OutputTarget, SegmentExport
 from cargo_elt.source.errors import (
     CargoApiError,
     CargoAuthError,
@@ -53,14 +54,12 @@ from cargo_elt.source.outputs import (
     fetch_export,
     finished_batches_query,
     iso,
-    parse_output_targets,
 )
 from cargo_elt.source.pages import CsvCell, Page, RowObjects
 from cargo_elt.source.planner import QueryWindow, histogram_query
 from cargo_elt.source.segments import (
     DOWNLOAD_ENDPOINT,
     download_shards,
-    parse_segment_exports,
     resolve_export,
 )
 from cargo_elt.source.server_clock import ClockReading, read_server_clock
@@ -124,12 +123,14 @@ class Check:
 
 @dataclass
 class ProbeSettings:
-    """The ``[sources.cargo]`` settings the probes need, as configured (unparsed)."""
+    """The ``[sources.cargo]`` settings the probes need, parsed (``cargo_elt.source.config``)."""
 
-    run_outputs: Any = None
-    segments: Any = None
+    run_outputs: list[OutputTarget] | None = None
+    segments: list[SegmentExport] = field(default_factory=list)
     run_metrics_per_release: bool = False
     max_skipped_rows: int = 0
+    invalid: set[str] = field(default_factory=set)
+    """Settings that did not parse: the probes that need them are left out (their rows say why)."""
 
 
 @dataclass
@@ -596,7 +597,7 @@ def list_users(ctx: ProbeContext, path: str) -> tuple[str, ...]:
         users.append("workflows")  # workflows take their names from their play or tool
     if path == DIMENSIONS["workflows"].path:
         users.extend(["run_metrics"])
-        if ctx.settings.run_outputs in (None, "", []):
+        if ctx.settings.run_outputs is None:
             users.append("run_outputs")  # default targets: every deployed workflow
     if path == DIMENSIONS["releases"].path and ctx.settings.run_metrics_per_release:
         users.append("run_metrics")
@@ -763,7 +764,7 @@ def probe_run_outputs_export(ctx: ProbeContext) -> Check:
     """A sample ``runs/download-outputs`` (``limit`` runs of the last 90 days), read by the sync's parser."""
     name = "export run_outputs"
     blocks = ctx.selected("run_outputs")
-    targets = parse_output_targets(ctx.settings.run_outputs)
+    targets = ctx.settings.run_outputs
     chosen = targets if targets is not None else default_targets(ctx.client)
     if not chosen:
         return Check(name, "warn", "no deployed workflow to export: the run-outputs layout is not verified")
@@ -835,7 +836,7 @@ def probe_batch_outputs_export(ctx: ProbeContext) -> Check:
             name, "warn", f"no batch finished in the last {LOOKBACK.days} days: the batch-file layout is not verified"
         )
     batch = min(sized, key=lambda b: (_int(b.get("runs_count")), str(b.get("uuid"))))
-    targets = {t.workflow_uuid: t.output_node_slug for t in parse_output_targets(ctx.settings.run_outputs) or []}
+    targets = {t.workflow_uuid: t.output_node_slug for t in ctx.settings.run_outputs or []}
     slug = targets.get(str(batch.get("workflow_uuid"))) or _release_terminal(ctx.client, batch.get("release_uuid"), {})
     endpoint = f"orchestration/batches/{batch['uuid']}/download"
     files = fetch_export(ctx.client, endpoint, {"outputNodeSlug": slug} if slug else {}, ctx.spool)
@@ -864,7 +865,7 @@ def probe_segments(ctx: ProbeContext) -> list[Check]:
     """Every configured segment export: filter, sort and update column checked against the model
     (what the sync does before downloading); then a small download of the first one, parsed."""
     blocks = ctx.selected("segment_records")
-    exports = parse_segment_exports(ctx.settings.segments)  # a malformed list: the caller's config check
+    exports = ctx.settings.segments  # a malformed list: the caller's config check left this probe out
     if not exports:
         return [Check("segment exports", "ok", "none configured (sources.cargo.segments)")]
     checks: list[Check] = []

@@ -28,16 +28,11 @@ from .sync import (
     PIPELINE_NAME,
     SyncFailed,
     UserInputError,
-    _configured,
-    _configured_secret,
-    _default_base_url,
     _redact,
-    check_base_url,
     check_destination,
-    check_duckdb_path,
-    check_pipeline_name,
-    default_duckdb_path,
+    connection_settings,
     duckdb_credentials,
+    pipeline_settings,
     preflight,
 )
 
@@ -52,7 +47,8 @@ class RerunRequest:
 
     batch: str | None = None
     workflow: str | None = None
-    since: datetime | None = None
+    since: datetime | str | None = None
+    """``--since``: a date or an ISO datetime; ``check_request`` parses it (``cargo_elt.source.config``)."""
     send: bool = False
     force: bool = False
     base_url: str | None = None
@@ -118,13 +114,20 @@ def run_rerun(request: RerunRequest) -> RerunOutcome:
 
 
 def check_request(request: RerunRequest) -> None:
-    """The command line alone: one scope, well-formed uuids, a usable warehouse location."""
+    """The command line alone: one scope, well-formed uuids and date (``since`` is parsed in place), a
+    usable warehouse location."""
+    from cargo_elt.source.config import parse_instant
+    from cargo_elt.source.errors import CargoConfigurationError
     from cargo_elt.source.planner import is_uuid
 
     if (request.batch is None) == (request.workflow is None):
         raise UserInputError("give --batch UUID, or --workflow UUID with --since DATE")
     if request.batch is not None and not is_uuid(request.batch):
         raise UserInputError(f"--batch {request.batch!r} is not a UUID")
+    try:
+        request.since = parse_instant(request.since, "--since")
+    except CargoConfigurationError as exc:
+        raise UserInputError(str(exc)) from None
     if request.workflow is not None:
         if not is_uuid(request.workflow):
             raise UserInputError(f"--workflow {request.workflow!r} is not a UUID")
@@ -132,10 +135,9 @@ def check_request(request: RerunRequest) -> None:
             raise UserInputError("--workflow needs --since DATE (the failures of runs created since then)")
     elif request.since is not None:
         raise UserInputError("--since goes with --workflow (a batch's failures are all of its failures)")
-    check_pipeline_name(request.pipeline_name)
+    pipeline = pipeline_settings(request.pipeline_name, request.dataset, request.duckdb_path)
     if request.destination == "duckdb":
-        path = request.duckdb_path or default_duckdb_path(request.pipeline_name)
-        check_duckdb_path(path, request.dataset)
+        path = pipeline.duckdb_file
         if not os.path.isfile(path):
             raise UserInputError(
                 f"no warehouse at {path}: run cargo-elt sync first, or point --duckdb-path at its DuckDB file"
@@ -150,7 +152,7 @@ def _pipeline(request: RerunRequest) -> Any:
 
     destination: Any = request.destination
     if request.destination == "duckdb":
-        path = request.duckdb_path or default_duckdb_path(request.pipeline_name)
+        path = pipeline_settings(request.pipeline_name, request.dataset, request.duckdb_path).duckdb_file
         destination = dlt.destinations.duckdb(duckdb_credentials(os.path.abspath(path), None))
     extra: dict[str, Any] = {"pipelines_dir": request.pipelines_dir} if request.pipelines_dir else {}
     return dlt.pipeline(
@@ -181,7 +183,8 @@ def plan_rerun(pipeline: Any, request: RerunRequest) -> RerunPlan:
             scope = f"batch {request.batch}"
             rows = _select(client, "batch_failures", columns, "batch_uuid = %s", request.batch.lower())
         else:
-            scope = f"workflow {request.workflow} since {request.since.isoformat() if request.since else '?'}"
+            since = request.since.isoformat() if isinstance(request.since, datetime) else request.since
+            scope = f"workflow {request.workflow} since {since or '?'}"
             rows = _select(
                 client,
                 "batch_failures",
@@ -266,18 +269,12 @@ def _create_batch(request: RerunRequest, plan: RerunPlan) -> dict[str, Any]:
     from cargo_elt.source.client import CargoClient, RetryPolicy
     from cargo_elt.source.errors import CargoApiError, CargoError
 
-    token = request.api_token or _configured_secret("api_token")
-    if not token or not str(token).strip():
-        raise UserInputError(
-            "no Cargo API token: set sources.cargo.api_token in .dlt/secrets.toml or SOURCES__CARGO__API_TOKEN"
-        )
-    base_url = str(request.base_url or _configured("base_url") or _default_base_url())
-    check_base_url(base_url)
-    workspace = _configured("workspace_uuid")
-    preflight(base_url, str(token), str(workspace) if workspace else None)
+    connection = connection_settings(request.api_token, request.base_url)
+    token, base_url, workspace = connection.token, connection.base_url, connection.workspace_uuid
+    preflight(base_url, token, workspace)
     once = RetryPolicy(max_attempts=1)
     try:
-        with CargoClient(str(token), base_url=base_url, workspace_uuid=workspace or None, retry=once) as client:
+        with CargoClient(token, base_url=base_url, workspace_uuid=workspace, retry=once) as client:
             body = client.call("POST", CREATE_BATCH_PATH, plan.payload)
     except CargoApiError as exc:
         reason = _redact(str(exc), [str(token)])

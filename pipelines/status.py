@@ -31,19 +31,13 @@ from .sync import (
     DEFAULT_DESTINATION,
     PIPELINE_NAME,
     UserInputError,
-    _configured,
-    _configured_secret,
-    _default_base_url,
     _destination_secrets,
     _redact,
     _short,
-    check_base_url,
     check_destination,
-    check_duckdb_path,
-    check_pipeline_name,
-    check_workspace_uuid,
-    default_duckdb_path,
+    connection_settings,
     duckdb_credentials,
+    pipeline_settings,
     preflight,
 )
 from .syncruns import SYNC_RUNS_TABLE, resource_states
@@ -179,32 +173,25 @@ def format_lag(seconds: float | None) -> str:
 
 def run_status(request: StatusRequest) -> StatusReport:
     """Read the warehouse, then Cargo's clock, and measure each selected table against it."""
-    check_pipeline_name(request.pipeline_name)
+    pipeline = pipeline_settings(request.pipeline_name, request.dataset, request.duckdb_path)
     if request.destination == "duckdb":
-        path = request.duckdb_path or default_duckdb_path(request.pipeline_name)
-        check_duckdb_path(path, request.dataset)
+        path = pipeline.duckdb_file
         if not os.path.isfile(path):
             raise UserInputError(
                 f"no sync has run for pipeline {request.pipeline_name!r}: no warehouse at {path} "
                 "(--duckdb-path names the DuckDB file cargo-elt sync writes)"
             )
     check_destination(request.destination)
-    token = request.api_token or _configured_secret("api_token")
-    if not token or not str(token).strip():
-        raise UserInputError(
-            "no Cargo API token (status reads Cargo's clock): set sources.cargo.api_token in "
-            ".dlt/secrets.toml or SOURCES__CARGO__API_TOKEN"
-        )
-    base_url = str(request.base_url or _configured("base_url") or _default_base_url())
-    check_base_url(base_url)
-    workspace = _configured("workspace_uuid")
-    workspace_uuid = str(workspace) if workspace else None
-    check_workspace_uuid(workspace_uuid)
+    try:
+        connection = connection_settings(request.api_token, request.base_url)
+    except UserInputError as exc:
+        raise UserInputError(f"status reads Cargo's clock: {exc}") from None
+    token, base_url, workspace_uuid = connection.token, connection.base_url, connection.workspace_uuid
 
     stored = read_warehouse(request)
     tables = select_tables(request.tables, stored)
-    preflight(base_url, str(token), workspace_uuid)
-    now = cargo_clock(base_url, str(token), workspace_uuid)
+    preflight(base_url, token, workspace_uuid)
+    now = cargo_clock(base_url, token, workspace_uuid)
     return StatusReport(
         request.pipeline_name,
         request.dataset,
@@ -292,7 +279,8 @@ def read_warehouse(request: StatusRequest) -> StoredPipeline:
         secrets = _destination_secrets(request.destination)
         target = f"the {request.destination} warehouse"
         if request.destination == "duckdb":
-            target = f"the DuckDB file {request.duckdb_path or default_duckdb_path(request.pipeline_name)}"
+            path = pipeline_settings(request.pipeline_name, request.dataset, request.duckdb_path).duckdb_file
+            target = f"the DuckDB file {path}"
         raise StatusUnavailable(
             f"cannot read {target} (dataset {request.dataset}): {_redact(_short(str(exc), 300), secrets)}"
             + (" (a sync writing it holds DuckDB's lock: try again when it ends)" if "lock" in str(exc).lower() else "")
@@ -306,7 +294,7 @@ def _reader(request: StatusRequest) -> Iterator[Any]:
 
     destination: Any = request.destination
     if request.destination == "duckdb":
-        path = request.duckdb_path or default_duckdb_path(request.pipeline_name)
+        path = pipeline_settings(request.pipeline_name, request.dataset, request.duckdb_path).duckdb_file
         credentials = duckdb_credentials(os.path.abspath(path), None)
         credentials.read_only = True
         destination = dlt.destinations.duckdb(credentials)

@@ -10,16 +10,16 @@ import contextlib
 import errno
 import importlib
 import logging
-import math
 import os
 import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from cargo_elt.source.config import CargoConnection, CargoSettings, PipelineSettings
     from cargo_elt.source.server_clock import ClockReading
 
     from .syncruns import SyncReport
@@ -73,9 +73,10 @@ class SyncRequest:
     base_url: str | None = None
     destination: str = DEFAULT_DESTINATION
     dataset: str = DEFAULT_DATASET
-    tables: Sequence[str] | None = None
-    since: datetime | None = None
-    until: datetime | None = None
+    tables: Sequence[str] | str | None = None
+    since: datetime | str | None = None
+    """``--since``: a date or an ISO datetime (parsed with the settings, ``cargo_elt.source.config``)."""
+    until: datetime | str | None = None
     full_refresh: bool = False
     progress: str = "log"
     pipeline_name: str = PIPELINE_NAME
@@ -83,44 +84,9 @@ class SyncRequest:
     duckdb_path: str | None = None
     duckdb_memory_limit: str | None = DEFAULT_DUCKDB_MEMORY_LIMIT
     api_token: str | None = None
-    lock_wait_seconds: float | None = None
+    lock_wait_seconds: float | str | None = None
     """How long to wait for another sync of the pipeline; ``None``: ``sources.cargo.lock_wait_seconds``."""
     extra_source_args: dict[str, Any] = field(default_factory=dict)
-
-
-def parse_when(text: str, setting: str) -> datetime:
-    """A date or datetime from the command line, in UTC; the error names the option."""
-    cleaned = text.strip().replace("Z", "+00:00")
-    try:
-        if len(cleaned) == 10:
-            day = date.fromisoformat(cleaned)
-            return datetime(day.year, day.month, day.day, tzinfo=UTC)
-        value = datetime.fromisoformat(cleaned)
-    except ValueError:
-        raise UserInputError(
-            f"{setting} {text!r} is not a date (YYYY-MM-DD) or an ISO datetime (YYYY-MM-DDTHH:MM:SSZ)"
-        ) from None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def lock_wait_seconds(value: float | str | None, setting: str = "--lock-wait") -> float:
-    """Seconds to wait for the pipeline's lock: ``value`` (the option), else the setting, else the default."""
-    from .lock import DEFAULT_LOCK_WAIT_SECONDS, LOCK_WAIT_SETTING
-
-    if value is None:
-        value, setting = _configured(LOCK_WAIT_SETTING.removeprefix("sources.cargo.")), LOCK_WAIT_SETTING
-        if value is None or value == "":
-            return DEFAULT_LOCK_WAIT_SECONDS
-    try:
-        seconds = float(value)
-    except (TypeError, ValueError):
-        seconds = float("nan")
-    if not math.isfinite(seconds) or seconds < 0:
-        raise UserInputError(
-            f"{setting} = {value!r} is not a number of seconds: use 0 (refuse at once while another sync of the "
-            "pipeline runs) or more"
-        )
-    return seconds
 
 
 def check_destination(name: str) -> None:
@@ -141,31 +107,6 @@ def check_destination(name: str) -> None:
             importlib.import_module(module)
         except ImportError:
             raise UserInputError(f"destination {name!r} needs its extra: pip install 'cargo-elt[{extra}]'") from None
-
-
-def check_dates(since: datetime | None, until: datetime | None) -> None:
-    """``--until`` after ``--since`` (checked before anything else; the future is Cargo's, see below)."""
-    if since is not None and until is not None and until <= since:
-        raise UserInputError(f"--until {until.isoformat()} must be after --since {since.isoformat()}")
-
-
-def check_dates_on_server_clock(
-    since: datetime | None, until: datetime | None, start_date: Any, server_now: datetime
-) -> None:
-    """No date in Cargo's future: a user's dates are UTC instants on Cargo's clock, not this machine's."""
-    from cargo_elt.source import parse_instant
-    from cargo_elt.source.errors import CargoConfigurationError
-
-    clock = f"Cargo's clock reads {server_now.isoformat()} (dates are UTC, on Cargo's clock)"
-    for label, value in (("--since", since), ("--until", until)):
-        if value is not None and value > server_now:
-            raise UserInputError(f"{label} {value.isoformat()} is in the future: {clock}")
-    try:
-        start = parse_instant(start_date, "sources.cargo.start_date")
-    except CargoConfigurationError as exc:
-        raise UserInputError(str(exc)) from None
-    if start is not None and start >= server_now:
-        raise UserInputError(f"sources.cargo.start_date {start.isoformat()} is not in the past: {clock}")
 
 
 @dataclass
@@ -287,26 +228,6 @@ def duckdb_credentials(path: str, memory_limit: str | None) -> Any:
     return credentials
 
 
-def default_duckdb_path(pipeline_name: str) -> str:
-    """The DuckDB file a sync writes when none is given: ``<pipeline-name>_warehouse.duckdb`` here.
-
-    Not ``<pipeline-name>.duckdb``: DuckDB names the catalog after the file, and a catalog named
-    like the dataset (``cargo.duckdb`` holding schema ``cargo``) makes DuckDB's binder fail on merges.
-    """
-    return f"{pipeline_name}_warehouse.duckdb"
-
-
-def check_duckdb_path(path: str, dataset: str) -> None:
-    """Refuse a DuckDB file named like the dataset (DuckDB cannot tell the catalog from the schema)."""
-    from pathlib import Path
-
-    if Path(path).stem.lower() == dataset.lower():
-        raise UserInputError(
-            f"the DuckDB file {path!r} is named like the dataset {dataset!r}, which DuckDB cannot tell apart "
-            "(catalog and schema): choose another --duckdb-path or --dataset"
-        )
-
-
 def _unwritable(path: str) -> str | None:
     """Why nothing could be written at ``path`` (a file or directory that may not exist yet), or None.
 
@@ -367,39 +288,6 @@ def check_pipelines_dir(pipelines_dir: str, pipeline_name: str) -> None:
         )
 
 
-_PIPELINE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
-
-
-def check_pipeline_name(name: str) -> None:
-    """A plain directory name: the pipeline name names the pipeline's folder and the default DuckDB file."""
-    if not _PIPELINE_NAME.fullmatch(name) or name.strip(".") == "":
-        raise UserInputError(
-            f"--pipeline-name {name!r} is not usable as a folder name: use letters, digits, '_', '-' and '.' "
-            "(not starting with '.' or '-')"
-        )
-
-
-def check_base_url(base_url: str) -> None:
-    """An http(s) URL, named after the setting, before any request is made."""
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(base_url.strip())
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise UserInputError(
-            f"base URL {base_url!r} is not an http:// or https:// URL: check sources.cargo.base_url / --base-url"
-        )
-
-
-def check_workspace_uuid(workspace_uuid: str | None) -> None:
-    from cargo_elt.source.planner import is_uuid
-
-    if workspace_uuid is not None and not is_uuid(workspace_uuid):
-        raise UserInputError(
-            f"sources.cargo.workspace_uuid {workspace_uuid!r} is not a UUID: fix it in .dlt/config.toml "
-            "or SOURCES__CARGO__WORKSPACE_UUID, or remove it"
-        )
-
-
 def run_sync(request: SyncRequest) -> tuple[list[TableSummary], float]:
     """Validate everything, then run the pipeline once; returns the per-table report."""
     report = run_sync_report(request)
@@ -411,22 +299,18 @@ def run_sync_report(request: SyncRequest) -> SyncReport:
     succeeded or failed while running (``SyncFailed.report``)."""
     started = time.monotonic()
     started_at = datetime.now(UTC)  # when this machine ran the sync: a record in _cargo_sync_runs, never a bound
-    # Checks of the command line alone first: they answer before dlt and pyarrow are even imported.
-    check_dates(request.since, request.until)
-    check_pipeline_name(request.pipeline_name)
-    if request.until is not None and request.since is None:
-        raise UserInputError("--until needs --since: a backfill chunk is [since, until)")
-    if request.base_url is not None:
-        check_base_url(request.base_url)
-    duckdb_path = request.duckdb_path or default_duckdb_path(request.pipeline_name)
+    # Every setting first, parsed and checked by the source's model (cargo_elt.source.config): a problem
+    # is named by its option (--since) or its setting's path (sources.cargo.concurrency).
+    pipeline = pipeline_settings(request.pipeline_name, request.dataset, request.duckdb_path)
+    duckdb_path = pipeline.duckdb_file
     if request.destination == "duckdb":
-        check_duckdb_path(duckdb_path, request.dataset)
         check_duckdb_writable(duckdb_path)
         duckdb_credentials(duckdb_path, request.duckdb_memory_limit)  # refuses a malformed size now
+    settings, labels = sync_settings(request)
 
     from dlt.common.pipeline import get_dlt_pipelines_dir
 
-    from cargo_elt.source import resolve_tables
+    from cargo_elt.source.bounds import resolve_bounds
     from cargo_elt.source.errors import CargoConfigurationError
 
     from .progress import ProgressUnavailable, check_progress
@@ -435,30 +319,16 @@ def run_sync_report(request: SyncRequest) -> SyncReport:
         check_progress(request.progress)
     except ProgressUnavailable as exc:
         raise UserInputError(str(exc)) from None
-    try:
-        tables = resolve_tables(request.tables if request.tables is not None else _table_list(_configured("tables")))
-    except CargoConfigurationError as exc:
-        raise UserInputError(str(exc)) from None
     check_destination(request.destination)
     pipelines_dir = request.pipelines_dir or get_dlt_pipelines_dir()
     check_pipelines_dir(pipelines_dir, request.pipeline_name)
-    lock_wait = lock_wait_seconds(request.lock_wait_seconds)
 
-    # dlt.secrets, never dlt.config: a value read through dlt.config is recorded in the pipeline's
-    # trace (trace.pickle, `dlt pipeline <name> trace`) in clear; secrets are recorded as <secret>.
-    token = request.api_token or _configured_secret("api_token")
-    if not token or not str(token).strip():
-        raise UserInputError(
-            "no Cargo API token: set sources.cargo.api_token in .dlt/secrets.toml or SOURCES__CARGO__API_TOKEN"
-        )
-    base_url = str(request.base_url or _configured("base_url") or _default_base_url())
-    check_base_url(base_url)
-    workspace_uuid = _configured("workspace_uuid")
-    workspace_uuid = str(workspace_uuid) if workspace_uuid else None
-    check_workspace_uuid(workspace_uuid)
-    reading = preflight(base_url, str(token), workspace_uuid)
-    start_date = request.extra_source_args.get("start_date") or _configured("start_date")
-    check_dates_on_server_clock(request.since, request.until, start_date, reading.server_now)
+    reading = preflight(settings.base_url, settings.token, settings.workspace_uuid)
+    try:  # the dates against Cargo's clock (bounds.py), as the source will compare them
+        dates = {"start_date": settings.start_date, "since": settings.since, "until": settings.until}
+        resolve_bounds(reading.server_now, **dates, settle=settings.settle, names=labels, strict=True)
+    except CargoConfigurationError as exc:
+        raise UserInputError(str(exc)) from None
 
     # One writer per pipeline (pipelines/lock.py): taken only now, so bad input never creates the
     # lock file, and before the source is built, so a sync that waited reads from the state its
@@ -468,43 +338,85 @@ def run_sync_report(request: SyncRequest) -> SyncReport:
     from .lock import pipeline_lock
 
     route_to_dlt_logger(__name__.rpartition(".")[0])  # this package's warnings too (lock, recovery)
-    with pipeline_lock(pipelines_dir, request.pipeline_name, lock_wait):
-        return _run_pipeline(request, tables, str(token), base_url, duckdb_path, started, started_at)
+    with pipeline_lock(pipelines_dir, request.pipeline_name, settings.lock_wait_seconds):
+        return _run_pipeline(request, settings, duckdb_path, started, started_at)
+
+
+OPTIONS = {
+    "base_url": "--base-url",
+    "tables": "--tables",
+    "since": "--since",
+    "until": "--until",
+    "lock_wait_seconds": "--lock-wait",
+}
+"""The settings ``cargo-elt sync`` takes as options, by option: messages name what the user wrote."""
+
+
+def sync_settings(request: SyncRequest) -> tuple[CargoSettings, dict[str, str]]:
+    """The request's settings: its options over ``[sources.cargo]`` as dlt finds it; ``UserInputError``
+    naming every problem. Also the labels of the options that were given (for later messages)."""
+    from cargo_elt.source.config import configured_settings
+    from cargo_elt.source.errors import CargoConfigurationError
+
+    options = {
+        "api_token": request.api_token,
+        "base_url": request.base_url,
+        "tables": request.tables,
+        "since": request.since,
+        "until": request.until,
+        "lock_wait_seconds": request.lock_wait_seconds,
+    }
+    given = {name: value for name, value in options.items() if value is not None}
+    # the options given are named by their option; --since and --until always (a chunk is a command-line thing)
+    labels = {name: label for name, label in OPTIONS.items() if name in given or name in ("since", "until")}
+    try:
+        return configured_settings({**request.extra_source_args, **given}, labels), labels
+    except CargoConfigurationError as exc:
+        raise UserInputError(str(exc)) from None
+
+
+def connection_settings(api_token: str | None, base_url: str | None) -> CargoConnection:
+    """Token, base URL and workspace (``--base-url`` over ``[sources.cargo]`` as dlt finds it), for the
+    commands that only talk to Cargo; ``UserInputError`` naming every problem."""
+    from cargo_elt.source.config import CargoConnection, configured_settings
+    from cargo_elt.source.errors import CargoConfigurationError
+
+    labels = {"base_url": "--base-url"} if base_url is not None else {}
+    try:
+        return configured_settings({"api_token": api_token, "base_url": base_url}, labels, model=CargoConnection)
+    except CargoConfigurationError as exc:
+        raise UserInputError(str(exc)) from None
+
+
+PIPELINE_OPTIONS = {"pipeline_name": "--pipeline-name", "dataset_name": "--dataset", "duckdb_path": "--duckdb-path"}
+
+
+def pipeline_settings(pipeline_name: str, dataset: str, duckdb_path: str | None) -> PipelineSettings:
+    """Where the command's pipeline writes (``cargo_elt.source.config.PipelineSettings``); ``UserInputError``
+    naming the option to change."""
+    from cargo_elt.source.config import PipelineSettings, parse_settings
+    from cargo_elt.source.errors import CargoConfigurationError
+
+    raw = {"pipeline_name": pipeline_name, "dataset_name": dataset, "duckdb_path": duckdb_path}
+    try:
+        return parse_settings(raw, PIPELINE_OPTIONS, model=PipelineSettings)
+    except CargoConfigurationError as exc:
+        raise UserInputError(str(exc)) from None
 
 
 def _run_pipeline(
-    request: SyncRequest,
-    tables: list[str],
-    token: str,
-    base_url: str,
-    duckdb_path: str,
-    started: float,
-    started_at: datetime,
+    request: SyncRequest, settings: CargoSettings, duckdb_path: str, started: float, started_at: datetime
 ) -> SyncReport:
     """The pipeline run of ``run_sync``, its input checked and the pipeline's lock held."""
     import dlt
-    from dlt.common.configuration.exceptions import ConfigFieldMissingException, ConfigValueCannotBeCoercedException
 
     from cargo_elt.source import TABLE_NAMES, SyncStats, cargo_source
-    from cargo_elt.source.errors import CargoConfigurationError
 
     from .progress import collector as progress_collector
 
+    token, base_url, tables = settings.token, settings.base_url, settings.tables
     stats = SyncStats()
-    try:
-        source = cargo_source(
-            api_token=token,
-            base_url=base_url,
-            tables=tables,
-            since=request.since.isoformat() if request.since else None,
-            until=request.until.isoformat() if request.until else None,
-            stats=stats,
-            **request.extra_source_args,
-        )
-    except ConfigValueCannotBeCoercedException as exc:
-        raise UserInputError(_coercion_message(exc)) from None
-    except (CargoConfigurationError, ConfigFieldMissingException) as exc:
-        raise UserInputError(str(exc)) from None
+    source = cargo_source(**settings.source_arguments(), stats=stats)  # checked above: no surprise here
     # BigQuery partitions/clusters, Snowflake cluster keys (sources/cargo/warehouse.py); others untouched
     from cargo_elt.source.warehouse import apply_warehouse_layout
 
@@ -578,7 +490,7 @@ def _record(
         pipeline_name=request.pipeline_name,
         destination=request.destination,
         dataset=request.dataset,
-        mode="full_refresh" if request.full_refresh else "backfill" if request.since else "incremental",
+        mode="full_refresh" if request.full_refresh else "backfill" if request.since is not None else "incremental",
         status="failed" if failure is not None else "ok",
         started_at=started_at,
         finished_at=client_now(),
@@ -638,7 +550,9 @@ def failed_table(exc: BaseException) -> str | None:
 
 def known_secrets(destination: str, api_token: str | None = None) -> list[str]:
     """The configured Cargo token and destination secrets: what no message leaving the process may hold."""
-    token = api_token or _configured_secret("api_token")
+    from cargo_elt.source.config import configured_value
+
+    token = api_token or configured_value("api_token")
     return [*([str(token)] if token else []), *_destination_secrets(destination)]
 
 
@@ -750,46 +664,3 @@ def _redact(text: str, secrets: Sequence[str]) -> str:
     for secret in sorted({s for s in secrets if s and s.strip()}, key=len, reverse=True):
         text = text.replace(secret, "***")
     return text
-
-
-def _coercion_message(exc: Any) -> str:
-    """A dlt config value of the wrong type, named by its setting (the value is shown unless secret)."""
-    field_name = str(exc.field_name)
-    shown = "" if "token" in field_name or "secret" in field_name else f" = {exc.field_value!r}"
-    hint = getattr(exc.hint, "__name__", str(exc.hint))
-    return (
-        f"sources.cargo.{field_name}{shown} is not a valid {hint}: fix it in .dlt/config.toml "
-        f"or SOURCES__CARGO__{field_name.upper()}"
-    )
-
-
-def _table_list(value: Any) -> Any:
-    """``sources.cargo.tables`` as configured: a toml list, or text (``runs,spans`` or ``["runs"]``)."""
-    if isinstance(value, str) and value.strip().startswith("["):
-        import json
-
-        try:
-            return json.loads(value)
-        except ValueError:
-            return value
-    return value
-
-
-def _configured(key: str) -> Any:
-    """A non-secret ``[sources.cargo]`` value from dlt's providers (environment, toml files), or None."""
-    import dlt
-
-    try:
-        return dlt.config.get(f"sources.cargo.{key}")
-    except Exception:
-        return None
-
-
-def _configured_secret(key: str) -> Any:
-    """A secret ``[sources.cargo]`` value; dlt records it in traces as ``<secret>``, not in clear."""
-    import dlt
-
-    try:
-        return dlt.secrets.get(f"sources.cargo.{key}")
-    except Exception:
-        return None

@@ -18,9 +18,7 @@ from .sync import (
     PIPELINE_NAME,
     UserInputError,
     check_destination,
-    check_duckdb_path,
-    check_pipeline_name,
-    default_duckdb_path,
+    pipeline_settings,
 )
 
 MODEL_DESTINATIONS: dict[str, str] = {
@@ -61,12 +59,11 @@ def open_pipeline(request: WarehouseRequest) -> Any:
     """
     import dlt
 
-    check_pipeline_name(request.pipeline_name)
+    pipeline = pipeline_settings(request.pipeline_name, request.dataset, request.duckdb_path)
     check_destination(request.destination)
     destination: Any = request.destination
     if request.destination == "duckdb":
-        path = os.path.abspath(request.duckdb_path or default_duckdb_path(request.pipeline_name))
-        check_duckdb_path(path, request.dataset)
+        path = os.path.abspath(pipeline.duckdb_file)
         check_synced_duckdb(path)
         destination = dlt.destinations.duckdb(path)
 

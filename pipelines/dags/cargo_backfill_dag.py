@@ -33,7 +33,7 @@ two states' ``max_updated``), but with no state yet it backfills everything itse
 
 How many chunks at once: each chunk reads ``sources.cargo.concurrency`` windows at a time, so Cargo sees
 ``max_parallel_chunks x concurrency`` queries at once; past the concurrency Cargo allows a workspace, more
-chunks only queue (or draw 429s). docs/PERFORMANCE.md (section D) models the speed-up.
+chunks only queue (or draw 429s). docs/PERFORMANCE.md ("Fan-out over workers") models the speed-up.
 """
 
 from __future__ import annotations
@@ -53,6 +53,7 @@ from cargo_elt.pipelines.backfill import (
     BackfillPlan,
     ChunkResult,
     LoadTarget,
+    check_chunks,
     check_chunks_loaded,
     chunk_pipeline_name,
     handed_over_frontiers,
@@ -62,7 +63,6 @@ from cargo_elt.pipelines.backfill import (
 )
 from cargo_elt.pipelines.load_turns import Turn, duckdb_load_turn, no_turn
 from cargo_elt.pipelines.lock import pipeline_lock
-from cargo_elt.pipelines.sync import lock_wait_seconds
 from cargo_elt.source import FACT_TABLES
 from cargo_elt.source.chunks import MAX_CHUNKS, Chunk
 from cargo_elt.source.errors import CargoConfigurationError
@@ -70,6 +70,8 @@ from cargo_elt.source.log import route_to_dlt_logger
 
 if TYPE_CHECKING:
     from types import ModuleType
+
+    from cargo_elt.source.config import CargoSettings
 
 DAG_ID = "cargo_backfill"
 DEFAULT_CHUNKS = 8
@@ -88,8 +90,13 @@ def sync_dag() -> ModuleType:
     return cargo_dag
 
 
+CONF_LABELS = {"since": "conf since", "until": "conf until"}
+"""How messages name the dates a run's conf gives (the other settings by their ``sources.cargo`` path)."""
+
+
 class BackfillSettings:
-    """Token, URL and destination of the backfill's tasks: read when a task runs, like ``cargo_sync``'s."""
+    """Token, URL, source settings and destination of the backfill's tasks: read when a task runs, like
+    ``cargo_sync``'s, and parsed by the source's model (``cargo_elt.source.config``) as ``cargo-elt`` parses them."""
 
     def __init__(self, destination: Destination[Any, Any] | None, tables: Sequence[str]) -> None:
         self._destination = destination
@@ -100,22 +107,33 @@ class BackfillSettings:
         """The one given to ``make_backfill_dag``, else ``cargo_sync``'s (``CARGO_DESTINATION``, DuckDB)."""
         return self._destination or sync_dag().default_destination()
 
+    def cargo(self, since: Any = None, until: Any = None) -> CargoSettings:
+        """``[sources.cargo]`` as dlt finds it, the token and URL of ``cargo_sync``'s connection over it, this
+        DAG's tables, and the run's ``since``/``until`` when given; every problem named where it is set."""
+        from cargo_elt.source.config import configured_settings
+
+        token, base_url = sync_dag()._credentials()
+        overrides = {"api_token": token, "base_url": base_url, "tables": list(self.tables)}
+        try:
+            return configured_settings({**overrides, "since": since, "until": until}, CONF_LABELS)
+        except CargoConfigurationError as exc:
+            if token is None and "API token" in str(exc):
+                raise CargoConfigurationError(
+                    f"{exc}; or set the password of the Airflow connection {sync_dag().CONNECTION_ID}"
+                ) from None
+            raise
+
+    def lock_wait_seconds(self) -> float:
+        """``sources.cargo.lock_wait_seconds``, as ``cargo_sync``'s tasks wait."""
+        from cargo_elt.source.config import configured_value, parse_setting
+
+        return float(parse_setting("lock_wait_seconds", configured_value("lock_wait_seconds")))
+
     def target(self, folder: str) -> LoadTarget:
         """The sync's pipeline and destination, pipelines in ``folder`` (state comes from the destination)."""
-        from cargo_elt.pipelines.sync import _configured, _configured_secret, _default_base_url
-
         shared = sync_dag()
-        token, base_url = shared._credentials()
-        token = token or _configured_secret("api_token")
-        if not token:
-            raise CargoConfigurationError(
-                "no Cargo API token: set the password of the Airflow connection cargo_default, "
-                "or sources.cargo.api_token (SOURCES__CARGO__API_TOKEN)"
-            )
-        return LoadTarget(
-            token=str(token),
-            base_url=str(base_url or _configured("base_url") or _default_base_url()),
-            tables=self.tables,
+        return LoadTarget.of(
+            self.cargo(),
             destination=self.destination,
             dataset=shared.DATASET_NAME,
             pipeline_name=shared.PIPELINE_NAME,
@@ -151,39 +169,33 @@ def alert_on_failure(context: Any) -> None:
 
 
 def plan_from_conf(settings: BackfillSettings, conf: dict[str, Any], default_chunks: int) -> BackfillPlan:
-    """The ``plan`` task's work: Cargo's clock, then the chunks of the conf's range."""
-    from cargo_elt.pipelines.sync import _configured, parse_when
+    """The ``plan`` task's work: Cargo's clock, then the chunks of the conf's range.
+
+    The conf's dates are parsed with the settings (a date or an ISO datetime, naive = UTC) and checked
+    against Cargo's clock as ``cargo-elt backfill`` checks its options: none in Cargo's future.
+    """
+    from cargo_elt.source.bounds import resolve_bounds
     from cargo_elt.source.client import CargoClient
     from cargo_elt.source.server_clock import read_server_clock
-    from cargo_elt.source.settings import DEFAULT_SETTLE
 
-    since_text = conf.get("since")
-    if not since_text:
+    if not conf.get("since"):
         raise CargoConfigurationError(
-            'trigger cargo_backfill with conf {"since": "YYYY-MM-DD"} (and optionally "until")'
+            'trigger cargo_backfill with conf {"since": "YYYY-MM-DD"} (and optionally "until" and "chunks")'
         )
-    since = parse_when(str(since_text), "since")
-    until = parse_when(str(conf["until"]), "until") if conf.get("until") else None
-    chunks = int(conf.get("chunks") or default_chunks)
-    if not 1 <= chunks <= MAX_CHUNKS:
-        raise CargoConfigurationError(f"conf chunks = {chunks}: use 1 to {MAX_CHUNKS}")
-    settle_setting = _configured("settle_seconds")
-    settle = timedelta(seconds=float(settle_setting)) if settle_setting not in (None, "") else DEFAULT_SETTLE
-    target = settings.target(tempfile.gettempdir())
-    with CargoClient(target.token, base_url=target.base_url) as client:
+    cargo = settings.cargo(since=conf["since"], until=conf.get("until"))
+    chunks = check_chunks(conf.get("chunks") if conf.get("chunks") is not None else default_chunks, "conf chunks")
+    assert cargo.since is not None
+    with CargoClient(cargo.token, base_url=cargo.base_url, workspace_uuid=cargo.workspace_uuid) as client:
         started_at = read_server_clock(client).server_now  # before anything is read: see handover.py
-        if since >= started_at or (until is not None and until > started_at):
-            raise CargoConfigurationError(
-                f"since {since.isoformat()} / until {until.isoformat() if until else '-'}: not in the past of "
-                f"Cargo's clock ({started_at.isoformat()})"
-            )
+        dates = {"start_date": cargo.start_date, "since": cargo.since, "until": cargo.until}
+        resolve_bounds(started_at, **dates, settle=cargo.settle, names=CONF_LABELS, strict=True)
         return plan_backfill(
             client,
-            tables=settings.tables,
-            since=since,
-            until=until,
+            tables=cargo.tables,
+            since=cargo.since,
+            until=cargo.until,
             started_at=started_at,
-            settle=settle,
+            settle=cargo.settle,
             chunks=chunks,
         )
 
@@ -207,7 +219,6 @@ def make_backfill_dag(
     """
     settings = BackfillSettings(destination, tables)
     writer_args: dict[str, Any] = {"pool": pool} if pool else {}
-    lock_wait = lock_wait_seconds  # read when a task runs: sources.cargo.lock_wait_seconds
 
     with DAG(
         dag_id=dag_id,
@@ -242,7 +253,7 @@ def make_backfill_dag(
         def prepare(backfill: dict[str, Any]) -> None:
             planned = BackfillPlan.from_document(backfill)
             with (
-                pipeline_lock(sync_dag().LOCK_DIR, sync_dag().PIPELINE_NAME, lock_wait(None)),
+                pipeline_lock(sync_dag().LOCK_DIR, sync_dag().PIPELINE_NAME, settings.lock_wait_seconds()),
                 tempfile.TemporaryDirectory(prefix="cargo-backfill-") as folder,
                 settings.load_turn()(),
             ):
@@ -253,7 +264,9 @@ def make_backfill_dag(
             piece = Chunk.from_document(chunk)
             with (
                 pipeline_lock(
-                    sync_dag().LOCK_DIR, chunk_pipeline_name(sync_dag().PIPELINE_NAME, piece.index), lock_wait(None)
+                    sync_dag().LOCK_DIR,
+                    chunk_pipeline_name(sync_dag().PIPELINE_NAME, piece.index),
+                    settings.lock_wait_seconds(),
                 ),
                 tempfile.TemporaryDirectory(prefix="cargo-chunk-") as folder,
             ):
@@ -265,7 +278,7 @@ def make_backfill_dag(
             planned = BackfillPlan.from_document(backfill)
             check_chunks_loaded(planned, [ChunkResult.from_document(r) for r in loaded])
             with (
-                pipeline_lock(sync_dag().LOCK_DIR, sync_dag().PIPELINE_NAME, lock_wait(None)),
+                pipeline_lock(sync_dag().LOCK_DIR, sync_dag().PIPELINE_NAME, settings.lock_wait_seconds()),
                 tempfile.TemporaryDirectory(prefix="cargo-backfill-") as folder,
                 settings.load_turn()(),
             ):

@@ -10,9 +10,16 @@ Settings, each read when a task runs (never while the DAG file is parsed, so the
   (``SOURCES__CARGO__API_TOKEN``, ``.dlt/secrets.toml``, or dlt's ``dlt_secrets_toml`` Airflow Variable);
 * API URL: the host of that connection, else the Airflow Variable ``cargo_base_url``, else dlt's
   ``SOURCES__CARGO__BASE_URL`` / ``[sources.cargo] base_url`` (the emulator's URL for local runs);
-* destination: DuckDB by default, its file ``CARGO_DUCKDB_PATH`` (default ``$AIRFLOW_HOME/cargo.duckdb``);
+* destination: DuckDB by default, its file ``CARGO_DUCKDB_PATH`` (default
+  ``$AIRFLOW_HOME/cargo_warehouse.duckdb``, named as ``cargo-elt sync`` names it: a file named like the
+  dataset, ``cargo.duckdb`` for dataset ``cargo``, makes DuckDB's binder fail on merges and is refused);
   ``CARGO_DESTINATION`` selects another dlt destination, configured the dlt way. These two are read at
   parse time because the pipeline object is built there; Airflow 3 re-parses the file in the worker.
+
+Every setting is parsed and checked by the source's model (``cargo_elt.source.config``), as for
+``cargo-elt sync``: the source's settings when a task builds its source, the run's conf ``since``/``until``
+with the same date parser (a date or an ISO datetime, naive = UTC), the DuckDB file and dataset with the
+same rule as the CLI.
 
 Models. After the loads, the ``cargo_models`` task builds and tests the dbt project (``pipelines/dbt/cargo``,
 the marts of ``cargo-elt models``) and checks the fact tables' freshness, through dlt's dbt runner on the
@@ -57,8 +64,16 @@ from dlt.pipeline.pipeline import Pipeline
 
 from cargo_elt.pipelines.alerts import send_failure_alert
 from cargo_elt.pipelines.lock import duckdb_lock_conflict, pipeline_lock
-from cargo_elt.pipelines.sync import failed_table, failure_chain, known_secrets, lock_wait_seconds
+from cargo_elt.pipelines.sync import failed_table, failure_chain, known_secrets
 from cargo_elt.source import DIMENSION_NAMES, EXPORT_TABLES, FACT_TABLES, SEGMENT_TABLES, cargo_source
+from cargo_elt.source.config import (
+    PipelineSettings,
+    configured_value,
+    default_duckdb_path,
+    parse_instant,
+    parse_setting,
+    parse_settings,
+)
 from cargo_elt.source.errors import CargoConfigurationError
 from cargo_elt.source.log import route_to_dlt_logger
 
@@ -173,7 +188,8 @@ class CargoTasksGroup(PipelineTasksGroup):
         # the lock `cargo-elt sync` takes (pipelines/lock.py): a task waits for a CLI sync, a backfill run or
         # another DAG of the same pipeline on this machine, then fails with who holds it
         route_to_dlt_logger("cargo_elt.pipelines")  # the lock's messages in dlt's log format too
-        with pipeline_lock(LOCK_DIR, pipeline.pipeline_name, lock_wait_seconds(None)):
+        wait = parse_setting("lock_wait_seconds", configured_value("lock_wait_seconds"))
+        with pipeline_lock(LOCK_DIR, pipeline.pipeline_name, wait):
             fresh = dlt.pipeline(
                 pipeline_name=pipeline.pipeline_name,
                 pipelines_dir=pipeline.pipelines_dir,
@@ -226,8 +242,9 @@ def run_window(
     mode: WindowMode = conf.get("window", "auto")
     if mode not in ("auto", "incremental", "interval"):
         raise CargoConfigurationError(f"conf window = {mode!r}: use auto, incremental or interval")
-    since = _instant(conf.get("since")) or interval_start
-    until = _instant(conf.get("until")) or interval_end
+    # conf dates through the settings' one date parser: aware UTC, comparable with Airflow's interval
+    since = parse_instant(conf.get("since"), "conf since") or interval_start
+    until = parse_instant(conf.get("until"), "conf until") or interval_end
     explicit = conf.get("since") is not None
     if mode == "incremental" or (mode == "auto" and run_type != "backfill" and not explicit):
         return None
@@ -237,14 +254,6 @@ def run_window(
             '{"since": "...", "until": "..."} (manual runs and dag.test() have a zero-length data interval)'
         )
     return since, until
-
-
-def _instant(value: Any) -> datetime | None:
-    if value is None or value == "":
-        return None
-    if isinstance(value, datetime):
-        return value
-    return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
 
 
 def _credentials() -> tuple[str | None, str | None]:
@@ -273,17 +282,29 @@ def _credentials() -> tuple[str | None, str | None]:
     return token, base_url
 
 
+DAG_SETTINGS = {"duckdb_path": "CARGO_DUCKDB_PATH"}
+"""How the DAG's messages name the pipeline settings a deployment sets (the others are constants here)."""
+
+
+def pipeline_settings() -> PipelineSettings:
+    """The DAG's pipeline, dataset and DuckDB file, checked by the rule ``cargo-elt sync`` follows: the
+    file defaults to ``$AIRFLOW_HOME/<pipeline>_warehouse.duckdb`` and must not be named like the dataset."""
+    home = os.environ.get("AIRFLOW_HOME", str(Path.home() / "airflow"))
+    path = os.environ.get("CARGO_DUCKDB_PATH") or str(Path(home) / default_duckdb_path(PIPELINE_NAME))
+    raw = {"pipeline_name": PIPELINE_NAME, "dataset_name": DATASET_NAME, "duckdb_path": path}
+    return parse_settings(raw, DAG_SETTINGS, model=PipelineSettings)
+
+
 def default_destination() -> Destination[Any, Any]:
-    """DuckDB at ``CARGO_DUCKDB_PATH`` (absolute: the helper's working folders are temporary)."""
+    """DuckDB at ``pipeline_settings().duckdb_file`` (absolute: the helper's working folders are temporary),
+    or the dlt destination ``CARGO_DESTINATION`` names."""
     name = os.environ.get("CARGO_DESTINATION", "duckdb")
     if name != "duckdb":
         chosen = Destination.from_reference(name)
         if chosen is None:
             raise CargoConfigurationError(f"CARGO_DESTINATION = {name!r} is not a dlt destination")
         return chosen
-    home = os.environ.get("AIRFLOW_HOME", str(Path.home() / "airflow"))
-    path = os.environ.get("CARGO_DUCKDB_PATH", str(Path(home) / "cargo.duckdb"))
-    return dlt.destinations.duckdb(str(Path(path).absolute()))
+    return dlt.destinations.duckdb(str(Path(pipeline_settings().duckdb_file).absolute()))
 
 
 def make_dag(

@@ -25,17 +25,17 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import dlt
-import orjson
 import pyarrow as pa
 from dlt.extract.resource import DltResource
 
 from .bounds import SyncWindow
 from .catalogue import DIMENSION_NAMES, DIMENSIONS, dimension_resource
 from .client import CargoClient, RetryPolicy
+from .config import EXPORT_TABLES, FACT_TABLES, SEGMENT_TABLES, TABLE_NAMES, CargoSettings, parse_settings
 from .descriptions import describe_resource
 from .errors import CargoConfigurationError
 from .extract import TableStats, read_range
@@ -46,9 +46,9 @@ from .log import route_to_dlt_logger
 from .memory import bound_extract_files
 from .metrics import run_metrics_resource
 from .metrics_daily import run_metrics_daily_resource
-from .outputs import batch_outputs_resource, parse_output_targets, run_outputs_resource
+from .outputs import batch_outputs_resource, run_outputs_resource
 from .planner import QueryWindow
-from .segments import parse_segment_exports, quiet_hint_notices, segment_resources
+from .segments import quiet_hint_notices, segment_resources
 from .server_clock import ServerClock, remember_server_now
 from .settings import (
     DEFAULT_BASE_URL,
@@ -65,23 +65,11 @@ __all__ = [
     "FACT_TABLES",
     "SEGMENT_TABLES",
     "TABLE_NAMES",
+    "CargoSettings",
     "SyncStats",
     "TableStats",
     "cargo_source",
 ]
-
-FACT_TABLES: tuple[str, ...] = tuple(TABLE_SPECS)
-EXPORT_TABLES: tuple[str, ...] = (
-    "run_outputs",
-    "batch_outputs",
-    "run_metrics",
-    "run_metrics_daily",
-    "batch_failures",
-)
-SEGMENT_TABLES = "segment_records"
-"""Selects every configured segment export (each loads into a table of its own)."""
-TABLE_NAMES: tuple[str, ...] = (*FACT_TABLES, *EXPORT_TABLES, *DIMENSION_NAMES, SEGMENT_TABLES)
-MAX_CONCURRENCY = 32
 
 
 class SyncStats(dict[str, TableStats]):
@@ -93,41 +81,6 @@ class SyncStats(dict[str, TableStats]):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.server_clock = TableStats("server_clock")
-
-
-def parse_instant(value: str | datetime | None, setting: str) -> datetime | None:
-    """A date or datetime setting as an aware UTC datetime; the error names the setting."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, datetime):
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-    text = str(value).strip()
-    try:
-        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise CargoConfigurationError(
-            f"{setting} = {text!r} is not an ISO date (YYYY-MM-DD) or datetime (YYYY-MM-DDTHH:MM:SSZ)"
-        ) from None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
-
-
-def resolve_tables(tables: Sequence[str] | str | None) -> list[str]:
-    """The requested tables, validated; ``None`` means all of them."""
-    if tables is None:
-        return list(TABLE_NAMES)
-    if isinstance(tables, str):
-        text = tables.strip()
-        # dlt hands a TOML/env list over as its JSON text when the setting may also be a plain string
-        listed = orjson.loads(text) if text.startswith("[") else text.split(",")
-        tables = [str(t) for t in listed]
-    names = [t.strip() for t in tables if t.strip()]
-    unknown = [t for t in names if t not in TABLE_NAMES]
-    if unknown or not names:
-        raise CargoConfigurationError(
-            f"unknown table(s) {', '.join(unknown) or '(none given)'} in sources.cargo.tables / --tables: "
-            f"choose from {', '.join(TABLE_NAMES)}"
-        )
-    return names
 
 
 @dlt.source(name="cargo", section="cargo", max_table_nesting=0)
@@ -181,43 +134,42 @@ def cargo_source(
         handover: for ``cargo-elt backfill`` and its DAG (``handover.py``), with ``since``/``until``: read
             nothing, create the fact tables and, given the instant the backfill began, write each one's
             incremental state as after a backfill of ``[since, until)``.
+
+    Raises:
+        CargoConfigurationError: a setting that does not parse or fit, named by its path
+            (``sources.cargo.segments[1].filter...``); every setting is parsed by ``CargoSettings``
+            (``config.py``), as ``cargo-elt`` and the Airflow DAG parse them.
     """
     route_to_dlt_logger()  # the source's warnings follow [runtime] log_level and log_format (log.py)
-    if not api_token or not str(api_token).strip():
-        raise CargoConfigurationError(
-            "no Cargo API token: set sources.cargo.api_token in .dlt/secrets.toml or SOURCES__CARGO__API_TOKEN"
-        )
-    names = resolve_tables(tables)
-    if not isinstance(concurrency, int) or not 1 <= concurrency <= MAX_CONCURRENCY:
-        raise CargoConfigurationError(
-            f"sources.cargo.concurrency = {concurrency!r}: use a whole number from 1 to {MAX_CONCURRENCY}"
-        )
-    if overlap_seconds < settle_seconds:
-        raise CargoConfigurationError(
-            f"sources.cargo.overlap_seconds ({overlap_seconds}) must be at least settle_seconds ({settle_seconds}): "
-            "a row updated while the last sync ran would otherwise be missed"
-        )
-    if max_lookback_days <= 0:
-        raise CargoConfigurationError("sources.cargo.max_lookback_days must be positive")
-    if not isinstance(max_skipped_rows, int) or isinstance(max_skipped_rows, bool) or max_skipped_rows < 0:
-        raise CargoConfigurationError(
-            f"sources.cargo.max_skipped_rows = {max_skipped_rows!r}: use a whole number of rows, 0 or more"
-        )
-    settle = timedelta(seconds=settle_seconds)
-    start = parse_instant(start_date, "sources.cargo.start_date")
-    backfill_since = parse_instant(since, "since")
-    backfill_until = parse_instant(until, "until")
-    if backfill_until is not None and backfill_since is None:
-        raise CargoConfigurationError("until needs since: a backfill chunk is [since, until)")
-    if backfill_since is not None and backfill_until is not None and backfill_until <= backfill_since:
-        raise CargoConfigurationError(
-            f"until {backfill_until.isoformat()} must be after since {backfill_since.isoformat()}"
-        )
-    lookback = timedelta(days=max_lookback_days)
-    overlap = timedelta(seconds=overlap_seconds)
+    settings = parse_settings(  # every setting parsed and checked, each problem named by its path (config.py)
+        {
+            "api_token": api_token,
+            "base_url": base_url,
+            "workspace_uuid": workspace_uuid,
+            "start_date": start_date,
+            "tables": tables,
+            "concurrency": concurrency,
+            "max_lookback_days": max_lookback_days,
+            "overlap_seconds": overlap_seconds,
+            "settle_seconds": settle_seconds,
+            "request_timeout": request_timeout,
+            "since": since,
+            "until": until,
+            "hard_delete": hard_delete,
+            "run_outputs": run_outputs,
+            "run_metrics_per_release": run_metrics_per_release,
+            "segments": segments,
+            "max_skipped_rows": max_skipped_rows,
+        }
+    )
+    names = settings.tables
+    settle, lookback, overlap = settings.settle, settings.max_lookback, settings.overlap
+    backfill_since = settings.since
+    hard_delete, run_metrics_per_release = settings.hard_delete, settings.run_metrics_per_release
+    max_skipped_rows = settings.max_skipped_rows
     handing_over = Handover.parse(handover) if handover is not None else None
     if handing_over is not None and (
-        backfill_since is None or backfill_until is None or set(names) - HANDED_OVER_TABLES
+        settings.since is None or settings.until is None or set(names) - HANDED_OVER_TABLES
     ):
         raise CargoConfigurationError(
             f"handover needs since, until and fact tables only ({', '.join(sorted(HANDED_OVER_TABLES))}), "
@@ -225,10 +177,14 @@ def cargo_source(
         )
     bound_extract_files()
     sink: SyncStats = stats if isinstance(stats, SyncStats) else SyncStats()
-    connection = _Connection(str(api_token), base_url, workspace_uuid, request_timeout, concurrency)
+    connection = _Connection(
+        settings.token, settings.base_url, settings.workspace_uuid, settings.request_timeout, settings.concurrency
+    )
     # Every bound comes from Cargo's clock, read when the first resource needs it (bounds.py)
     clock = ServerClock(connection.open, sink.server_clock)
-    window = SyncWindow(clock, start_date=start, since=backfill_since, until=backfill_until, settle=settle)
+    window = SyncWindow(
+        clock, start_date=settings.start_date, since=settings.since, until=settings.until, settle=settle
+    )
     resources = []
     for name in names:
         if name not in TABLE_SPECS:
@@ -236,7 +192,9 @@ def cargo_source(
         spec = TABLE_SPECS[name]
         table_stats = sink.setdefault(name, TableStats(name))
         if handing_over is not None:
-            reader = handover_reader(spec, window, handing_over, overlap, start, dlt.current.resource_state)
+            reader = handover_reader(
+                spec, window, handing_over, overlap, settings.start_date, dlt.current.resource_state
+            )
         elif backfill_since is not None:
             reader = _backfill(spec, connection, table_stats, window)
         else:
@@ -253,7 +211,7 @@ def cargo_source(
                 columns=_columns(spec, hard_delete),
             )
         )
-    targets = parse_output_targets(run_outputs)
+    targets = settings.run_outputs
     for name in names:
         if name in EXPORT_TABLES:
             table_stats = sink.setdefault(name, TableStats(name))
@@ -284,7 +242,7 @@ def cargo_source(
             resources.append(
                 dimension_resource(DIMENSIONS[name], connection.open, _counting(table_stats), clock.now, table_stats)
             )
-    segment_exports = parse_segment_exports(segments)  # checked even when not selected: a typo fails early
+    segment_exports = settings.segment_exports  # checked even when not selected: a typo fails early
     if SEGMENT_TABLES in names and segment_exports:
         resources.extend(segment_resources(segment_exports, connection.open, sink))
     quiet_hint_notices(r.name for r in resources)

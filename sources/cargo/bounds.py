@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -38,6 +39,10 @@ class SyncBounds:
     """A stateless ``[since, until)`` backfill chunk (the incremental state is left alone)."""
 
 
+SETTING_NAMES: Mapping[str, str] = {"start_date": "sources.cargo.start_date", "since": "since", "until": "until"}
+"""How messages name the dates; the CLI names the ones it was given by their options (``--since``)."""
+
+
 def resolve_bounds(
     server_now: datetime,
     *,
@@ -45,29 +50,39 @@ def resolve_bounds(
     since: datetime | None,
     until: datetime | None,
     settle: timedelta,
+    names: Mapping[str, str] | None = None,
+    strict: bool = False,
 ) -> SyncBounds:
-    """The bounds implied by Cargo's ``server_now`` and the settings; refuses dates in Cargo's future."""
+    """The bounds implied by Cargo's ``server_now`` and the settings; refuses dates in Cargo's future.
+
+    The dates were parsed with the other settings (``config.py``); here they meet Cargo's clock.
+    ``names`` overrides ``SETTING_NAMES`` in the messages. A chunk may end after Cargo's clock (an
+    Airflow interval ahead of it), with a warning; ``strict`` (``cargo-elt sync``, checking its
+    options before anything runs) refuses that instead, and logs nothing.
+    """
+    named = {**SETTING_NAMES, **(names or {})}
     now = floor_ms(server_now)
+    clock = f"Cargo's clock reads {now.isoformat()} (dates are UTC, on Cargo's clock)"
     start = floor_ms(start_date) if start_date is not None else now - DEFAULT_BACKFILL
     if start >= now:
-        raise CargoConfigurationError(
-            f"sources.cargo.start_date {start.isoformat()} is not in the past: Cargo's clock reads {now.isoformat()} "
-            "(dates are UTC, on Cargo's clock)"
-        )
+        raise CargoConfigurationError(f"{named['start_date']} {start.isoformat()} is not in the past: {clock}")
     if since is None:
         if until is not None:
-            raise CargoConfigurationError("until needs since: a backfill chunk is [since, until)")
+            raise CargoConfigurationError(
+                f"{named['until']} needs {named['since']}: a backfill chunk is [since, until)"
+            )
         return SyncBounds(server_now=now, start=start, until=now - settle, chunk=False)
     since = floor_ms(since)
     if since > now:
-        raise CargoConfigurationError(
-            f"since {since.isoformat()} is in the future: Cargo's clock reads {now.isoformat()} "
-            "(dates are UTC, on Cargo's clock)"
-        )
+        raise CargoConfigurationError(f"{named['since']} {since.isoformat()} is in the future: {clock}")
+    if strict and until is not None and floor_ms(until) > now:
+        raise CargoConfigurationError(f"{named['until']} {floor_ms(until).isoformat()} is in the future: {clock}")
     end = floor_ms(until) if until is not None else now - settle
     if end <= since:
-        raise CargoConfigurationError(f"until {end.isoformat()} must be after since {since.isoformat()}")
-    if end > now - settle:
+        raise CargoConfigurationError(
+            f"{named['until']} {end.isoformat()} must be after {named['since']} {since.isoformat()}"
+        )
+    if end > now - settle and not strict:
         logger.warning(
             "until %s is later than Cargo's clock (%s) minus settle_seconds: rows Cargo records in [%s, %s) "
             "after this sync are not in this chunk",

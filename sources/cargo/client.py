@@ -50,10 +50,7 @@ from .errors import (
     clickhouse_code,
     query_error,
 )
-from .planner import is_uuid
 from .settings import (
-    API_TOKEN_ENV,
-    API_TOKEN_SETTING,
     API_VERSION_PREFIX,
     CONNECT_TIMEOUT_S,
     DEFAULT_BASE_URL,
@@ -156,8 +153,6 @@ class _BearerAuth(httpx.Auth):
 def query_url(base_url: str) -> str:
     """``{base}/v1/orchestration/query``; a base given with or without ``/v1`` or a trailing slash."""
     base = base_url.strip().rstrip("/")
-    if not base.startswith(("http://", "https://")):
-        raise CargoConfigurationError(f"base_url must start with http:// or https://, got {base_url!r}")
     if base.endswith(API_VERSION_PREFIX):
         base = base[: -len(API_VERSION_PREFIX)]
     return f"{base}{API_VERSION_PREFIX}/{QUERY_ENDPOINT}"
@@ -264,14 +259,13 @@ class CargoClient:
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        token = api_token if isinstance(api_token, SecretStr) else SecretStr(api_token or "")
-        if not token.get_secret_value().strip():
-            raise CargoConfigurationError(
-                f"no Cargo API token: set `{API_TOKEN_SETTING}` in secrets.toml or the environment "
-                f"variable {API_TOKEN_ENV}"
-            )
-        if workspace_uuid is not None and not is_uuid(workspace_uuid):
-            raise CargoConfigurationError(f"workspace_uuid is not a UUID: {workspace_uuid!r}")
+        from .config import CargoConnection, parse_settings  # config.py imports the catalogue, which imports this
+
+        # the token goes into a header, the workspace uuid too: both checked like every setting (config.py)
+        connection = parse_settings(
+            {"api_token": api_token, "base_url": base_url, "workspace_uuid": workspace_uuid}, model=CargoConnection
+        )
+        token = connection.api_token
         if max_connections < 1:
             raise CargoConfigurationError("max_connections must be at least 1")
         self._token = token

@@ -1,4 +1,4 @@
-"""Client-side validation of Cargo segment filters and sorts (REFERENCE.md 6.2), and AND-ing a condition in.
+"""Cargo's segment filter grammar as pydantic models (REFERENCE.md 6.2), and AND-ing a condition in.
 
 Why validate here at all: Cargo answers the two commonest filter mistakes with a ``200`` and an
 empty result instead of an error. A misspelled ``conjunction`` (Cargo spells it ``conjonction``) is
@@ -8,10 +8,12 @@ load an empty (or too large) table and look like success. So every filter is che
 request, and each problem is reported with its path in the configuration
 (``sources.cargo.segments[1].filter.groups[0].conditions[2]: ...``) and what to write instead.
 
-The checks follow the condition types of ``@cargo-ai/types`` as summarised in REFERENCE.md 6.2:
-per ``kind`` the required fields, the operators, and which of ``values`` / ``value`` /
-``firstValue``+``lastValue`` / ``value``+``otherValue`` each operator takes. Unknown keys are
-refused too, because the API would drop them without a word.
+The models follow the condition types of ``@cargo-ai/types`` as summarised in REFERENCE.md 6.2: a
+filter has groups, a group has conditions, and a condition is a discriminated union on ``kind``, one
+model per kind. Each model's rules (``own_problems``, see ``problems.ProblemNode``) say per operator
+which of ``values`` / ``value`` / ``firstValue``+``lastValue`` / ``value``+``otherValue`` it takes, in
+the words a user needs, rather than pydantic's stock messages. Unknown keys are refused too, because
+the API would drop them without a word. The settings model (``config.py``) holds filters as ``Filter``.
 
 ``and_condition`` narrows a filter by one more condition. Filters have exactly two levels
 (filter -> groups -> conditions), so when the top level is ``or`` the condition has to be
@@ -22,17 +24,25 @@ from __future__ import annotations
 
 import copy
 import difflib
-import re
 from collections.abc import Mapping, Sequence
-from datetime import date, datetime
-from typing import Any
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import Discriminator, TypeAdapter, ValidationError, ValidatorFunctionWrapHandler, WrapValidator
 
 from .errors import CargoConfigurationError
+from .instants import is_date_text
+from .planner import is_uuid
+from .problems import UNION_TAGS, Loc, ProblemNode, describe_errors, kind_of, setting_error
 
 __all__ = [
     "CONDITION_KINDS",
     "MATCH_ALL",
+    "Condition",
+    "Filter",
+    "FilterGroup",
     "FilterProblems",
+    "Sort",
+    "SortItem",
     "and_condition",
     "check_filter_columns",
     "check_sort_columns",
@@ -44,8 +54,8 @@ MATCH_ALL: dict[str, Any] = {"conjonction": "and", "groups": []}
 """Cargo's match-everything filter."""
 
 CONJONCTIONS = ("and", "or")
-_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}")
+HEADING = "the segment configuration"
+"""What the problems of a filter are problems of, in a message listing several."""
 
 # -- the grammar (REFERENCE.md 6.2) ----------------------------------------------------------------
 
@@ -99,7 +109,8 @@ _VALUE_KEYS = ("values", "value", "firstValue", "lastValue", "otherValue")
 
 
 class FilterProblems:
-    """Collects every problem of one configuration entry, so the user fixes them in one go."""
+    """Problems of a filter against the model's columns (known only once Cargo has described the model),
+    collected so the user fixes them in one go."""
 
     def __init__(self) -> None:
         self.items: list[str] = []
@@ -113,7 +124,7 @@ class FilterProblems:
             raise CargoConfigurationError(self.items[0])
         if self.items:
             raise CargoConfigurationError(
-                f"{len(self.items)} problems in the segment configuration:\n" + "\n".join(f"- {p}" for p in self.items)
+                f"{len(self.items)} problems in {HEADING}:\n" + "\n".join(f"- {p}" for p in self.items)
             )
 
 
@@ -121,378 +132,546 @@ def _quote(names: Sequence[str]) -> str:
     return ", ".join(f'"{n}"' for n in names)
 
 
-def _unknown_keys(
-    node: Mapping[str, Any],
-    allowed: set[str],
-    where: str,
-    what: str,
-    problems: FilterProblems,
-    skip: set[str] | None = None,
-) -> None:
+def _own(messages: list[str]) -> list[tuple[Loc, str]]:
+    """Problems of a table itself (located at the table)."""
+    return [((), message) for message in messages]
+
+
+def _unknown_keys(node: Mapping[str, Any], allowed: set[str], what: str, skip: set[str] | None = None) -> list[str]:
+    problems: list[str] = []
     for key in node:
         if key in allowed or (skip and key in skip):
             continue
         if key == "conjunction":
-            problems.add(where, '"conjunction" must be spelled "conjonction" (Cargo\'s spelling)')
+            problems.append('"conjunction" must be spelled "conjonction" (Cargo\'s spelling)')
             continue
         close = difflib.get_close_matches(str(key), sorted(allowed), n=1)
         hint = f' (did you mean "{close[0]}"?)' if close else ""
-        problems.add(
-            where,
-            f'unknown key "{key}" in {what}{hint}: Cargo would ignore it; allowed keys: {_quote(sorted(allowed))}',
+        problems.append(
+            f'unknown key "{key}" in {what}{hint}: Cargo would ignore it; allowed keys: {_quote(sorted(allowed))}'
         )
+    return problems
 
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def _is_date_text(value: Any) -> bool:
-    """``YYYY-MM-DD`` or an ISO datetime, as Cargo's date conditions take them."""
-    if not isinstance(value, str) or not _DATE.match(value):
-        return False
-    text = value.strip()
-    try:
-        if len(text) == 10:
-            date.fromisoformat(text)
-        else:
-            datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
-        return False
-    return True
-
-
-def _conjonction(node: Mapping[str, Any], where: str, problems: FilterProblems) -> None:
+def _conjonction(node: Mapping[str, Any]) -> list[str]:
     if "conjonction" not in node:
         if "conjunction" not in node:  # the misspelling is reported by the unknown-key check
-            problems.add(where, 'missing "conjonction" ("and" or "or"; Cargo\'s spelling)')
-        return
+            return ['missing "conjonction" ("and" or "or"; Cargo\'s spelling)']
+        return []
     if node["conjonction"] not in CONJONCTIONS:
-        problems.add(where, f'"conjonction" must be "and" or "or", not {node["conjonction"]!r}')
-
-
-# -- filters ---------------------------------------------------------------------------------------
-
-
-def validate_filter(raw: Any, where: str) -> dict[str, Any]:
-    """A deep copy of ``raw`` once it is a well-formed Cargo filter; else ``CargoConfigurationError``.
-
-    ``where`` names the filter in the configuration (``sources.cargo.segments[0].filter``); every
-    problem found is reported with its path below it.
-    """
-    problems = FilterProblems()
-    filter_problems(raw, where, problems)
-    problems.raise_if_any()
-    return copy.deepcopy(dict(raw))
-
-
-def filter_problems(raw: Any, where: str, problems: FilterProblems) -> None:
-    """Add every problem of the filter ``raw`` to ``problems`` (for callers collecting several)."""
-    if not isinstance(raw, Mapping):
-        problems.add(where, f'a filter is a table {{conjonction = "and"|"or", groups = [...]}}, not {_kind_of(raw)}')
-        return
-    _unknown_keys(raw, {"conjonction", "groups"}, where, "a filter", problems)
-    _conjonction(raw, where, problems)
-    groups = raw.get("groups")
-    if groups is None:
-        problems.add(where, 'missing "groups" (a list; an empty list matches every record)')
-        return
-    if not _is_list(groups):
-        problems.add(f"{where}.groups", f"must be a list of groups, not {_kind_of(groups)}")
-        return
-    for index, group in enumerate(groups):
-        _group(group, f"{where}.groups[{index}]", problems)
-
-
-def _group(group: Any, where: str, problems: FilterProblems) -> None:
-    if not isinstance(group, Mapping):
-        problems.add(
-            where, f'a group is a table {{conjonction = "and"|"or", conditions = [...]}}, not {_kind_of(group)}'
-        )
-        return
-    _unknown_keys(group, {"conjonction", "conditions"}, where, "a filter group", problems)
-    _conjonction(group, where, problems)
-    conditions = group.get("conditions")
-    if conditions is None:
-        problems.add(where, 'missing "conditions" (a list of conditions)')
-        return
-    if not _is_list(conditions):
-        problems.add(f"{where}.conditions", f"must be a list of conditions, not {_kind_of(conditions)}")
-        return
-    for index, condition in enumerate(conditions):
-        _condition(condition, f"{where}.conditions[{index}]", problems, CONDITION_KINDS)
-
-
-def _condition(condition: Any, where: str, problems: FilterProblems, kinds: Sequence[str]) -> None:
-    if not isinstance(condition, Mapping):
-        problems.add(where, f"a condition is a table with a kind, not {_kind_of(condition)}")
-        return
-    kind = condition.get("kind")
-    if not isinstance(kind, str) or kind not in kinds:
-        problems.add(where, f'"kind" must be one of {_quote(kinds)}, not {kind!r}')
-        return
-    handled = set(_VALUE_KEYS) if kind in _OPERATORS else set()  # misplaced operands get a precise message below
-    _unknown_keys(condition, _ALLOWED_KEYS[kind], where, f"a {kind} condition", problems, skip=handled)
-    if kind in _COLUMN_KINDS or kind == "objectProperty":
-        _column_condition(kind, condition, where, problems)
-    elif kind == "segment":
-        _segment_condition(condition, where, problems)
-    elif kind == "occurrence":
-        _occurrence_condition(condition, where, problems)
-    elif kind == "enrollment":
-        _enrollment_condition(condition, where, problems)
-    else:
-        for key in ("name", "clause"):
-            if not isinstance(condition.get(key), str) or not condition[key].strip():
-                problems.add(where, f'sql conditions need "{key}" (a non-empty string)')
-
-
-def _column_condition(kind: str, condition: Mapping[str, Any], where: str, problems: FilterProblems) -> None:
-    slug = condition.get("columnSlug")
-    if not isinstance(slug, str) or not slug:
-        problems.add(where, f'{kind} conditions need "columnSlug" (the column\'s slug)')
-    related = condition.get("relatedModelUuid")
-    if related is not None and not _is_uuid(related):
-        problems.add(where, f'"relatedModelUuid" must be a model UUID, not {related!r}')
-    if kind == "objectProperty":
-        name = condition.get("propertyName")
-        if not isinstance(name, str) or not name:
-            problems.add(where, 'objectProperty conditions need "propertyName" (a string)')
-    operator = condition.get("operator")
-    operators = _OPERATORS[kind]
-    if operator not in operators:
-        problems.add(where, f'{kind} conditions take "operator" = one of {_quote(operators)}, not {operator!r}')
-        return
-    if kind == "string":
-        _string_operands(str(operator), condition, where, problems)
-    elif kind in ("number", "date"):
-        _ordered_operands(kind, str(operator), condition, where, problems)
-    elif kind == "objectProperty":
-        _property_operands(str(operator), condition, where, problems)
-    elif kind in ("object", "array"):
-        _object_operands(kind, str(operator), condition, where, problems)
-    else:  # boolean, vector, any: no operand at all
-        _no_operand(kind, str(operator), condition, where, problems)
+        return [f'"conjonction" must be "and" or "or", not {node["conjonction"]!r}']
+    return []
 
 
 def _present(condition: Mapping[str, Any], *keys: str) -> list[str]:
     return [k for k in keys if k in condition]
 
 
-def _no_operand(kind: str, operator: str, condition: Mapping[str, Any], where: str, problems: FilterProblems) -> None:
+# -- conditions: one model per kind ------------------------------------------------------------------
+
+Conjonction = Literal["and", "or"]
+
+
+class _Condition(ProblemNode):
+    """A condition of a filter group; each kind checks its operator and operands (``own_problems``)."""
+
+    @classmethod
+    def checks(cls, kind: str, condition: Mapping[str, Any]) -> list[str]:
+        raise NotImplementedError
+
+    @classmethod
+    def own_problems(cls, raw: Mapping[str, Any]) -> list[tuple[Loc, str]]:
+        kind = str(raw["kind"])
+        handled = set(_VALUE_KEYS) if kind in _OPERATORS else set()  # misplaced operands get a precise message
+        problems = _unknown_keys(raw, _ALLOWED_KEYS[kind], f"a {kind} condition", skip=handled)
+        return _own(problems + cls.checks(kind, raw))
+
+
+class _ColumnCondition(_Condition):
+    """A condition on a column of the model (or of a related model, ``relatedModelUuid``)."""
+
+    columnSlug: str | None = None
+    operator: str | None = None
+    relatedModelUuid: str | None = None
+
+    @classmethod
+    def checks(cls, kind: str, condition: Mapping[str, Any]) -> list[str]:
+        problems: list[str] = []
+        slug = condition.get("columnSlug")
+        if not isinstance(slug, str) or not slug:
+            problems.append(f'{kind} conditions need "columnSlug" (the column\'s slug)')
+        related = condition.get("relatedModelUuid")
+        if related is not None and not is_uuid(related):
+            problems.append(f'"relatedModelUuid" must be a model UUID, not {related!r}')
+        if kind == "objectProperty":
+            name = condition.get("propertyName")
+            if not isinstance(name, str) or not name:
+                problems.append('objectProperty conditions need "propertyName" (a string)')
+        operator = condition.get("operator")
+        operators = _OPERATORS[kind]
+        if operator not in operators:
+            problems.append(f'{kind} conditions take "operator" = one of {_quote(operators)}, not {operator!r}')
+            return problems
+        return problems + cls.operands(kind, str(operator), condition)
+
+    @classmethod
+    def operands(cls, kind: str, operator: str, condition: Mapping[str, Any]) -> list[str]:
+        """Problems of the operands the operator takes (by default: none at all)."""
+        return _no_operand(kind, operator, condition)
+
+
+def _no_operand(kind: str, operator: str, condition: Mapping[str, Any]) -> list[str]:
     extra = _present(condition, *_VALUE_KEYS)
-    if extra:
-        problems.add(where, f"{kind} {operator} conditions take no value; remove {_quote(extra)}")
+    return [f"{kind} {operator} conditions take no value; remove {_quote(extra)}"] if extra else []
 
 
-def _string_operands(operator: str, condition: Mapping[str, Any], where: str, problems: FilterProblems) -> None:
-    if operator in TEXT_NO_VALUE_OPERATORS:
-        _no_operand("string", operator, condition, where, problems)
-        return
-    wrong = _present(condition, "value", "firstValue", "lastValue", "otherValue")
-    if "value" in wrong:
-        problems.add(where, 'string conditions take "values" (a string or list of strings), not "value"')
-    elif wrong:
-        problems.add(where, f'string conditions take "values" (a string or list of strings), not {_quote(wrong)}')
-    if "values" not in condition:
-        if not wrong:
-            problems.add(where, f'string {operator} conditions need "values" (a string or list of strings)')
-        return
-    values = condition["values"]
-    if isinstance(values, str):
-        return
-    if not _is_list(values) or not values or not all(isinstance(v, str) for v in values):
-        problems.add(where, f'"values" must be a string or a non-empty list of strings, not {values!r}')
+class StringCondition(_ColumnCondition):
+    kind: Literal["string"]
+    values: str | list[str] | None = None
+
+    @classmethod
+    def operands(cls, kind: str, operator: str, condition: Mapping[str, Any]) -> list[str]:
+        if operator in TEXT_NO_VALUE_OPERATORS:
+            return _no_operand("string", operator, condition)
+        problems: list[str] = []
+        wrong = _present(condition, "value", "firstValue", "lastValue", "otherValue")
+        if "value" in wrong:
+            problems.append('string conditions take "values" (a string or list of strings), not "value"')
+        elif wrong:
+            problems.append(f'string conditions take "values" (a string or list of strings), not {_quote(wrong)}')
+        if "values" not in condition:
+            if not wrong:
+                problems.append(f'string {operator} conditions need "values" (a string or list of strings)')
+            return problems
+        values = condition["values"]
+        if not isinstance(values, str) and (
+            not isinstance(values, list) or not values or not all(isinstance(v, str) for v in values)
+        ):
+            problems.append(f'"values" must be a string or a non-empty list of strings, not {values!r}')
+        return problems
 
 
-def _ordered_operands(
-    kind: str, operator: str, condition: Mapping[str, Any], where: str, problems: FilterProblems
-) -> None:
-    noun = "a number" if kind == "number" else 'a date string ("YYYY-MM-DD")'
-    check = _is_number if kind == "number" else _is_date_text
-    if operator in NULL_OPERATORS:
-        _no_operand(kind, operator, condition, where, problems)
-        return
-    if "values" in condition:
-        problems.add(where, f'{kind} conditions take "value" ({noun}), not "values"')
-    if operator == "between":
-        if "value" in condition or "otherValue" in condition:
-            wrong = _present(condition, "value", "otherValue")
-            problems.add(where, f'{kind} between conditions take "firstValue" and "lastValue", not {_quote(wrong)}')
-        for key in ("firstValue", "lastValue"):
+class _OrderedCondition(_ColumnCondition):
+    """``number`` and ``date``: ``value``, or ``firstValue`` and ``lastValue`` for ``between``."""
+
+    noun: ClassVar[str]
+
+    @classmethod
+    def fits(cls, value: Any) -> bool:
+        raise NotImplementedError
+
+    @classmethod
+    def operands(cls, kind: str, operator: str, condition: Mapping[str, Any]) -> list[str]:
+        noun = cls.noun
+        if operator in NULL_OPERATORS:
+            return _no_operand(kind, operator, condition)
+        problems: list[str] = []
+        if "values" in condition:
+            problems.append(f'{kind} conditions take "value" ({noun}), not "values"')
+        if operator == "between":
+            if "value" in condition or "otherValue" in condition:
+                wrong = _present(condition, "value", "otherValue")
+                problems.append(f'{kind} between conditions take "firstValue" and "lastValue", not {_quote(wrong)}')
+            for key in ("firstValue", "lastValue"):
+                if key not in condition:
+                    problems.append(f'{kind} between conditions need "{key}" ({noun})')
+                elif not cls.fits(condition[key]):
+                    problems.append(f'"{key}" must be {noun}, not {condition[key]!r}')
+            return problems
+        wrong = _present(condition, "firstValue", "lastValue", "otherValue")
+        if wrong:
+            problems.append(f'{kind} {operator} conditions take "value" ({noun}), not {_quote(wrong)}')
+        if "value" not in condition:
+            if "values" not in condition and not wrong:
+                problems.append(f'{kind} {operator} conditions need "value" ({noun})')
+        elif not cls.fits(condition["value"]):
+            problems.append(f'"value" must be {noun}, not {condition["value"]!r}')
+        return problems
+
+
+class NumberCondition(_OrderedCondition):
+    kind: Literal["number"]
+    value: int | float | None = None
+    firstValue: int | float | None = None
+    lastValue: int | float | None = None
+    noun: ClassVar[str] = "a number"
+
+    @classmethod
+    def fits(cls, value: Any) -> bool:
+        return _is_number(value)
+
+
+class DateCondition(_OrderedCondition):
+    kind: Literal["date"]
+    value: str | None = None
+    firstValue: str | None = None
+    lastValue: str | None = None
+    noun: ClassVar[str] = 'a date string ("YYYY-MM-DD")'
+
+    @classmethod
+    def fits(cls, value: Any) -> bool:
+        return is_date_text(value)
+
+
+class BooleanCondition(_ColumnCondition):
+    kind: Literal["boolean"]
+
+
+class VectorCondition(_ColumnCondition):
+    kind: Literal["vector"]
+
+
+class AnyCondition(_ColumnCondition):
+    kind: Literal["any"]
+
+
+class ObjectPropertyCondition(_ColumnCondition):
+    """A condition on one property of an object or array column (inside ``matchConditions``, or alone)."""
+
+    kind: Literal["objectProperty"]
+    propertyName: str | None = None
+    value: str | None = None
+    otherValue: str | None = None
+
+    @classmethod
+    def operands(cls, kind: str, operator: str, condition: Mapping[str, Any]) -> list[str]:
+        if operator in TEXT_NO_VALUE_OPERATORS:
+            return _no_operand("objectProperty", operator, condition)
+        problems: list[str] = []
+        if "values" in condition:
+            problems.append('objectProperty conditions take "value" (a string), not "values"')
+        wrong = _present(condition, "firstValue", "lastValue")
+        if wrong:
+            problems.append(
+                f'objectProperty conditions take "value" (and "otherValue" for between), not {_quote(wrong)}'
+            )
+        needed = ("value", "otherValue") if operator == "between" else ("value",)
+        if operator != "between" and "otherValue" in condition:
+            problems.append(f'"otherValue" is only for between; objectProperty {operator} takes "value" alone')
+        for key in needed:
             if key not in condition:
-                problems.add(where, f'{kind} between conditions need "{key}" ({noun})')
-            elif not check(condition[key]):
-                problems.add(where, f'"{key}" must be {noun}, not {condition[key]!r}')
-        return
-    wrong = _present(condition, "firstValue", "lastValue", "otherValue")
-    if wrong:
-        problems.add(where, f'{kind} {operator} conditions take "value" ({noun}), not {_quote(wrong)}')
-    if "value" not in condition:
-        if "values" not in condition and not wrong:
-            problems.add(where, f'{kind} {operator} conditions need "value" ({noun})')
-    elif not check(condition["value"]):
-        problems.add(where, f'"value" must be {noun}, not {condition["value"]!r}')
+                if key != "value" or "values" not in condition:
+                    problems.append(f'objectProperty {operator} conditions need "{key}" (a string)')
+            elif not isinstance(condition[key], str):
+                problems.append(f'"{key}" must be a string, not {condition[key]!r}')
+        return problems
 
 
-def _property_operands(operator: str, condition: Mapping[str, Any], where: str, problems: FilterProblems) -> None:
-    if operator in TEXT_NO_VALUE_OPERATORS:
-        _no_operand("objectProperty", operator, condition, where, problems)
-        return
-    if "values" in condition:
-        problems.add(where, 'objectProperty conditions take "value" (a string), not "values"')
-    wrong = _present(condition, "firstValue", "lastValue")
-    if wrong:
-        problems.add(
-            where, f'objectProperty conditions take "value" (and "otherValue" for between), not {_quote(wrong)}'
-        )
-    needed = ("value", "otherValue") if operator == "between" else ("value",)
-    if operator != "between" and "otherValue" in condition:
-        problems.add(where, f'"otherValue" is only for between; objectProperty {operator} takes "value" alone')
-    for key in needed:
-        if key not in condition:
-            if key != "value" or "values" not in condition:
-                problems.add(where, f'objectProperty {operator} conditions need "{key}" (a string)')
-        elif not isinstance(condition[key], str):
-            problems.add(where, f'"{key}" must be a string, not {condition[key]!r}')
+def _kinds_gate(kinds: Sequence[str]) -> WrapValidator:
+    """Before a union on ``kind``: the condition is a table and its kind one of ``kinds`` (else a message
+    listing them, rather than pydantic's)."""
+
+    def gate(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        if not isinstance(value, Mapping):
+            raise setting_error(f"a condition is a table with a kind, not {kind_of(value)}")
+        kind = value.get("kind")
+        if not isinstance(kind, str) or kind not in kinds:
+            raise setting_error(f'"kind" must be one of {_quote(kinds)}, not {kind!r}')
+        return handler(value)
+
+    return WrapValidator(gate)
 
 
-def _object_operands(
-    kind: str, operator: str, condition: Mapping[str, Any], where: str, problems: FilterProblems
-) -> None:
-    if operator in NULL_OPERATORS:
-        _no_operand(kind, operator, condition, where, problems)
-        extra = _present(condition, "propertyConditions", "conjonction")
-        if extra:
-            problems.add(where, f"{kind} {operator} conditions take no {_quote(extra)} (only matchConditions does)")
-        return
-    _no_operand(kind, operator, condition, where, problems)
-    _conjonction(condition, where, problems)
-    nested = condition.get("propertyConditions")
-    if not _is_list(nested) or not nested:
-        problems.add(where, f'{kind} matchConditions conditions need "propertyConditions" (a non-empty list)')
-        return
-    for index, item in enumerate(nested):
-        _condition(item, f"{where}.propertyConditions[{index}]", problems, ("objectProperty",))
+PropertyCondition = Annotated[ObjectPropertyCondition, _kinds_gate(("objectProperty",))]
 
 
-def _segment_condition(condition: Mapping[str, Any], where: str, problems: FilterProblems) -> None:
-    if not _is_uuid(condition.get("segmentUuid")):
-        problems.add(
-            where, f'segment conditions need "segmentUuid" (a segment UUID), not {condition.get("segmentUuid")!r}'
-        )
-    if condition.get("operator") not in SEGMENT_OPERATORS:
-        problems.add(
-            where,
-            f'segment conditions take "operator" = one of {_quote(SEGMENT_OPERATORS)}, '
-            f"not {condition.get('operator')!r}",
-        )
+class _MatchingCondition(_ColumnCondition):
+    """``object`` and ``array``: null checks, or ``matchConditions`` on their properties."""
+
+    conjonction: Conjonction | None = None
+    propertyConditions: list[PropertyCondition] | None = None
+
+    @classmethod
+    def operands(cls, kind: str, operator: str, condition: Mapping[str, Any]) -> list[str]:
+        if operator in NULL_OPERATORS:
+            problems = _no_operand(kind, operator, condition)
+            extra = _present(condition, "propertyConditions", "conjonction")
+            if extra:
+                problems.append(f"{kind} {operator} conditions take no {_quote(extra)} (only matchConditions does)")
+            return problems
+        problems = _no_operand(kind, operator, condition) + _conjonction(condition)
+        nested = condition.get("propertyConditions")
+        if not isinstance(nested, list) or not nested:
+            problems.append(f'{kind} matchConditions conditions need "propertyConditions" (a non-empty list)')
+        return problems
 
 
-def _frequency(value: Any, where: str, problems: FilterProblems) -> None:
+class ObjectCondition(_MatchingCondition):
+    kind: Literal["object"]
+
+
+class ArrayCondition(_MatchingCondition):
+    kind: Literal["array"]
+
+
+class SegmentCondition(_Condition):
+    """Records in (or not in) a saved segment."""
+
+    kind: Literal["segment"]
+    segmentUuid: str | None = None
+    operator: str | None = None
+
+    @classmethod
+    def checks(cls, kind: str, condition: Mapping[str, Any]) -> list[str]:
+        problems: list[str] = []
+        if not is_uuid(condition.get("segmentUuid")):
+            problems.append(
+                f'segment conditions need "segmentUuid" (a segment UUID), not {condition.get("segmentUuid")!r}'
+            )
+        if condition.get("operator") not in SEGMENT_OPERATORS:
+            problems.append(
+                f'segment conditions take "operator" = one of {_quote(SEGMENT_OPERATORS)}, '
+                f"not {condition.get('operator')!r}"
+            )
+        return problems
+
+
+def _frequency(value: Any) -> list[str]:
     if not isinstance(value, Mapping):
-        problems.add(
-            where, '"frequency" must be {operator = "not"} or {operator = "moreThan"|"lessThan"|"exactly", value = N}'
-        )
-        return
+        return ['"frequency" must be {operator = "not"} or {operator = "moreThan"|"lessThan"|"exactly", value = N}']
     operator = value.get("operator")
     if operator == "not":
-        if set(value) - {"operator"}:
-            problems.add(where, '"frequency" with operator "not" takes no other key')
-        return
+        return ['"frequency" with operator "not" takes no other key'] if set(value) - {"operator"} else []
+    problems: list[str] = []
     if operator not in FREQUENCY_OPERATORS:
-        problems.add(
-            where, f'"frequency.operator" must be one of {_quote(("not", *FREQUENCY_OPERATORS))}, not {operator!r}'
-        )
+        choices = _quote(("not", *FREQUENCY_OPERATORS))
+        problems.append(f'"frequency.operator" must be one of {choices}, not {operator!r}')
     count = value.get("value")
     if not isinstance(count, int) or isinstance(count, bool) or count < 0:
-        problems.add(where, f'"frequency.value" must be a whole number >= 0, not {count!r}')
+        problems.append(f'"frequency.value" must be a whole number >= 0, not {count!r}')
     if set(value) - {"operator", "value"}:
-        problems.add(
-            where,
-            f'"frequency" takes only "operator" and "value", not {_quote(sorted(set(value) - {"operator", "value"}))}',
-        )
+        extra = _quote(sorted(set(value) - {"operator", "value"}))
+        problems.append(f'"frequency" takes only "operator" and "value", not {extra}')
+    return problems
 
 
-def _period(value: Any, where: str, problems: FilterProblems) -> None:
+def _period(value: Any) -> list[str]:
     if not isinstance(value, Mapping):
-        problems.add(where, '"period" must be {operator = "lessThan"|"moreThan"|"exactly", value = N, unit = "day"}')
-        return
+        return ['"period" must be {operator = "lessThan"|"moreThan"|"exactly", value = N, unit = "day"}']
+    problems: list[str] = []
     if value.get("operator") not in PERIOD_OPERATORS:
-        problems.add(
-            where, f'"period.operator" must be one of {_quote(PERIOD_OPERATORS)}, not {value.get("operator")!r}'
-        )
+        problems.append(f'"period.operator" must be one of {_quote(PERIOD_OPERATORS)}, not {value.get("operator")!r}')
     count = value.get("value")
     if not isinstance(count, int) or isinstance(count, bool) or count < 0:
-        problems.add(where, f'"period.value" must be a whole number >= 0, not {count!r}')
+        problems.append(f'"period.value" must be a whole number >= 0, not {count!r}')
     if value.get("unit") != "day":
-        problems.add(where, f'"period.unit" must be "day", not {value.get("unit")!r}')
+        problems.append(f'"period.unit" must be "day", not {value.get("unit")!r}')
     extra = sorted(set(value) - {"operator", "value", "unit"})
     if extra:
-        problems.add(where, f'"period" takes only "operator", "value" and "unit", not {_quote(extra)}')
+        problems.append(f'"period" takes only "operator", "value" and "unit", not {_quote(extra)}')
+    return problems
 
 
-def _occurrence_condition(condition: Mapping[str, Any], where: str, problems: FilterProblems) -> None:
-    if not _is_uuid(condition.get("relatedModelUuid")):
-        problems.add(where, 'occurrence conditions need "relatedModelUuid" (the related model\'s UUID)')
-    _frequency(condition.get("frequency"), where, problems)
-    _period(condition.get("period"), where, problems)
-    _conjonction(condition, where, problems)
-    nested = condition.get("conditions")
-    if not isinstance(nested, list):
-        problems.add(where, 'occurrence conditions need "conditions" (a list of conditions on the related model)')
-        return
-    for index, item in enumerate(nested):
-        _condition(item, f"{where}.conditions[{index}]", problems, OCCURRENCE_CONDITION_KINDS)
+OccurrenceItem = Annotated[
+    StringCondition
+    | NumberCondition
+    | ObjectCondition
+    | ArrayCondition
+    | AnyCondition
+    | VectorCondition
+    | DateCondition
+    | BooleanCondition,
+    Discriminator("kind"),
+    _kinds_gate(OCCURRENCE_CONDITION_KINDS),
+]
+"""A condition on the related model of an ``occurrence`` (column conditions only)."""
 
 
-def _enrollment_condition(condition: Mapping[str, Any], where: str, problems: FilterProblems) -> None:
-    if not _is_uuid(condition.get("workflowUuid")):
-        problems.add(where, 'enrollment conditions need "workflowUuid" (a workflow UUID)')
-    activity = condition.get("activityKind")
-    if activity not in ACTIVITY_KINDS:
-        problems.add(where, f'"activityKind" must be one of {_quote(ACTIVITY_KINDS)}, not {activity!r}')
-    if "nodeSlug" in condition:
-        if activity != "workflowNodeExecuted":
-            problems.add(where, '"nodeSlug" is only allowed with activityKind "workflowNodeExecuted"')
-        elif not isinstance(condition["nodeSlug"], str) or not condition["nodeSlug"]:
-            problems.add(where, '"nodeSlug" must be a node slug (a string)')
-    _frequency(condition.get("frequency"), where, problems)
-    _period(condition.get("period"), where, problems)
+class OccurrenceCondition(_Condition):
+    """Records with (or without) a number of related records matching conditions, within a period."""
+
+    kind: Literal["occurrence"]
+    relatedModelUuid: str | None = None
+    frequency: dict[str, Any] | None = None
+    period: dict[str, Any] | None = None
+    conjonction: Conjonction | None = None
+    conditions: list[OccurrenceItem] | None = None
+
+    @classmethod
+    def checks(cls, kind: str, condition: Mapping[str, Any]) -> list[str]:
+        problems: list[str] = []
+        if not is_uuid(condition.get("relatedModelUuid")):
+            problems.append('occurrence conditions need "relatedModelUuid" (the related model\'s UUID)')
+        problems += _frequency(condition.get("frequency")) + _period(condition.get("period"))
+        problems += _conjonction(condition)
+        if not isinstance(condition.get("conditions"), list):
+            problems.append('occurrence conditions need "conditions" (a list of conditions on the related model)')
+        return problems
+
+
+class EnrollmentCondition(_Condition):
+    """Records that entered, went through a node of, or left a workflow, a number of times within a period."""
+
+    kind: Literal["enrollment"]
+    workflowUuid: str | None = None
+    activityKind: str | None = None
+    nodeSlug: str | None = None
+    frequency: dict[str, Any] | None = None
+    period: dict[str, Any] | None = None
+
+    @classmethod
+    def checks(cls, kind: str, condition: Mapping[str, Any]) -> list[str]:
+        problems: list[str] = []
+        if not is_uuid(condition.get("workflowUuid")):
+            problems.append('enrollment conditions need "workflowUuid" (a workflow UUID)')
+        activity = condition.get("activityKind")
+        if activity not in ACTIVITY_KINDS:
+            problems.append(f'"activityKind" must be one of {_quote(ACTIVITY_KINDS)}, not {activity!r}')
+        if "nodeSlug" in condition:
+            if activity != "workflowNodeExecuted":
+                problems.append('"nodeSlug" is only allowed with activityKind "workflowNodeExecuted"')
+            elif not isinstance(condition["nodeSlug"], str) or not condition["nodeSlug"]:
+                problems.append('"nodeSlug" must be a node slug (a string)')
+        return problems + _frequency(condition.get("frequency")) + _period(condition.get("period"))
+
+
+class SqlCondition(_Condition):
+    """A named SQL clause on the model's columns."""
+
+    kind: Literal["sql"]
+    name: str | None = None
+    clause: str | None = None
+
+    @classmethod
+    def checks(cls, kind: str, condition: Mapping[str, Any]) -> list[str]:
+        return [
+            f'sql conditions need "{key}" (a non-empty string)'
+            for key in ("name", "clause")
+            if not isinstance(condition.get(key), str) or not condition[key].strip()
+        ]
+
+
+Condition = Annotated[
+    StringCondition
+    | NumberCondition
+    | DateCondition
+    | BooleanCondition
+    | ObjectCondition
+    | ArrayCondition
+    | ObjectPropertyCondition
+    | VectorCondition
+    | AnyCondition
+    | SegmentCondition
+    | OccurrenceCondition
+    | EnrollmentCondition
+    | SqlCondition,
+    Discriminator("kind"),
+    _kinds_gate(CONDITION_KINDS),
+]
+"""A condition of a filter group, one model per ``kind`` (REFERENCE.md 6.2)."""
+
+UNION_TAGS.update(CONDITION_KINDS)
+
+
+# -- groups and filters ----------------------------------------------------------------------------
+
+
+def _listed(raw: Mapping[str, Any], key: str, what: str, missing: str) -> list[tuple[Loc, str]]:
+    value = raw.get(key)
+    if value is None:
+        return [((), f'missing "{key}" ({missing})')]
+    if not isinstance(value, list):
+        return [((key,), f"must be a list of {what}, not {kind_of(value)}")]
+    return []
+
+
+class FilterGroup(ProblemNode):
+    """Conditions joined by ``and`` or ``or``."""
+
+    conjonction: Conjonction | None = None
+    conditions: list[Condition] | None = None
+
+    @classmethod
+    def shape_problem(cls, value: Any) -> str:
+        return f'a group is a table {{conjonction = "and"|"or", conditions = [...]}}, not {kind_of(value)}'
+
+    @classmethod
+    def own_problems(cls, raw: Mapping[str, Any]) -> list[tuple[Loc, str]]:
+        problems = _own(_unknown_keys(raw, {"conjonction", "conditions"}, "a filter group") + _conjonction(raw))
+        return problems + _listed(raw, "conditions", "conditions", "a list of conditions")
+
+
+class Filter(ProblemNode):
+    """A Cargo filter: groups joined by ``and`` or ``or`` (``MATCH_ALL``: no group, every record)."""
+
+    conjonction: Conjonction | None = None
+    groups: list[FilterGroup] | None = None
+
+    @classmethod
+    def shape_problem(cls, value: Any) -> str:
+        return f'a filter is a table {{conjonction = "and"|"or", groups = [...]}}, not {kind_of(value)}'
+
+    @classmethod
+    def own_problems(cls, raw: Mapping[str, Any]) -> list[tuple[Loc, str]]:
+        problems = _own(_unknown_keys(raw, {"conjonction", "groups"}, "a filter") + _conjonction(raw))
+        return problems + _listed(raw, "groups", "groups", "a list; an empty list matches every record")
+
+    def as_sent(self) -> dict[str, Any]:
+        """The filter as Cargo takes it (the keys the user wrote)."""
+        return self.model_dump(exclude_unset=True)
 
 
 # -- sort ------------------------------------------------------------------------------------------
 
+SORT_SHAPE = '{columnSlug = "...", kind = "asc"|"desc"}'
+
+
+class SortItem(ProblemNode):
+    """One column to sort the export by."""
+
+    columnSlug: str | None = None
+    kind: str | None = None
+
+    @classmethod
+    def shape_problem(cls, value: Any) -> str:
+        return f"a sort item is {SORT_SHAPE}, not {kind_of(value)}"
+
+    @classmethod
+    def own_problems(cls, raw: Mapping[str, Any]) -> list[tuple[Loc, str]]:
+        problems = _unknown_keys(raw, {"columnSlug", "kind"}, "a sort item")
+        slug, kind = raw.get("columnSlug"), raw.get("kind")
+        if not isinstance(slug, str) or not slug:
+            problems.append(f'sort items need "columnSlug" (the column\'s slug): {SORT_SHAPE}')
+        if kind not in ("asc", "desc"):
+            problems.append(f'sort "kind" must be "asc" or "desc", not {kind!r}')
+        return _own(problems)
+
+
+def _a_list(what: str) -> WrapValidator:
+    def gate(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        if not isinstance(value, list | tuple):
+            raise setting_error(f"{what}, not {kind_of(value)}")
+        return handler(list(value))
+
+    return WrapValidator(gate)
+
+
+Sort = Annotated[list[SortItem], _a_list(f"a sort is a list of {SORT_SHAPE}")]
+
+_FILTER: TypeAdapter[Filter] = TypeAdapter(Filter)
+_SORT: TypeAdapter[list[SortItem]] = TypeAdapter(Sort)
+
+
+def validate_filter(raw: Any, where: str) -> dict[str, Any]:
+    """``raw`` as sent to Cargo once it is a well-formed filter; else ``CargoConfigurationError`` naming
+    every problem with its path below ``where`` (``sources.cargo.segments[0].filter``)."""
+    try:
+        return _FILTER.validate_python(raw).as_sent()
+    except ValidationError as exc:
+        raise CargoConfigurationError(describe_errors(exc, where, heading=HEADING)) from None
+
 
 def validate_sort(raw: Any, where: str) -> list[dict[str, str]]:
     """``raw`` as a list of ``{columnSlug, kind: "asc"|"desc"}``; else ``CargoConfigurationError``."""
-    problems = FilterProblems()
-    items = sort_problems(raw, where, problems)
-    problems.raise_if_any()
-    return items
-
-
-def sort_problems(raw: Any, where: str, problems: FilterProblems) -> list[dict[str, str]]:
-    """The validated sort items, adding any problem to ``problems``."""
-    shape = '{columnSlug = "...", kind = "asc"|"desc"}'
-    if not _is_list(raw):
-        problems.add(where, f"a sort is a list of {shape}, not {_kind_of(raw)}")
-        return []
-    items: list[dict[str, str]] = []
-    for index, item in enumerate(raw):
-        at = f"{where}[{index}]"
-        if not isinstance(item, Mapping):
-            problems.add(at, f"a sort item is {shape}, not {_kind_of(item)}")
-            continue
-        _unknown_keys(item, {"columnSlug", "kind"}, at, "a sort item", problems)
-        slug, kind = item.get("columnSlug"), item.get("kind")
-        if not isinstance(slug, str) or not slug:
-            problems.add(at, f'sort items need "columnSlug" (the column\'s slug): {shape}')
-        if kind not in ("asc", "desc"):
-            problems.add(at, f'sort "kind" must be "asc" or "desc", not {kind!r}')
-        if isinstance(slug, str) and kind in ("asc", "desc"):
-            items.append({"columnSlug": slug, "kind": str(kind)})
-    return items
+    try:
+        items = _SORT.validate_python(raw)
+    except ValidationError as exc:
+        raise CargoConfigurationError(describe_errors(exc, where, heading=HEADING)) from None
+    return [{"columnSlug": str(item.columnSlug), "kind": str(item.kind)} for item in items]
 
 
 # -- column checks once the model is known -----------------------------------------------------------
@@ -570,24 +749,3 @@ def and_condition(flt: Mapping[str, Any], condition: Mapping[str, Any]) -> dict[
                 {"conjonction": "and", "conditions": [item, copy.deepcopy(extra)]} for item in conditions
             )
     return {**narrowed, "groups": distributed}
-
-
-# -- helpers -----------------------------------------------------------------------------------------
-
-
-def _is_list(value: Any) -> bool:
-    return isinstance(value, Sequence) and not isinstance(value, str | bytes)
-
-
-def _is_uuid(value: Any) -> bool:
-    return isinstance(value, str) and _UUID.match(value) is not None
-
-
-def _kind_of(value: Any) -> str:
-    if value is None:
-        return "nothing"
-    if isinstance(value, str):
-        return f"the string {value!r}"
-    if _is_list(value):
-        return "a list"
-    return f"a {type(value).__name__}"

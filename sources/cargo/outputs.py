@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any
 
 import dlt
-import orjson
 import pyarrow as pa
 from dlt.common.schema.typing import TTableSchemaColumns
 from dlt.extract.resource import DltResource
@@ -40,7 +39,8 @@ from .arrow import to_arrow
 from .bounds import SyncBounds
 from .catalogue import DIMENSIONS, graph_order, list_entities
 from .client import CargoClient
-from .errors import CargoApiError, CargoConfigurationError, SignedUrlExpired
+from .config import OutputTarget
+from .errors import CargoApiError, SignedUrlExpired
 from .exportformats import (
     BATCH_OUTPUT_LAYOUTS,
     RUN_OUTPUT_LAYOUTS,
@@ -84,55 +84,6 @@ YIELD_ROWS = 2_000
 TERMINAL_STATUSES = ("success", "error", "cancelled", "skipped")
 
 
-@dataclass(frozen=True)
-class OutputTarget:
-    """One ``(workflow, output node slug)`` pair whose run outputs are exported."""
-
-    workflow_uuid: str
-    output_node_slug: str
-
-    @property
-    def state_key(self) -> str:
-        return f"{self.workflow_uuid}:{self.output_node_slug}"
-
-
-def parse_output_targets(raw: Any) -> list[OutputTarget] | None:
-    """``sources.cargo.run_outputs``: a list of ``{workflow_uuid, output_node_slug}``; None = default."""
-    if raw is None or raw in ("", []):
-        return None
-    if isinstance(raw, str):
-        try:
-            raw = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            raise CargoConfigurationError(
-                "sources.cargo.run_outputs must be a list of {workflow_uuid, output_node_slug} tables"
-            ) from None
-    if not isinstance(raw, Sequence) or isinstance(raw, str | bytes):
-        raise CargoConfigurationError(
-            "sources.cargo.run_outputs must be a list of {workflow_uuid, output_node_slug} tables"
-        )
-    targets = []
-    for index, item in enumerate(raw):
-        where = f"sources.cargo.run_outputs[{index}]"
-        if not isinstance(item, Mapping):
-            raise CargoConfigurationError(f"{where} must be a table with workflow_uuid and output_node_slug")
-        unknown = sorted(set(item) - {"workflow_uuid", "output_node_slug"})
-        if unknown:
-            raise CargoConfigurationError(
-                f"{where} has unknown key(s) {', '.join(unknown)}: use workflow_uuid and output_node_slug"
-            )
-        workflow = item.get("workflow_uuid")
-        slug = item.get("output_node_slug")
-        if not isinstance(workflow, str) or not is_uuid(workflow):
-            raise CargoConfigurationError(f"{where}.workflow_uuid must be a workflow UUID, got {workflow!r}")
-        if not isinstance(slug, str) or not slug.strip():
-            raise CargoConfigurationError(
-                f"{where}.output_node_slug must be a node slug of the workflow (see release_nodes.slug)"
-            )
-        targets.append(OutputTarget(workflow.lower(), slug.strip()))
-    return targets
-
-
 def terminal_slug(nodes: Sequence[Mapping[str, Any]]) -> str | None:
     """The node a workflow ends on: a node without children, the deepest, the last listed on ties."""
     order = graph_order(nodes)
@@ -154,7 +105,7 @@ def default_targets(client: CargoClient) -> list[OutputTarget]:
             continue  # not deployed: no runs of a release to export
         slug = terminal_slug([n for n in release.get("nodes") or [] if isinstance(n, Mapping)])
         if slug is not None and is_uuid(str(workflow.get("uuid"))):
-            targets.append(OutputTarget(str(workflow["uuid"]).lower(), slug))
+            targets.append(OutputTarget(workflow_uuid=str(workflow["uuid"]), output_node_slug=slug))
         else:
             logger.warning(
                 "run_outputs: workflow %r has a deployed release but %s; its run outputs are not exported "

@@ -18,7 +18,7 @@ Configuration (``sources.cargo.segments``, an array of tables)::
 
 How one export is read, and why:
 
-1. The whole list is validated up front (``parse_segment_exports``), filters included
+1. The whole list is validated up front with the other settings (``config.py``), filters included
    (``filters.py``), because Cargo answers a misspelled ``conjonction`` or a ``value``/``values``
    mix-up with an empty 200, not an error.
 2. The segment (``GET segmentation/segments/{uuid}``) and the model (``GET storage/models/{uuid}``)
@@ -64,6 +64,7 @@ from dlt.common.schema.typing import TColumnSchema
 from dlt.extract.resource import DltResource
 
 from .client import CargoClient
+from .config import SEGMENTS_SETTING, SegmentExport, parse_segment_exports
 from .errors import CargoApiError, CargoConfigurationError, CargoError, CargoProtocolError, SignedUrlExpired
 from .exportformats import (
     SEGMENT_LAYOUTS,
@@ -75,16 +76,8 @@ from .exportformats import (
     shown_keys,
 )
 from .extract import TableStats
-from .filters import (
-    MATCH_ALL,
-    FilterProblems,
-    and_condition,
-    check_filter_columns,
-    check_sort_columns,
-    filter_problems,
-    sort_problems,
-)
-from .planner import is_uuid
+from .filters import MATCH_ALL, and_condition, check_filter_columns, check_sort_columns, validate_filter, validate_sort
+from .instants import to_instant
 from .specs import TABLE_SPECS
 
 __all__ = [
@@ -102,7 +95,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-SETTING = "sources.cargo.segments"
+SETTING = SEGMENTS_SETTING
 DOWNLOAD_ENDPOINT = "segmentation/segments/download"
 ID_COLUMN = "_id"
 SYSTEM_COLUMNS = {"_id": "string", "_title": "string", "_emitted_at": "date"}
@@ -125,8 +118,6 @@ CSV_THREADS = False
 arena added resident memory."""
 PARQUET_BATCH_ROWS = YIELD_ROWS
 
-_KEYS = ("segment_uuid", "model_uuid", "filter", "sort", "limit", "table_name", "update_column")
-_TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 _JSON_TYPES = ("object", "array", "vector")
 _TRUE = ["true", "True", "TRUE"]
 _FALSE = ["false", "False", "FALSE"]
@@ -163,166 +154,6 @@ class ExportFailed(CargoError):
     """Signed URLs kept expiring before every shard of an export was downloaded."""
 
 
-@dataclass(frozen=True)
-class SegmentExport:
-    """One validated entry of ``sources.cargo.segments`` (``index`` is its position, for messages)."""
-
-    index: int
-    segment_uuid: str | None = None
-    model_uuid: str | None = None
-    filter: dict[str, Any] | None = None
-    sort: list[dict[str, str]] | None = None
-    limit: int | None = None
-    table_name: str | None = None
-    update_column: str | None = None
-
-    @property
-    def where(self) -> str:
-        """Where the entry sits in the configuration: ``sources.cargo.segments[i]``."""
-        return f"{SETTING}[{self.index}]"
-
-
-# -- configuration ---------------------------------------------------------------------------------
-
-
-def parse_segment_exports(raw: Any) -> list[SegmentExport]:
-    """The configured exports, every problem of every entry reported at once (``CargoConfigurationError``).
-
-    ``raw`` is what dlt hands over: a list of tables, or its JSON text when it came from an
-    environment variable; ``None`` or an empty list means no segment exports.
-    """
-    if raw is None or (isinstance(raw, str) and not raw.strip()):
-        return []
-    if isinstance(raw, str):
-        try:
-            raw = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            raise CargoConfigurationError(
-                f"{SETTING} is not a list of tables (JSON text from the environment could not be read: {exc})"
-            ) from None
-    raw = _plain(raw)
-    if isinstance(raw, dict):
-        raise CargoConfigurationError(
-            f"{SETTING} must be a list of tables: write [[sources.cargo.segments]] (double brackets) in TOML, "
-            "once per export"
-        )
-    if not isinstance(raw, list):
-        raise CargoConfigurationError(f"{SETTING} must be a list of tables, not {type(raw).__name__}")
-    problems = FilterProblems()
-    exports = [_parse_entry(index, entry, problems) for index, entry in enumerate(raw)]
-    seen: dict[str, int] = {}
-    for export in exports:
-        if export.table_name is None:
-            continue
-        key = export.table_name.lower()
-        if key in seen:
-            problems.add(
-                f"{export.where}.table_name", f"{export.table_name!r} is already used by {SETTING}[{seen[key]}]"
-            )
-        seen[key] = export.index
-    problems.raise_if_any()
-    return exports
-
-
-def _parse_entry(index: int, entry: Any, problems: FilterProblems) -> SegmentExport:
-    where = f"{SETTING}[{index}]"
-    if not isinstance(entry, dict):
-        problems.add(where, 'each export is a table: {segment_uuid = "..."} or {model_uuid = "...", filter = {...}}')
-        return SegmentExport(index)
-    for key in entry:
-        if key not in _KEYS:
-            close = [k for k in _KEYS if k.replace("_", "") == str(key).replace("_", "").lower()]
-            hint = f' (did you mean "{close[0]}"?)' if close else ""
-            problems.add(f"{where}.{key}", f"unknown key{hint}; allowed: {', '.join(_KEYS)}")
-    segment_uuid = _uuid_setting(entry, "segment_uuid", where, problems)
-    model_uuid = _uuid_setting(entry, "model_uuid", where, problems)
-    if ("segment_uuid" in entry) == ("model_uuid" in entry):
-        problems.add(
-            where,
-            "give exactly one of segment_uuid (a saved segment) or model_uuid (with filter, sort, limit)"
-            + (", not both" if "segment_uuid" in entry else ""),
-        )
-    flt: dict[str, Any] | None = None
-    sort: list[dict[str, str]] | None = None
-    limit: int | None = None
-    if "segment_uuid" in entry:
-        for key in ("filter", "sort", "limit"):
-            if key in entry:
-                problems.add(
-                    f"{where}.{key}",
-                    f"a saved segment brings its own {key}; to export with another one use model_uuid + filter",
-                )
-    else:
-        flt = entry.get("filter", MATCH_ALL)
-        filter_problems(flt, f"{where}.filter", problems)
-        if "sort" in entry:
-            sort = sort_problems(entry["sort"], f"{where}.sort", problems)
-        if "limit" in entry:
-            value = entry["limit"]
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                problems.add(f"{where}.limit", f"must be a whole number >= 1, not {value!r}")
-            else:
-                limit = value
-    table_name = entry.get("table_name")
-    if table_name is not None:
-        if not isinstance(table_name, str) or not _TABLE_NAME.match(table_name):
-            problems.add(
-                f"{where}.table_name",
-                f"{table_name!r} is not a table name: use letters, digits and underscores (not first), "
-                "at most 63 characters",
-            )
-            table_name = None
-        elif table_name.lower() in TABLE_SPECS or table_name.lower().startswith("_dlt"):
-            problems.add(f"{where}.table_name", f"{table_name!r} is taken by the source's own tables; choose another")
-            table_name = None
-    update_column = entry.get("update_column")
-    if update_column is not None and (not isinstance(update_column, str) or not update_column.strip()):
-        problems.add(f"{where}.update_column", f"must be a date column's slug, not {update_column!r}")
-        update_column = None
-    if update_column is not None and limit is not None:
-        problems.add(
-            f"{where}.update_column",
-            "cannot be combined with limit: later syncs read only recent rows, and the limit would apply to those",
-        )
-    return SegmentExport(
-        index=index,
-        segment_uuid=segment_uuid,
-        model_uuid=model_uuid,
-        filter=dict(flt) if isinstance(flt, dict) else None,
-        sort=sort,
-        limit=limit,
-        table_name=table_name,
-        update_column=update_column,
-    )
-
-
-def _uuid_setting(entry: Mapping[str, Any], key: str, where: str, problems: FilterProblems) -> str | None:
-    if key not in entry:
-        return None
-    value = entry[key]
-    if not is_uuid(value):
-        problems.add(f"{where}.{key}", f"{value!r} is not a UUID (8-4-4-4-12 hexadecimal digits)")
-        return None
-    return str(value).lower()
-
-
-def _plain(value: Any) -> Any:
-    """Config values as plain dicts/lists/scalars (dlt may hand over TOML document containers)."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, bool):
-        return bool(value)
-    if isinstance(value, int):
-        return int(value)
-    if isinstance(value, float):
-        return float(value)
-    if isinstance(value, str):
-        return str(value)
-    return value
-
-
 # -- resolution (segment + model) ------------------------------------------------------------------
 
 
@@ -354,12 +185,9 @@ def resolve_export(client: CargoClient, export: SegmentExport) -> ResolvedExport
         segment = _get(client, f"segmentation/segments/{export.segment_uuid}", "segment", f"{where}.segment_uuid")
         model_uuid = str(segment.get("modelUuid"))
         saved = f"{where}: the saved segment {export.segment_uuid}'s filter"
-        problems = FilterProblems()
-        flt = segment.get("filter") or MATCH_ALL
-        filter_problems(flt, saved, problems)
+        flt = validate_filter(segment.get("filter") or MATCH_ALL, saved)
         raw_sort = segment.get("sort")
-        sort = sort_problems(raw_sort, f"{saved} sort", problems) if raw_sort else None
-        problems.raise_if_any()
+        sort = validate_sort(raw_sort, f"{saved} sort") if raw_sort else None
         raw_limit = segment.get("limit")
         limit = int(raw_limit) if isinstance(raw_limit, int) and not isinstance(raw_limit, bool) else None
         filter_where = saved
@@ -614,13 +442,13 @@ def _timestamps(text: pa.ChunkedArray, name: str) -> pa.ChunkedArray:
 
 
 def _parse_instant(text: str | None) -> datetime | None:
+    """A date of an export's row or of the state (``instants.to_instant``), or None if it is not one."""
     if text is None:
         return None
     try:
-        parsed = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+        return to_instant(text)
     except ValueError:
         return None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
 def _empty_table(columns: Mapping[str, str]) -> pa.Table:

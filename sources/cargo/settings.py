@@ -98,6 +98,11 @@ DEFAULT_SETTLE: Final = timedelta(minutes=2)
 DEFAULT_CONCURRENCY: Final = 4
 """Window fetches in flight at once; also the size of the HTTP connection pool."""
 
+DEFAULT_LOCK_WAIT_SECONDS: Final = 300.0
+"""How long a second sync waits for the first before giving up (``--lock-wait``,
+``sources.cargo.lock_wait_seconds``): long enough for an hourly schedule to ride out a slow
+incremental sync, short enough that a stuck one is reported within the hour. 0 refuses at once."""
+
 # -- HTTP transport ---------------------------------------------------------------------------------
 
 CONNECT_TIMEOUT_S: Final = 10.0

@@ -41,6 +41,8 @@ _WAREHOUSE.mkdir()
     "        f'cargo_test_{name}', retries=0, models=name == 'dag',\n"
     f"        destination=dlt.destinations.duckdb(f'{_WAREHOUSE}/{{name}}.duckdb'),\n"
     "    )\n"
+    "# the DAG's own destination: DuckDB at its default file in AIRFLOW_HOME\n"
+    "dag_default = make_dag('cargo_test_default', retries=0, models=False, tables=('runs',))\n"
 )
 for _key, _value in {
     "AIRFLOW_HOME": str(_AIRFLOW_HOME),
@@ -108,6 +110,9 @@ def cargo_env(live_emulator: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
     monkeypatch.setenv("SOURCES__CARGO__START_DATE", "2026-01-01")
     monkeypatch.setenv("SOURCES__CARGO__CONCURRENCY", "4")
     monkeypatch.setenv("SOURCES__CARGO__SETTLE_SECONDS", "0")  # up to Cargo's now: compared with the truth
+    # dbt's freshness compares with this machine's clock, and the emulator's runs a month behind it
+    monkeypatch.setenv("CARGO_FRESHNESS_WARN_HOURS", "100000")
+    monkeypatch.setenv("CARGO_FRESHNESS_ERROR_HOURS", "100000")
     monkeypatch.setenv("AIRFLOW_VAR_CARGO_BASE_URL", live_emulator.base_url)
     monkeypatch.delenv("AIRFLOW_CONN_CARGO_DEFAULT", raising=False)
     return live_emulator
@@ -271,3 +276,74 @@ def test_run_window_choice() -> None:
         run_window("manual", {"window": "interval"}, end, end)
     with pytest.raises(CargoConfigurationError, match="window"):
         run_window("manual", {"window": "everything"}, start, end)
+
+
+# -- settings through the source's model (cargo_elt.source.config) -------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("conf", "since"),
+    [
+        ({"since": "2026-05-01"}, datetime(2026, 5, 1, tzinfo=UTC)),  # a date: midnight UTC
+        ({"since": "2026-05-01T06:30:00"}, datetime(2026, 5, 1, 6, 30, tzinfo=UTC)),  # naive = UTC
+        ({"since": "2026-05-01T08:30:00+02:00"}, datetime(2026, 5, 1, 6, 30, tzinfo=UTC)),
+    ],
+)
+def test_conf_dates_are_utc_instants_comparable_with_the_interval(conf: dict[str, Any], since: datetime) -> None:
+    """A conf ``since`` without a zone was a naive datetime compared with Airflow's aware interval (TypeError)."""
+    from cargo_elt.pipelines.dags.cargo_dag import run_window
+
+    end = datetime(2026, 5, 1, 11, tzinfo=UTC)
+    assert run_window("manual", conf, end, end) == (since, end)
+    assert run_window("manual", {**conf, "until": "2026-05-02"}, end, end) == (since, datetime(2026, 5, 2, tzinfo=UTC))
+
+
+def test_a_conf_date_that_is_not_one_is_refused_naming_it() -> None:
+    from cargo_elt.pipelines.dags.cargo_dag import run_window
+    from cargo_elt.source.errors import CargoConfigurationError
+
+    end = datetime(2026, 5, 1, 11, tzinfo=UTC)
+    with pytest.raises(CargoConfigurationError, match=r"^conf since = 'last week' is not a date \(YYYY-MM-DD\)"):
+        run_window("manual", {"since": "last week"}, end, end)
+    with pytest.raises(CargoConfigurationError, match=r"^conf until = '2026-13-01' is not a date"):
+        run_window("manual", {"since": "2026-05-01", "until": "2026-13-01"}, end, end)
+
+
+def test_the_default_duckdb_file_follows_the_clis_rule(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``$AIRFLOW_HOME/cargo.duckdb`` with dataset ``cargo`` is the pairing ``cargo-elt sync`` refuses (DuckDB's
+    binder fails on merges when the catalog is named like the schema): the default is the CLI's file name."""
+    from cargo_elt.pipelines.dags.cargo_dag import DATASET_NAME, PIPELINE_NAME, pipeline_settings
+    from cargo_elt.source.config import default_duckdb_path
+    from cargo_elt.source.errors import CargoConfigurationError
+
+    monkeypatch.setenv("AIRFLOW_HOME", str(tmp_path))
+    monkeypatch.delenv("CARGO_DUCKDB_PATH", raising=False)
+    settings = pipeline_settings()
+    assert settings.duckdb_file == str(tmp_path / default_duckdb_path(PIPELINE_NAME))
+    assert Path(settings.duckdb_file).name == "cargo_warehouse.duckdb" and settings.dataset_name == DATASET_NAME
+
+    monkeypatch.setenv("CARGO_DUCKDB_PATH", str(tmp_path / "cargo.duckdb"))
+    with pytest.raises(
+        CargoConfigurationError, match=r"named like the dataset 'cargo'.*choose another CARGO_DUCKDB_PATH"
+    ):
+        pipeline_settings()
+
+
+def test_the_default_destination_merges_and_a_date_conf_runs(
+    airflow_db: None, cargo_env: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The DAG as deployed (no destination given): a manual run with conf ``{"since": "2026-01-01"}`` (a date,
+    no zone), then an incremental run that merges into the tables the first one created, in the default file."""
+    monkeypatch.delenv("CARGO_DUCKDB_PATH", raising=False)
+    home = Path(os.environ["AIRFLOW_HOME"])
+    assert not (home / "cargo_warehouse.duckdb").exists()
+    state, tasks = _run(_dag("default"), {"since": "2026-01-01"})
+    assert state == "success", tasks
+    box = Sandbox(home, cargo_env, name="cargo_warehouse")
+    box.assert_equals_truth(("runs",))
+
+    box.admin("POST", "/_emulator/advance", json={"seconds": 3600})  # new and changed runs to merge
+    state, tasks = _run(_dag("default"))
+    assert state == "success", tasks
+    box.assert_equals_truth(("runs",))
+    assert not (home / "cargo.duckdb").exists()

@@ -44,12 +44,14 @@ def rows(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def started_with(**options: Any) -> Any:
-    """A tiny one-workspace emulator started with these options (``--rename-column``, ``--export-layout``)."""
+    """A tiny one-workspace emulator started with these options (``--rename-column``, ``--export-layout``).
+
+    Its clock starts at this machine's (the emulator's default), so the clock row has no skew to warn
+    about; what the other rows assert holds for any seeded data.
+    """
     from cargo_elt.emulator.server import EmulatorOptions, running_emulator
 
-    return running_emulator(
-        EmulatorOptions(port=0, seed=7, scale="tiny", workspaces=1, admin=True, now=FIXED_NOW, **options)
-    )
+    return running_emulator(EmulatorOptions(port=0, seed=7, scale="tiny", workspaces=1, admin=True, **options))
 
 
 def admin(emulator: Any, method: str, path: str, **kwargs: Any) -> Any:
@@ -63,6 +65,23 @@ def workdir(tmp_path: Path, emulator: Any) -> Workdir:
 
 
 # -- the emulator as it is -----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def emulator() -> Iterator[Any]:
+    """This module's emulator, on this machine's clock (the shared one runs a month behind it)."""
+    with started_with() as running:
+        yield running
+
+
+def test_a_server_clock_a_month_behind_is_a_warning_with_the_skew(tmp_path: Path) -> None:
+    with started_with(now=FIXED_NOW) as behind:
+        result = check(workdir(tmp_path, behind), behind, "--json", "--tables", "runs")
+    assert result.returncode == 0, output(result)  # a warning: every bound comes from the server's clock
+    clock = rows(report(result))["server clock"]
+    assert clock["result"] == "warn", clock
+    assert clock["data"]["skew_seconds"] < -30 * 86400 + 3600, clock
+    assert "this machine's clock is ahead of the server's" in clock["detail"]
 
 
 def test_check_passes_on_the_emulator_and_changes_nothing(emulator: Any, tmp_path: Path) -> None:
@@ -262,13 +281,17 @@ def test_a_server_that_truncates_results_is_told_from_one_that_refuses_them(othe
     ("args", "env", "says"),
     [
         (("--tables", "runs,nope"), {}, "unknown table(s) nope"),
-        (("--base-url", "ftp://cargo.example"), {}, "base URL 'ftp://cargo.example' is not an http:// or https:// URL"),
+        (
+            ("--base-url", "ftp://cargo.example"),
+            {},
+            "--base-url = 'ftp://cargo.example' is not an http:// or https:// URL",
+        ),
         ((), {"SOURCES__CARGO__API_TOKEN": ""}, "no Cargo API token"),
         ((), {"SOURCES__CARGO__API_TOKEN": "crg_not_a_token"}, "Unauthorized"),
         (
             (),
             {"SOURCES__CARGO__WORKSPACE_UUID": "not-a-uuid"},
-            "sources.cargo.workspace_uuid 'not-a-uuid' is not a UUID",
+            "sources.cargo.workspace_uuid = 'not-a-uuid' is not a UUID",
         ),
     ],
 )

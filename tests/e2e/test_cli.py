@@ -396,7 +396,11 @@ BAD_INPUTS = (
         env={"SOURCES__CARGO__TABLES": "jobs"},
         in_process=True,
     ),
-    BadInput("bad date", ("--base-url", "{url}", "--since", "last tuesday"), ("--since 'last tuesday'", "YYYY-MM-DD")),
+    BadInput(
+        "bad date",
+        ("--base-url", "{url}", "--since", "last tuesday"),
+        ("--since = 'last tuesday' is not a date", "YYYY-MM-DD"),
+    ),
     BadInput(
         "--until before --since",
         ("--base-url", "{url}", "--since", "2026-03-02", "--until", "2026-03-01"),
@@ -456,7 +460,7 @@ BAD_INPUTS = (
     BadInput(
         "workspace uuid not a uuid",
         ("--base-url", "{url}"),
-        ("sources.cargo.workspace_uuid 'acme'", "not a UUID"),
+        ("sources.cargo.workspace_uuid = 'acme' is not a UUID", "SOURCES__CARGO__WORKSPACE_UUID"),
         env={"SOURCES__CARGO__WORKSPACE_UUID": "acme"},
         in_process=True,
     ),
@@ -480,7 +484,7 @@ BAD_INPUTS = (
     BadInput(
         "pipeline name with a path",
         ("--base-url", "{url}", "--pipeline-name", "../../etc/cargo"),
-        ("--pipeline-name '../../etc/cargo'", "folder name"),
+        ("--pipeline-name = '../../etc/cargo' is not usable as a folder name",),
         in_process=True,
     ),
     BadInput(
@@ -498,13 +502,13 @@ BAD_INPUTS = (
     BadInput(
         "SQL in --since",
         ("--base-url", "{url}", "--since", "2026-01-01' OR 1=1 --"),
-        ('--since "2026-01-01\' OR 1=1 --"', "YYYY-MM-DD"),
+        ('--since = "2026-01-01\' OR 1=1 --" is not a date', "YYYY-MM-DD"),
         in_process=True,
     ),
     BadInput(
         "SQL in the workspace uuid",
         ("--base-url", "{url}"),
-        ('sources.cargo.workspace_uuid "\' OR 1=1 --"', "not a UUID"),
+        ('sources.cargo.workspace_uuid = "\' OR 1=1 --" is not a UUID',),
         env={"SOURCES__CARGO__WORKSPACE_UUID": "' OR 1=1 --"},
         in_process=True,
     ),

@@ -167,7 +167,10 @@ def test_dlt_init_copies_a_source_whose_script_loads_the_emulator(
         check=False,
         cwd=project,
         env=user_env(
-            tmp_path / "dlt", SOURCES__CARGO__API_TOKEN=token, SOURCES__CARGO__BASE_URL=live_emulator.base_url
+            tmp_path / "dlt",
+            SOURCES__CARGO__API_TOKEN=token,
+            SOURCES__CARGO__BASE_URL=live_emulator.base_url,
+            SOURCES__CARGO__SETTLE_SECONDS="0",  # up to Cargo's now: compared with the truth (see Workdir.env)
         ),
         capture_output=True,
         text=True,

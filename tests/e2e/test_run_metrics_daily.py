@@ -9,7 +9,7 @@ after every run of a past day was deleted.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -151,7 +151,7 @@ def test_a_since_until_chunk_reads_its_days_and_leaves_the_state_alone(
     full = Sandbox(tmp_path, emulator_now, name="full")
     sync(full)
     chunk = Sandbox(tmp_path, emulator_now, name="chunk")
-    today = datetime.now(UTC).date()
+    today = FIXED_NOW.date()  # the emulator's (Cargo's) day, not this machine's
     since, until = today - timedelta(days=9), today - timedelta(days=6)
     sync(chunk, since=since.isoformat(), until=until.isoformat())
     query = f"SELECT _scope_key, node_uuid, total_executions_count FROM cargo.{TABLE}"

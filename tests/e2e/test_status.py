@@ -250,7 +250,11 @@ def test_max_lag_exits_1_on_a_stale_table_and_0_when_every_table_is_fresh(histor
         ),
         (("--max-lag", "soon"), {}, "--max-lag 'soon' is not a positive duration"),
         (("--tables", "runs,spanz"), {}, "unknown table 'spanz' in --tables"),
-        ((), {"SOURCES__CARGO__API_TOKEN": ""}, "no Cargo API token (status reads Cargo's clock)"),
+        (
+            (),
+            {"SOURCES__CARGO__API_TOKEN": ""},
+            "status reads Cargo's clock: sources.cargo.api_token: no Cargo API token",
+        ),
         ((), {"SOURCES__CARGO__API_TOKEN": "crg_wrong"}, "sources.cargo.api_token"),
         (("--destination", "nowhere"), {}, "unknown destination 'nowhere'"),
     ],
