@@ -42,6 +42,8 @@ _DAGS_FOLDER.mkdir(parents=True, exist_ok=True)
 _FAKESNOW = _HOME / "fakesnow"
 CHUNKS = 3
 FACTS = ("runs", "batches", "spans", "records")
+UNBOUNDED = ("runs", "batches", "records")
+"""Tables whose changed-rows read reaches back to start_date (spans: max_lookback_days only)."""
 # dag.test() runs DAGs it finds serialized in the metadata DB, synced from the DAGs folder: the test variants
 # (no retries, Snowflake) live in a file there
 (_DAGS_FOLDER / "cargo_test_backfill_dags.py").write_text(
@@ -121,6 +123,38 @@ class Warehouse(SnowflakeSandbox):
         self.admin("DELETE", "/_emulator/queries")
         return queries
 
+    def data_reads(self) -> list[str]:
+        """The data queries (pages) served since the last call: not histograms, counts or the clock."""
+        return [q for q in self.served() if "toStartOfInterval" not in q and "LIMIT" in q]
+
+    def rows_read(self, reads: list[str]) -> dict[str, int]:
+        """Rows Cargo returned per fact table to the pages ``reads``, each page asked again: the emulator's
+        clock and data stand still in between, so the same rows come back. A packed page is one row whose
+        ``n`` counts the page's rows (``sources/cargo/pages.py``)."""
+        from cargo_elt.source.client import CargoClient
+
+        rows = dict.fromkeys(FACTS, 0)
+        with CargoClient(self.token, base_url=self.emulator.base_url) as client:
+            for sql in reads:
+                answer = client.query(sql)
+                packed = len(answer) == 1 and {"page", "n"} <= answer[0].keys()
+                rows[next(t for t in FACTS if f"FROM {t} " in sql)] += int(answer[0]["n"]) if packed else len(answer)
+        self.served()
+        return rows
+
+    def updated_after(self, table: str, instant: datetime) -> int:
+        """Rows of the truth updated after ``instant``."""
+        return sum(
+            1 for update, _, _ in self.truth_rows(table).values() if update and parse_timestamp(update) > instant
+        )
+
+    def handed_state(self) -> dict[str, Any]:
+        """The fact tables' incremental state, restored from the destination by a pipeline that never ran here."""
+        reader = self.pipeline()
+        reader.sync_destination()
+        resources: dict[str, Any] = reader.state["sources"]["cargo"]["resources"]
+        return resources
+
 
 def _run(dag_id: str, conf: dict[str, Any] | None = None) -> tuple[str, dict[str, list[tuple[str, int]]]]:
     """One ``dag.test()`` run: its state, and per task the (state, try number) of each of its instances."""
@@ -167,20 +201,65 @@ def test_backfill_dag_loads_each_chunk_once_then_the_incremental_dag_reads_only_
         schemas = {str(r[0]).lower() for r in box.query("SELECT schema_name FROM information_schema.schemata")}
         assert not any("backfill" in s for s in schemas), f"each chunk drops its staging dataset: {schemas}"
         # the handover's state, restored from the destination by a pipeline that has never run here
-        reader = box.pipeline()
-        reader.sync_destination()
-        resources = reader.state["sources"]["cargo"]["resources"]
+        resources = box.handed_state()
         assert {t: parse_timestamp(resources[t]["frontier"]) for t in FACTS} == dict.fromkeys(FACTS, FIXED_NOW)
         assert {t: parse_timestamp(resources[t]["max_updated"]) for t in FACTS} == dict.fromkeys(FACTS, FIXED_NOW)
 
-        moved = box.admin("POST", "/_emulator/advance", json={"seconds": 3600})
-        assert sum(moved["new_rows"].values()) > 0 and sum(moved["changed_rows"].values()) > 0
+        # the next scheduled run, Cargo's clock unmoved: only the rows the overlap re-reads, not a second backfill
         box.served()
         state, tasks = _run("cargo_test_backfill_incremental")
         assert state == "success", tasks
-        reads = [q for q in box.served() if "toStartOfInterval" not in q and "LIMIT" in q]
-        threshold = sql_timestamp(FIXED_NOW - DEFAULT_OVERLAP)
-        for table in FACTS:  # each table read once, from the handed-over state: new and changed rows only
+        reads = box.data_reads()
+        threshold = FIXED_NOW - DEFAULT_OVERLAP
+        for table in FACTS:  # each table read from the handed-over state
             of_table = [q for q in reads if f"FROM {table} " in q]
-            assert of_table and all(f"{UPDATE_COLUMNS[table]} > {threshold}" in q for q in of_table), of_table
+            assert of_table and all(f"{UPDATE_COLUMNS[table]} > {sql_timestamp(threshold)}" in q for q in of_table)
+        rows = box.rows_read(reads)
+        expected = {t: box.updated_after(t, threshold) for t in FACTS}
+        totals = {t: len(box.truth_rows(t)) for t in FACTS}
+        for table in UNBOUNDED:  # what changed within the overlap of the backfill's start: no more, no less
+            assert rows[table] == expected[table], (table, rows, expected)
+        assert rows["spans"] <= expected["spans"], (rows, expected)  # spans look back max_lookback_days only
+        # ~0: nothing beyond the overlap's five minutes, a small share of the backfill's ten months even at
+        # `tiny`, whose emulator is busiest at its now (about 5 % of its rows updated in those minutes)
+        assert sum(rows.values()) <= sum(expected.values()) < 0.1 * sum(totals.values()), (rows, expected, totals)
         box.assert_equals_truth()
+
+        # Cargo's clock moves on: the next run reads the new and the changed rows, from the state it left
+        moved = box.admin("POST", "/_emulator/advance", json={"seconds": 3600})
+        assert sum(moved["new_rows"].values()) > 0 and sum(moved["changed_rows"].values()) > 0
+        before = box.handed_state()
+        box.served()
+        state, tasks = _run("cargo_test_backfill_incremental")
+        assert state == "success", tasks
+        reads = box.data_reads()
+        for table in FACTS:
+            since = parse_timestamp(before[table]["max_updated"]) - DEFAULT_OVERLAP
+            of_table = [q for q in reads if f"FROM {table} " in q]
+            assert of_table and all(f"{UPDATE_COLUMNS[table]} > {sql_timestamp(since)}" in q for q in of_table)
+        rows = box.rows_read(reads)
+        assert 0 < sum(rows.values()) <= sum(box.updated_after(t, threshold) for t in FACTS), rows
+        box.assert_equals_truth()
+
+
+def test_the_plan_refuses_bad_conf_naming_what_to_change(airflow_db: None, cargo_env: Any) -> None:
+    """The ``plan`` task's checks, before anything is loaded: the dates against Cargo's clock (the emulator's,
+    a fixed instant in 2026), ``until`` after ``since``, a chunk count in range, a ``since`` at all."""
+    from cargo_elt.pipelines.dags.cargo_backfill_dag import BackfillSettings, plan_from_conf
+    from cargo_elt.source.errors import CargoConfigurationError
+
+    settings = BackfillSettings(None, FACTS)
+    cases: dict[str, tuple[dict[str, Any], str]] = {
+        "future": ({"since": "2027-01-01"}, "conf since 2027-01-01T00:00:00+00:00 is in the future: Cargo's clock"),
+        "until in the future": ({"since": "2026-01-01", "until": "2027-01-01"}, "conf until 2027-01-01"),
+        "until first": ({"since": "2026-01-10", "until": "2026-01-02"}, "must be after conf since 2026-01-10"),
+        "not a date": ({"since": "last tuesday"}, "conf since"),
+        "chunks": ({"since": "2026-01-01", "chunks": 0}, "conf chunks 0 is not a whole number from 1 to"),
+        "no since": ({}, 'trigger cargo_backfill with conf {"since": "YYYY-MM-DD"}'),
+    }
+    for name, (conf, expected) in cases.items():
+        with pytest.raises(CargoConfigurationError) as raised:
+            plan_from_conf(settings, conf, CHUNKS)
+        assert expected in str(raised.value), (name, str(raised.value))
+    planned = plan_from_conf(settings, {"since": "2026-01-01"}, CHUNKS)  # and a good conf plans
+    assert planned.until == FIXED_NOW and len(planned.chunks) == CHUNKS
