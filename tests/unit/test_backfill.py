@@ -84,3 +84,41 @@ def test_the_report_sums_rows_per_table() -> None:
     assert "backfill of [2026-01-01 00:00:00Z, 2026-01-30 23:58:00Z)" in text
     assert "2 chunks, 2 workers" in text and "runs                        22  2026-01-30 23:58:00Z" in text
     assert report.document()["rows"] == {"runs": 22, "spans": 91}
+
+
+def test_workers_and_chunks_out_of_range_name_the_option() -> None:
+    from cargo_elt.pipelines.backfill import MAX_WORKERS, check_chunks, check_workers
+    from cargo_elt.source.errors import CargoConfigurationError
+
+    assert check_workers(4) == 4 and check_chunks(12) == 12
+    for bad in (0, -1, MAX_WORKERS + 1, True, 2.5, "4"):
+        with pytest.raises(CargoConfigurationError, match=rf"^--workers {bad!r} is not a whole number from 1 to"):
+            check_workers(bad)
+    with pytest.raises(CargoConfigurationError, match=r"^conf chunks 0 is not a whole number from 1 to 1000"):
+        check_chunks(0, "conf chunks")
+
+
+def test_every_chunk_and_the_handover_get_the_checked_settings() -> None:
+    """A chunk in another process (or on another Airflow worker) reads with what was checked, not what its own
+    environment holds: every setting but the ones a chunk sets itself travels in ``source_args``."""
+    from cargo_elt.pipelines.backfill import LoadTarget
+    from cargo_elt.source.config import parse_settings
+
+    settings = parse_settings(
+        {
+            "api_token": "secret-token",
+            "base_url": "http://cargo.test",
+            "tables": ["runs", "spans"],
+            "since": "2026-01-01",
+            "start_date": "2025-06-01",
+            "concurrency": 3,
+            "settle_seconds": 0,
+        }
+    )
+    target = LoadTarget.of(settings, destination=dlt.destinations.duckdb(":memory:"), dataset="d", pipeline_name="p")
+    assert (target.token, target.base_url, target.tables) == ("secret-token", "http://cargo.test", ("runs", "spans"))
+    assert not {"api_token", "base_url", "tables", "since", "until"} & target.source_args.keys()
+    assert target.source_args["concurrency"] == 3
+    assert target.source_args["settle_seconds"] == 0
+    assert target.source_args["start_date"] == "2025-06-01T00:00:00+00:00"
+    assert "secret-token" not in repr(target)
