@@ -1,4 +1,5 @@
-"""The ``cargo-elt`` command: ``sync`` (the connector), ``status`` (how fresh each table is), ``tables``
+"""The ``cargo-elt`` command: ``sync`` (the connector), ``backfill`` (a first load over N processes),
+``status`` (how fresh each table is), ``tables``
 (what it loads), ``models`` (dbt), ``report`` (HTML), ``rerun`` (failed records), ``demo`` (all of it,
 locally), ``emulator serve``.
 
@@ -109,6 +110,22 @@ def build_parser() -> argparse.ArgumentParser:
     rerun.add_argument("--base-url", default=None, help="Cargo API host (default: sources.cargo.base_url)")
     _warehouse_options(rerun)
 
+    backfill = commands.add_parser(
+        "backfill", help="a first load of the fact tables cut into chunks, N processes at once, then handed over"
+    )
+    backfill.add_argument("--since", required=True, help="start of the backfill (date or ISO datetime, Cargo's clock)")
+    backfill.add_argument("--until", default=None, help="its end (default: Cargo's clock minus settle_seconds)")
+    backfill.add_argument("--workers", type=int, default=1, help="processes loading chunks at once (default 1)")
+    backfill.add_argument("--chunks", type=int, default=None, help="chunks to cut (default: one per worker)")
+    backfill.add_argument(
+        "--tables", default=None, help="comma-separated fact tables (default runs,batches,spans,records)"
+    )
+    backfill.add_argument("--base-url", default=None, help="Cargo API host (default: sources.cargo.base_url)")
+    backfill.add_argument("--lock-wait", default=None, metavar="SECONDS", help="as for sync")
+    backfill.add_argument("--duckdb-memory-limit", default=None, help="as for sync")
+    backfill.add_argument("--json", action="store_true", help="the report as one JSON document (progress: stderr)")
+    _warehouse_options(backfill)
+
     demo = commands.add_parser("demo", help="emulator + backfill + incremental sync into DuckDB, models, report")
     demo.add_argument("--scale", default="small", choices=["tiny", "small", "medium"])
     demo.add_argument("--seed", type=int, default=1)
@@ -184,6 +201,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _rerun(args)
     if args.command == "check":
         return _check(args)
+    if args.command == "backfill":
+        return _backfill(args)
     return 2
 
 
@@ -438,6 +457,51 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     except KeyboardInterrupt:
         return 0
+    return 0
+
+
+def _backfill(args: argparse.Namespace) -> int:
+    """``cargo-elt backfill`` (``backfill.py``): exit 0, 1 (failed while running), 2 (bad input)."""
+    from cargo_elt.source.memory import tune_allocator
+
+    from .backfill import BackfillFailed, BackfillRequest, ChunkResult, run_backfill
+    from .lock import PipelineBusy
+    from .sync import UserInputError
+
+    tune_allocator()
+
+    finished: list[int] = []
+
+    def progress(result: ChunkResult, of: int) -> None:
+        finished.append(result.index)
+        done = f"failed: {result.error}" if result.error else f"{sum(result.rows.values()):,} rows loaded"
+        print(
+            f"chunk {result.index} [{result.since}, {result.until}): {done} ({len(finished)} of {of})", file=sys.stderr
+        )
+
+    try:
+        request = BackfillRequest(
+            since=args.since,  # parsed with every other setting (cargo_elt.source.config)
+            until=args.until,
+            workers=args.workers,
+            chunks=args.chunks,
+            tables=args.tables.split(",") if args.tables else None,
+            base_url=args.base_url,
+            destination=args.destination,
+            dataset=args.dataset,
+            pipeline_name=args.pipeline_name,
+            duckdb_path=args.duckdb_path,
+            duckdb_memory_limit=args.duckdb_memory_limit,
+            lock_wait_seconds=args.lock_wait,
+        )
+        report = run_backfill(request, progress)
+    except UserInputError as exc:
+        return _failed(args, f"{exc}", None, 2)
+    except (BackfillFailed, PipelineBusy) as exc:
+        return _failed(args, f"{exc}", None, 1)
+    except Exception as exc:
+        return _failed(args, f"the backfill failed: {_root_cause(exc)}", None, 1)
+    print(json.dumps(report.document(), indent=2) if args.json else report.text())
     return 0
 
 

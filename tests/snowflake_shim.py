@@ -21,7 +21,9 @@ dlt 1.31 and fakesnow 0.12 disagree in four places; each is bridged here, nowher
    pipeline state row as JSONL. Fix: ``restore_from_destination=false`` for the test pipeline, so no
    state row is loaded (the state stays in the local pipeline directory, which is all a test's second
    sync needs). The source's own tables are arrow, so they load as Parquet through PUT + COPY as in
-   production.
+   production. Where the state must travel through the destination (Airflow tasks start from an empty
+   pipeline folder), ``restore_state=True`` instead gives fakesnow that ``COPY``: the staged JSONL file
+   inserted by column name (``INSERT ... BY NAME SELECT * FROM read_json(...)``), what Snowflake does.
 """
 
 from __future__ import annotations
@@ -51,16 +53,42 @@ def rewrite_for_fakesnow(command: str) -> str:
     return command.replace("MATCH_BY_COLUMN_NAME='CASE_INSENSITIVE'", "MATCH_BY_COLUMN_NAME=CASE_INSENSITIVE")
 
 
+def _json_copy_by_name(original: Any) -> Any:
+    """fakesnow's ``COPY INTO`` statement builder, with JSON files matched to columns by name (point 4)."""
+    from fakesnow import copy_into
+    from sqlglot import exp
+
+    def inserts(expr: Any, params: Any, urls: list[str], parquet_info: Any = None) -> Any:
+        by_name = params.match_by_column_name != copy_into.MatchByColumnName.NONE
+        if not (isinstance(params.file_format, copy_into.ReadJSON) and by_name) or isinstance(
+            expr.args["files"][0], exp.Subquery
+        ):
+            return original(expr, params, urls, parquet_info)
+        lines = exp.EQ(this=exp.column("format"), expression=exp.Literal.string("newline_delimited"))
+        return [
+            exp.Insert(
+                this=expr.this,
+                expression=exp.select("*").from_(exp.Table(this=exp.func("read_json", exp.Literal.string(url), lines))),
+                by_name=True,
+            )
+            for url in urls
+        ]
+
+    return inserts
+
+
 @contextmanager
-def fakesnow_connector(db_path: Path) -> Iterator[None]:
+def fakesnow_connector(db_path: Path, *, restore_state: bool = False) -> Iterator[None]:
     """Patch the Snowflake connector with fakesnow (databases kept under ``db_path``), for this process.
 
     Also what a destination named only ``snowflake`` (``cargo-elt sync --destination snowflake``) needs:
     the credentials in ``DESTINATION__SNOWFLAKE__CREDENTIALS`` and point 2 as dlt's factory default.
+    ``restore_state``: load dlt's state rows too and restore pipelines from them (point 4).
     Everything is undone on exit: the connector, fakesnow's cursor, the factory and the environment.
     """
     import fakesnow
     from dlt.destinations.impl.snowflake.factory import snowflake
+    from fakesnow import copy_into
     from fakesnow.cursor import FakeSnowflakeCursor
 
     original_execute = FakeSnowflakeCursor.execute
@@ -75,20 +103,25 @@ def fakesnow_connector(db_path: Path) -> Iterator[None]:
         return caps
 
     db_path.mkdir(parents=True, exist_ok=True)
-    environment = {"RESTORE_FROM_DESTINATION": "false", "DESTINATION__SNOWFLAKE__CREDENTIALS": FAKE_CREDENTIALS}
+    environment = {
+        "RESTORE_FROM_DESTINATION": "true" if restore_state else "false",
+        "DESTINATION__SNOWFLAKE__CREDENTIALS": FAKE_CREDENTIALS,
+    }
+    inserts = _json_copy_by_name(copy_into._inserts) if restore_state else copy_into._inserts
     with (
         fakesnow.patch(create_schema_on_connect=False, db_path=db_path),
         mock.patch.object(FakeSnowflakeCursor, "execute", execute),
         mock.patch.object(snowflake, "_raw_capabilities", capabilities),
+        mock.patch.object(copy_into, "_inserts", inserts),
         mock.patch.dict(os.environ, environment),
     ):
         yield
 
 
 @contextmanager
-def fakesnow_destination(db_path: Path) -> Iterator[Any]:
+def fakesnow_destination(db_path: Path, *, restore_state: bool = False) -> Iterator[Any]:
     """``fakesnow_connector``, yielding dlt's Snowflake destination for it."""
     import dlt
 
-    with fakesnow_connector(db_path):
+    with fakesnow_connector(db_path, restore_state=restore_state):
         yield dlt.destinations.snowflake(credentials=FAKE_CREDENTIALS, supports_multiple_statements=False)

@@ -37,8 +37,10 @@ from .catalogue import DIMENSION_NAMES, DIMENSIONS, dimension_resource
 from .client import CargoClient, RetryPolicy
 from .config import EXPORT_TABLES, FACT_TABLES, SEGMENT_TABLES, TABLE_NAMES, CargoSettings, parse_settings
 from .descriptions import describe_resource
+from .errors import CargoConfigurationError
 from .extract import BACKLOG_PAGES_PER_READER, Backlog, ReadOutcome, TableStats, read_range
 from .failures import batch_failures_resource
+from .handover import HANDED_OVER_TABLES, Handover, handover_reader
 from .incremental import UNBOUNDED_LOOKBACK_TABLES, BandTracker, IncrementalSettings, plan_read
 from .log import route_to_dlt_logger
 from .memory import bound_extract_files
@@ -110,6 +112,7 @@ def cargo_source(
     step_rows: int | None = None,
     step_seconds: float | None = None,
     stats: Any = None,
+    handover: Any = None,
 ) -> list[DltResource]:
     """Cargo's orchestration tables as incremental dlt resources.
 
@@ -142,6 +145,9 @@ def cargo_source(
             names the tables left; ``cargo-elt sync`` runs them all, 1,000,000 rows a step). None: no limit.
         step_seconds: the same, as a time limit per extraction (``cargo-elt sync``: 300 s).
         stats: a ``SyncStats`` to fill with per-table costs (used by the CLI's report).
+        handover: for ``cargo-elt backfill`` and its DAG (``handover.py``), with ``since``/``until``: read
+            nothing, create the fact tables and, given the instant the backfill began, write each one's
+            incremental state as after a backfill of ``[since, until)``.
 
     Raises:
         CargoConfigurationError: a setting that does not parse or fit, named by its path
@@ -177,6 +183,14 @@ def cargo_source(
     backfill_since = settings.since
     hard_delete, run_metrics_per_release = settings.hard_delete, settings.run_metrics_per_release
     max_skipped_rows = settings.max_skipped_rows
+    handing_over = Handover.parse(handover) if handover is not None else None
+    if handing_over is not None and (
+        settings.since is None or settings.until is None or set(names) - HANDED_OVER_TABLES
+    ):
+        raise CargoConfigurationError(
+            f"handover needs since, until and fact tables only ({', '.join(sorted(HANDED_OVER_TABLES))}), "
+            f"got since={since!r}, until={until!r}, tables {', '.join(names)}"
+        )
     bound_extract_files()
     sink: SyncStats = stats if isinstance(stats, SyncStats) else SyncStats()
     connection = _Connection(
@@ -196,7 +210,11 @@ def cargo_source(
         spec = TABLE_SPECS[name]
         table_stats = sink.setdefault(name, TableStats(name))
         cache = PlanCache()
-        if backfill_since is not None:
+        if handing_over is not None:
+            reader = handover_reader(
+                spec, window, handing_over, overlap, settings.start_date, dlt.current.resource_state
+            )
+        elif backfill_since is not None:
             reader = _backfill(spec, connection, table_stats, window, budget, cache, chunk)
         else:
             reader = _incremental(spec, connection, table_stats, window, lookback, overlap, settle, budget, cache)
