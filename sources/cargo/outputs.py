@@ -59,10 +59,11 @@ from .exportformats import (
 )
 from .extract import TableStats
 from .fetch import plan_windows
-from .planner import QueryWindow, is_uuid, parse_timestamp, sql_timestamp, sql_uuid
+from .planner import QueryWindow
 from .server_clock import remember_server_now
 from .settings import PAGE_LIMIT
 from .specs import TABLE_SPECS, TableSpec
+from .sqltext import is_uuid, parse_timestamp, sql_timestamp, sql_uuid
 
 logger = logging.getLogger(__name__)
 
