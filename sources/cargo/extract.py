@@ -193,7 +193,7 @@ class _WindowResult:
     """The rest of the window, when the reader stopped after a page because dlt was behind (``Backlog``)."""
 
 
-def _read_window(
+def _read_window(  # noqa: PLR0912 (one window's page loop with its three exits and two fallbacks)
     executor: CountingExecutor,
     spec: TableSpec,
     window: QueryWindow,
@@ -378,7 +378,7 @@ class ReadOutcome:
         return not self.rest
 
 
-def read_range(
+def read_range(  # noqa: PLR0912, PLR0915 (the scheduler of one read: its windows, threads and budget share state)
     client: Any,
     spec: TableSpec,
     window: QueryWindow,
