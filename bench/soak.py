@@ -55,16 +55,16 @@ def fast_retries() -> Iterator[None]:
     class it uses is swapped for the duration (a configuration change, not a mock: every request
     still goes over HTTP to the faulty emulator and every retry is real).
     """
+    from cargo_elt.source import connection
     from cargo_elt.source.client import RetryPolicy
-    from sources import cargo
 
-    original = cargo.__dict__["RetryPolicy"]
+    original = connection.__dict__["RetryPolicy"]
     fast = functools.partial(RetryPolicy, initial_backoff_s=0.05, jitter_s=0.05, max_backoff_s=1.0)
-    setattr(cargo, "RetryPolicy", fast)  # noqa: B010 (the module does not export the name)
+    setattr(connection, "RetryPolicy", fast)  # noqa: B010 (a class swapped for a factory of it)
     try:
         yield
     finally:
-        setattr(cargo, "RetryPolicy", original)  # noqa: B010
+        setattr(connection, "RetryPolicy", original)  # noqa: B010
 
 
 def run_soak(

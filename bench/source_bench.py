@@ -29,7 +29,7 @@ def _data_queries(base_url: str) -> list[str]:
     return [q["sql"] for q in served if q["outcome"] == "ok" and "toStartOfInterval" not in q["sql"]]
 
 
-def main() -> None:
+def main() -> None:  # noqa: PLR0915 (one benchmark run, read top to bottom)
     """Run the benchmark and print its report."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--scale", default="medium", choices=["tiny", "small", "medium", "large"])

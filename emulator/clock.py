@@ -53,7 +53,7 @@ def _uuids(workspaces: list[Workspace]) -> str:
     return ", ".join(f"toUUID('{ws.uuid}')" for ws in workspaces)
 
 
-def advance(store: ClickHouseStore, workspaces: list[Workspace], seconds: int, *, seed: int) -> AdvanceReport:
+def advance(store: ClickHouseStore, workspaces: list[Workspace], seconds: int, *, seed: int) -> AdvanceReport:  # noqa: PLR0915 (what happens in one tick, in order)
     """Move the clock forward by ``seconds`` and apply what happened meanwhile (see module doc).
 
     Deterministic given (seed, the store's state, seconds).

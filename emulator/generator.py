@@ -1240,7 +1240,7 @@ def count_rows(store: ClickHouseStore, table: str, where: str = "1") -> int:
     return int(store.scalar(f"SELECT count() FROM {store.table(table)} WHERE {where}") or 0)
 
 
-def generate(
+def generate(  # noqa: PLR0915 (the tables in the order they reference each other)
     store: ClickHouseStore, workspaces: list[Workspace], *, seed: int, scale: str, now: datetime
 ) -> GenerationReport:
     """Fill an empty store with the seeded data of ``workspaces`` at ``scale``, all before ``now``.

@@ -118,7 +118,7 @@ class BackfillPlan:
     @classmethod
     def from_document(cls, document: Mapping[str, Any]) -> BackfillPlan:
         from cargo_elt.source.chunks import Chunk
-        from cargo_elt.source.planner import parse_timestamp
+        from cargo_elt.source.sqltext import parse_timestamp
 
         return cls(
             started_at=parse_timestamp(str(document["started_at"])),
@@ -303,8 +303,9 @@ def plan_backfill(
     """The chunks of ``[since, until)``; ``until`` defaults to ``started_at`` (Cargo's clock) minus ``settle``."""
     from cargo_elt.source.chunks import plan_chunks
     from cargo_elt.source.errors import CargoConfigurationError
-    from cargo_elt.source.planner import QueryWindow, floor_ms
+    from cargo_elt.source.planner import QueryWindow
     from cargo_elt.source.specs import TABLE_SPECS
+    from cargo_elt.source.sqltext import floor_ms
 
     begin = floor_ms(since)
     end = floor_ms(until) if until is not None else floor_ms(started_at) - settle
@@ -530,7 +531,7 @@ class BackfillReport:
 
 def _shown(value: datetime | str) -> str:
     """``2026-01-01 00:00:00Z`` (milliseconds when there are any): an instant on Cargo's clock, short."""
-    from cargo_elt.source.planner import parse_timestamp
+    from cargo_elt.source.sqltext import parse_timestamp
 
     instant = parse_timestamp(value)
     millis = f".{instant.microsecond // 1000:03d}" if instant.microsecond else ""

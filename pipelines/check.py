@@ -139,7 +139,7 @@ def _settings(tables: list[str]) -> tuple[ProbeSettings, list[Check]]:
     return settings, checks
 
 
-def _probe(
+def _probe(  # noqa: PLR0912 (one probe after another, each skipped when an earlier one failed)
     base_url: str,
     token: str,
     workspace_uuid: str | None,

@@ -32,7 +32,7 @@ def _iso_datetime(text: str) -> datetime:
     return value
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 (every subcommand's options in one place, as --help shows them)
     """All subcommands and their options."""
     parser = argparse.ArgumentParser(prog="cargo-elt", description="Move a Cargo workspace's data into a warehouse.")
     commands = parser.add_subparsers(dest="command", required=True)

@@ -118,7 +118,7 @@ def check_request(request: RerunRequest) -> None:
     usable warehouse location."""
     from cargo_elt.source.config import parse_instant
     from cargo_elt.source.errors import CargoConfigurationError
-    from cargo_elt.source.planner import is_uuid
+    from cargo_elt.source.sqltext import is_uuid
 
     if (request.batch is None) == (request.workflow is None):
         raise UserInputError("give --batch UUID, or --workflow UUID with --since DATE")
@@ -295,7 +295,7 @@ def record_reruns(pipeline: Any, plan: RerunPlan, batch: dict[str, Any]) -> None
     """One ``_cargo_reruns`` row per failed run the new batch re-runs (merged: recording twice is harmless)."""
     import dlt
 
-    from cargo_elt.source.planner import parse_timestamp
+    from cargo_elt.source.sqltext import parse_timestamp
 
     requested = batch.get("createdAt")
     rows = [

@@ -3,7 +3,7 @@
 * Facts (``runs``, ``batches``, ``spans``, ``records``) are read through windowed SQL on
   ``orchestration/query`` that stays under Cargo's caps (10,000 result rows, 10,000,000 rows
   scanned, 30 s, 50 columns), merged on their primary key, the newest update winning, so re-reads
-  never duplicate. See ``incremental.py`` for what each sync reads.
+  never duplicate (``facts.py``; ``incremental.py`` says what each sync reads).
 * Exports (``run_outputs``, ``batch_outputs``, ``run_metrics``, ``run_metrics_daily``,
   ``batch_failures``) come from the signed-URL download endpoints, the metrics endpoint and SQL
   (``outputs.py``, ``metrics.py``, ``metrics_daily.py``, ``failures.py``); segment exports (one
@@ -22,34 +22,29 @@ Usage as a library::
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from collections.abc import Sequence
 from typing import Any
 
 import dlt
-import pyarrow as pa
 from dlt.extract.resource import DltResource
 
 from .bounds import SyncWindow
 from .catalogue import DIMENSION_NAMES, DIMENSIONS, dimension_resource
-from .client import CargoClient, RetryPolicy
 from .config import EXPORT_TABLES, FACT_TABLES, SEGMENT_TABLES, TABLE_NAMES, CargoSettings, parse_settings
+from .connection import Connection
 from .descriptions import describe_resource
 from .errors import CargoConfigurationError
-from .extract import BACKLOG_PAGES_PER_READER, Backlog, ReadOutcome, TableStats, read_range
+from .extract import TableStats
+from .facts import fact_resource
 from .failures import batch_failures_resource
-from .handover import HANDED_OVER_TABLES, Handover, handover_reader
-from .incremental import UNBOUNDED_LOOKBACK_TABLES, BandTracker, IncrementalSettings, plan_read
+from .handover import HANDED_OVER_TABLES, Handover
 from .log import route_to_dlt_logger
 from .memory import bound_extract_files
 from .metrics import run_metrics_resource
 from .metrics_daily import run_metrics_daily_resource
 from .outputs import batch_outputs_resource, run_outputs_resource
-from .planner import UpdatedAfter
 from .segments import quiet_hint_notices, segment_resources
-from .server_clock import ServerClock, extraction_id, remember_server_now
+from .server_clock import ServerClock, extraction_id
 from .settings import (
     DEFAULT_BASE_URL,
     DEFAULT_CONCURRENCY,
@@ -57,8 +52,8 @@ from .settings import (
     DEFAULT_OVERLAP,
     DEFAULT_SETTLE,
 )
-from .specs import TABLE_SPECS, TableSpec
-from .steps import PlanCache, ReadProgress, StepBudget
+from .specs import TABLE_SPECS
+from .steps import StepBudget
 
 __all__ = [
     "DIMENSION_NAMES",
@@ -178,97 +173,79 @@ def cargo_source(
             "step_seconds": step_seconds,
         }
     )
-    names = settings.tables
-    settle, lookback, overlap = settings.settle, settings.max_lookback, settings.overlap
-    backfill_since = settings.since
-    hard_delete, run_metrics_per_release = settings.hard_delete, settings.run_metrics_per_release
-    max_skipped_rows = settings.max_skipped_rows
     handing_over = Handover.parse(handover) if handover is not None else None
     if handing_over is not None and (
-        settings.since is None or settings.until is None or set(names) - HANDED_OVER_TABLES
+        settings.since is None or settings.until is None or set(settings.tables) - HANDED_OVER_TABLES
     ):
         raise CargoConfigurationError(
             f"handover needs since, until and fact tables only ({', '.join(sorted(HANDED_OVER_TABLES))}), "
-            f"got since={since!r}, until={until!r}, tables {', '.join(names)}"
+            f"got since={since!r}, until={until!r}, tables {', '.join(settings.tables)}"
         )
     bound_extract_files()
     sink: SyncStats = stats if isinstance(stats, SyncStats) else SyncStats()
-    connection = _Connection(
+    connection = Connection(
         settings.token, settings.base_url, settings.workspace_uuid, settings.request_timeout, settings.concurrency
     )
     # Every bound comes from Cargo's clock, read when the first resource needs it (bounds.py)
     clock = ServerClock(connection.open, sink.server_clock)
     window = SyncWindow(
-        clock, start_date=settings.start_date, since=settings.since, until=settings.until, settle=settle
+        clock, start_date=settings.start_date, since=settings.since, until=settings.until, settle=settings.settle
     )
     budget = StepBudget(settings.step_rows, settings.step_seconds, extraction_id)
-    chunk = "|".join(d.isoformat() if d else "" for d in (settings.since, settings.until))
-    resources = []
-    for name in names:
-        if name not in TABLE_SPECS:
-            continue
-        spec = TABLE_SPECS[name]
-        table_stats = sink.setdefault(name, TableStats(name))
-        cache = PlanCache()
-        if handing_over is not None:
-            reader = handover_reader(
-                spec, window, handing_over, overlap, settings.start_date, dlt.current.resource_state
-            )
-        elif backfill_since is not None:
-            reader = _backfill(spec, connection, table_stats, window, budget, cache, chunk)
-        else:
-            reader = _incremental(spec, connection, table_stats, window, lookback, overlap, settle, budget, cache)
-        resource = dlt.resource(
-            reader,
-            name=name,
-            primary_key=list(spec.primary_key),
-            # not declared ``deduplicated`` to dlt although a sync stages each row once: dlt re-runs a
-            # load job that a crash interrupted after its copy, so a resumed load can stage a file
-            # twice, and only the merge's own deduplication keeps that exact (docs/PERFORMANCE.md).
-            # ``load_hints`` say it to a loader whose jobs are idempotent (pipelines/duckdb_load.py)
-            write_disposition={"disposition": "merge", "strategy": "delete-insert"},
-            columns=_columns(spec, hard_delete),
+    resources = [
+        fact_resource(
+            TABLE_SPECS[name],
+            connection,
+            settings,
+            window,
+            budget,
+            sink.setdefault(name, TableStats(name)),
+            handing_over,
         )
-        resource.apply_hints(additional_table_hints=spec.load_hints())
-        resources.append(resource)
-    targets = settings.run_outputs
-    for name in names:
+        for name in settings.tables
+        if name in TABLE_SPECS
+    ]
+    for name in settings.tables:
         if name in EXPORT_TABLES:
-            table_stats = sink.setdefault(name, TableStats(name))
-            if name == "run_outputs":
-                resources.append(run_outputs_resource(connection.open, targets, window, table_stats, lookback))
-            elif name == "batch_outputs":
-                resources.append(
-                    batch_outputs_resource(connection.open, targets, window, table_stats, connection.concurrency)
-                )
-            elif name == "run_metrics":
-                resources.append(run_metrics_resource(connection.open, run_metrics_per_release, table_stats, clock.now))
-            elif name == "run_metrics_daily":
-                resources.append(
-                    run_metrics_daily_resource(
-                        connection.open,
-                        lambda: connection.pool,
-                        per_release=run_metrics_per_release,
-                        window=window,
-                        settle=settle,
-                        overlap=overlap,
-                        stats=table_stats,
-                    )
-                )
-            else:
-                resources.append(batch_failures_resource(connection.open, window, overlap, table_stats))
+            resources.append(_export_resource(name, connection, settings, window, clock, sink))
         elif name in DIMENSIONS:
             table_stats = sink.setdefault(name, TableStats(name))
             resources.append(
                 dimension_resource(DIMENSIONS[name], connection.open, _counting(table_stats), clock.now, table_stats)
             )
     segment_exports = settings.segment_exports  # checked even when not selected: a typo fails early
-    if SEGMENT_TABLES in names and segment_exports:
+    if SEGMENT_TABLES in settings.tables and segment_exports:
         resources.extend(segment_resources(segment_exports, connection.open, sink))
     quiet_hint_notices(r.name for r in resources)
     for table_stats in sink.values():
-        table_stats.max_skipped = max_skipped_rows
+        table_stats.max_skipped = settings.max_skipped_rows
     return [describe_resource(r) for r in resources]
+
+
+def _export_resource(
+    name: str, connection: Connection, settings: CargoSettings, window: SyncWindow, clock: ServerClock, sink: SyncStats
+) -> DltResource:
+    """The resource of the export table ``name`` (``outputs.py``, ``metrics.py``, ``metrics_daily.py``,
+    ``failures.py``)."""
+    stats = sink.setdefault(name, TableStats(name))
+    per_release = settings.run_metrics_per_release
+    if name == "run_outputs":
+        return run_outputs_resource(connection.open, settings.run_outputs, window, stats, settings.max_lookback)
+    if name == "batch_outputs":
+        return batch_outputs_resource(connection.open, settings.run_outputs, window, stats, connection.concurrency)
+    if name == "run_metrics":
+        return run_metrics_resource(connection.open, per_release, stats, clock.now)
+    if name == "run_metrics_daily":
+        return run_metrics_daily_resource(
+            connection.open,
+            lambda: connection.pool,
+            per_release=per_release,
+            window=window,
+            settle=settings.settle,
+            overlap=settings.overlap,
+            stats=stats,
+        )
+    return batch_failures_resource(connection.open, window, settings.overlap, stats)
 
 
 def _counting(stats: TableStats) -> Any:
@@ -276,186 +253,3 @@ def _counting(stats: TableStats) -> Any:
         stats.add(rows=rows, data_queries=calls, seconds=seconds)
 
     return on_rows
-
-
-class _Connection:
-    """Client settings; each table's read opens its own client (own pool, own retry counts)."""
-
-    def __init__(self, token: str, base_url: str, workspace_uuid: str | None, timeout: float, concurrency: int) -> None:
-        self._token = token
-        self.base_url = base_url
-        self.workspace_uuid = workspace_uuid
-        self.timeout = timeout
-        self.concurrency = concurrency
-        self._pool: ThreadPoolExecutor | None = None
-        self._pool_lock = threading.Lock()
-        self.backlog = Backlog(BACKLOG_PAGES_PER_READER * concurrency)
-        """Pages read and not yet handed to dlt, across the tables (``extract.Backlog``)."""
-
-    @property
-    def pool(self) -> ThreadPoolExecutor:
-        """The reader threads shared by all tables of the source (``concurrency`` of them)."""
-        with self._pool_lock:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="cargo-reader")
-            return self._pool
-
-    def __repr__(self) -> str:
-        return f"_Connection(base_url={self.base_url!r}, token=***)"
-
-    def open(self) -> CargoClient:
-        import httpx
-
-        return CargoClient(
-            self._token,
-            base_url=self.base_url,
-            workspace_uuid=self.workspace_uuid,
-            retry=RetryPolicy(),
-            max_connections=self.concurrency,
-            timeout=httpx.Timeout(self.timeout, connect=10.0),
-        )
-
-
-def _columns(spec: TableSpec, hard_delete: bool) -> Any:
-    columns = spec.dlt_columns()
-    if hard_delete and "deleted_at" in spec.column_names:
-        columns["deleted_at"] = {**columns.get("deleted_at", {"name": "deleted_at"}), "hard_delete": True}
-    return columns
-
-
-READ_KEY = "read"
-"""Resource-state key of a stateful read that a step left unfinished (``steps.ReadProgress``)."""
-
-CHUNKS_KEY = "chunks"
-"""Resource-state key of ``since``/``until`` chunks that a step left unfinished, by chunk."""
-
-
-def _incremental(
-    spec: TableSpec,
-    connection: _Connection,
-    stats: TableStats,
-    window: SyncWindow,
-    max_lookback: timedelta,
-    overlap: timedelta,
-    settle: timedelta,
-    budget: StepBudget,
-    cache: PlanCache,
-) -> Any:
-    def read() -> Iterator[pa.Table]:
-        state = dlt.current.resource_state()
-        bounds = window()
-        progress = ReadProgress.from_state(state.get(READ_KEY))
-        predicate: UpdatedAfter | None
-        if progress is None:
-            settings = IncrementalSettings(
-                start_date=bounds.start, max_lookback=max_lookback, overlap=overlap, settle=settle
-            )
-            plan = plan_read(state, settings, bounds.until, bounded_lookback=spec.name not in UNBOUNDED_LOOKBACK_TABLES)
-            if plan.is_empty:
-                BandTracker(spec, state, overlap).commit(state, max(plan.end, plan.start))
-                remember_server_now(state, bounds.server_now, spec.name)
-                stats.pending = False
-                return
-            predicate = plan.updated_after
-            progress = ReadProgress(
-                until=plan.end,
-                at=plan.start,
-                updated_after=predicate.value if predicate is not None else None,
-                clock=bounds.server_now,
-                first_sync=plan.first_sync,
-            )
-        else:
-            predicate = progress.predicate()
-        band = BandTracker(spec, state, overlap, max_seen=progress.max_seen)
-        outcome = ReadOutcome()
-        with connection.open() as client:
-            try:
-                for table in read_range(
-                    client,
-                    spec,
-                    progress.rest,
-                    predicate,
-                    concurrency=connection.concurrency,
-                    stats=stats,
-                    pool=connection.pool,
-                    backlog=connection.backlog,
-                    budget=budget,
-                    planned=cache.get(progress),
-                    outcome=outcome,
-                ):
-                    admitted = band.admit(table)
-                    if admitted.num_rows:
-                        stats.add(rows=admitted.num_rows)
-                        yield admitted
-            finally:
-                stats.add(retries=int(client.stats_snapshot().get("retries", 0)))
-        if outcome.complete:
-            state.pop(READ_KEY, None)
-            band.commit(state, progress.until, clock=progress.clock)
-        else:
-            moved = progress.moved_to(outcome.rest[0], band.max_updated)
-            state[READ_KEY] = moved.to_state()
-            if moved.first_sync:  # how far the backfill got (its exact prefix), for reports
-                state["frontier"] = moved.at.isoformat()
-            cache.store(moved, outcome.rest, outcome.spec)
-        stats.pending = not outcome.complete
-        remember_server_now(state, bounds.server_now, spec.name)
-
-    read.__name__ = spec.name
-    return read
-
-
-def _backfill(
-    spec: TableSpec,
-    connection: _Connection,
-    stats: TableStats,
-    window: SyncWindow,
-    budget: StepBudget,
-    cache: PlanCache,
-    chunk: str,
-) -> Any:
-    """A ``since``/``until`` chunk: no incremental state; in steps, its unfinished position is kept
-    under ``chunks`` (by chunk) so the next run of the same chunk continues it, and removed at its end."""
-
-    def read() -> Iterator[pa.Table]:
-        bounds = window()
-        state = dlt.current.resource_state() if budget.limited else None
-        kept = state.get(CHUNKS_KEY, {}).get(chunk) if state is not None else None
-        progress = ReadProgress.from_state(kept) or ReadProgress(
-            until=bounds.until, at=bounds.start, clock=bounds.server_now
-        )
-        outcome = ReadOutcome()
-        with connection.open() as client:
-            try:
-                for table in read_range(
-                    client,
-                    spec,
-                    progress.rest,
-                    None,
-                    concurrency=connection.concurrency,
-                    stats=stats,
-                    pool=connection.pool,
-                    backlog=connection.backlog,
-                    budget=budget,
-                    planned=cache.get(progress),
-                    outcome=outcome,
-                ):
-                    stats.add(rows=table.num_rows)
-                    yield table
-            finally:
-                stats.add(retries=int(client.stats_snapshot().get("retries", 0)))
-        stats.pending = not outcome.complete
-        if state is None:
-            return
-        chunks = state.setdefault(CHUNKS_KEY, {})
-        if outcome.complete:
-            chunks.pop(chunk, None)
-        else:
-            moved = progress.moved_to(outcome.rest[0], None)
-            chunks[chunk] = moved.to_state()
-            cache.store(moved, outcome.rest, outcome.spec)
-        if not chunks:
-            state.pop(CHUNKS_KEY, None)
-
-    read.__name__ = spec.name
-    return read

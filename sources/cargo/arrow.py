@@ -29,8 +29,8 @@ import pyarrow.compute as pc
 from dlt.common.schema.typing import TTableSchemaColumns
 
 from .errors import CargoProtocolError
-from .planner import parse_timestamp
 from .specs import TIMESTAMP_TYPE, ColumnSpec, TableSpec, ValueKind
+from .sqltext import parse_timestamp
 
 logger = logging.getLogger(__name__)
 

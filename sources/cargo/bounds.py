@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from .errors import CargoConfigurationError
-from .planner import floor_ms
 from .server_clock import ClockReading, ServerClock
+from .sqltext import floor_ms
 
 logger = logging.getLogger(__name__)
 

@@ -22,8 +22,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from .fetch import QueryExecutor, run_histogram
-from .planner import Bucket, HistogramRequest, QueryWindow, floor_ms, parse_timestamp, plan_step, replace_buckets
+from .planner import Bucket, HistogramRequest, QueryWindow, plan_step, replace_buckets
 from .specs import TableSpec
+from .sqltext import floor_ms, parse_timestamp
 
 MAX_CHUNKS = 1_000
 """The most chunks one backfill is cut into: each costs its own planning queries and its own load."""

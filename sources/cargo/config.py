@@ -48,7 +48,6 @@ from .catalogue import DIMENSION_NAMES
 from .errors import CargoConfigurationError
 from .filters import MATCH_ALL, Filter, Sort
 from .instants import DATE_FORMS, to_instant
-from .planner import is_uuid
 from .problems import (
     SETTINGS_ERROR,
     UNION_TAGS,
@@ -71,6 +70,7 @@ from .settings import (
     DEFAULT_SETTLE,
 )
 from .specs import TABLE_SPECS
+from .sqltext import is_uuid
 
 __all__ = [
     "EXPORT_TABLES",

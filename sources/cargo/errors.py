@@ -11,12 +11,9 @@
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
+from datetime import datetime
 
 from .settings import API_TOKEN_ENV, API_TOKEN_SETTING, ERROR_QUERY_PREVIEW_CHARS
-
-if TYPE_CHECKING:
-    from .planner import QueryWindow
 
 _CODE = re.compile(r"\bCode:\s*(\d+)")
 
@@ -100,11 +97,9 @@ class CargoQueryError(CargoError):
 class WindowTooLarge(CargoQueryError):
     """A per-query cap tied to how much data the query touches: the caller should split the window.
 
-    ``window`` is filled in by the fetcher: the part of the window still to read (with its keyset
-    cursor when some pages were already delivered).
+    The caller knows what is still unread: the window it asked for, resumed after the last page it
+    received (``fetch.fetch_pages`` yields pages up to the refusal).
     """
-
-    window: QueryWindow | None = None
 
 
 class ScanCapExceeded(WindowTooLarge):
@@ -130,16 +125,18 @@ class WindowTooNarrow(CargoError):
     never end. The message names the table and the window ``[start, end)``.
     """
 
-    def __init__(self, table: str, window: QueryWindow, cause: CargoQueryError) -> None:
+    def __init__(self, table: str, start: datetime, end: datetime, cause: CargoQueryError) -> None:
         self.table = table
-        self.window = window
+        self.start = start
+        self.end = end
         self.cause = cause
         cap = {TOO_MANY_ROWS: "scan", TIMEOUT_EXCEEDED: "time", MEMORY_LIMIT_EXCEEDED: "memory"}.get(
             cause.code or 0, "a"
         )
         super().__init__(
             f"{table}: the server's {cap} cap (ClickHouse code {cause.code}) refuses even the smallest window "
-            f"{window} of {table}; it cannot be split further, so the sync stops instead of retrying it. "
+            f"[{start.isoformat()}, {end.isoformat()}) of {table}; it cannot be split further, "
+            "so the sync stops instead of retrying it. "
             f"Server said: {cause.server_message or 'no message'}"
         )
 

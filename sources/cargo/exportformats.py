@@ -54,7 +54,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .errors import CargoError, CargoProtocolError
-from .planner import parse_timestamp
+from .sqltext import parse_timestamp
 
 __all__ = [
     "BATCH_OUTPUT_LAYOUTS",

@@ -36,9 +36,10 @@ from .errors import (
 from .fetch import fetch_pages, plan_windows
 from .memory import release_free_memory
 from .pages import PACKED_KEYS, CodecChoice, CsvCell, Page, RowObjects
-from .planner import Predicate, QueryWindow, UpdatedAfter, cursor_after, range_condition, sql_string
+from .planner import Predicate, QueryWindow, UpdatedAfter, cursor_after, range_condition
 from .settings import DEFAULT_WINDOW_TARGET_ROWS, MAX_COLUMNS_TO_READ, PAGE_LIMIT
 from .specs import IDENTIFIER, SERVER_NAMES, ColumnSpec, TableSpec, ValueKind, kind_of_type
+from .sqltext import sql_string
 from .steps import StepBudget
 
 logger = logging.getLogger(__name__)
@@ -192,7 +193,7 @@ class _WindowResult:
     """The rest of the window, when the reader stopped after a page because dlt was behind (``Backlog``)."""
 
 
-def _read_window(
+def _read_window(  # noqa: PLR0912 (one window's page loop with its three exits and two fallbacks)
     executor: CountingExecutor,
     spec: TableSpec,
     window: QueryWindow,
@@ -228,10 +229,9 @@ def _read_window(
         except WindowTooLarge as exc:
             if first_page_only and not tables:
                 return _WindowResult(tables, refused=True)
-            unread = exc.window or current
-            if not unread.can_split():
-                raise WindowTooNarrow(spec.name, unread, exc) from exc
-            return _WindowResult(tables, unread.bisect())
+            if not current.can_split():  # ``current``: the window resumed after the last page received
+                raise WindowTooNarrow(spec.name, current.start, current.end, exc) from exc
+            return _WindowResult(tables, current.bisect())
         except (CargoQueryError, CargoProtocolError) as exc:
             if isinstance(exc, ResultCapExceeded) or isinstance(codec, RowObjects):
                 raise
@@ -378,7 +378,7 @@ class ReadOutcome:
         return not self.rest
 
 
-def read_range(
+def read_range(  # noqa: PLR0912, PLR0915 (the scheduler of one read: its windows, threads and budget share state)
     client: Any,
     spec: TableSpec,
     window: QueryWindow,

@@ -32,9 +32,9 @@ from .bounds import SyncBounds
 from .client import CargoClient
 from .errors import WindowTooLarge
 from .extract import TableStats
-from .planner import parse_timestamp, sql_timestamp, sql_uuid
 from .server_clock import remember_server_now
 from .settings import PAGE_LIMIT
+from .sqltext import parse_timestamp, sql_timestamp, sql_uuid
 
 logger = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 Both take anything with a ``query(sql) -> rows`` method (``CargoClient`` in production), so the
 dlt resources can run windows in a thread pool, each fetch on the shared client. Errors that need a
 decision the loop cannot take alone propagate: a window over the scan/time/memory cap comes back as
-``WindowTooLarge`` carrying the part still to read, for the caller to bisect and schedule.
+``WindowTooLarge``; the caller, which knows the last page it received, bisects what is left.
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ def run_histogram(
             rows = executor.query(histogram_query(spec, current.window, current.step_ms, extra_predicate))
         except WindowTooLarge as exc:
             if not current.window.can_split():
-                raise WindowTooNarrow(spec.name, current.window, exc) from exc
+                raise WindowTooNarrow(spec.name, current.window.start, current.window.end, exc) from exc
             halves = current.window.bisect()
             logger.info("histogram of %s %s too large; planning halves", spec.name, current.window)
             pending.extend(HistogramRequest(half, min(current.step_ms, plan_step(half))) for half in halves)
@@ -145,8 +145,9 @@ def fetch_pages(
 
     A full page continues after its last row (keyset), which also covers one second holding more
     than a page and rows that arrived after planning. On the result cap (396) the page shrinks and
-    reading continues from the same cursor. On the scan, time or memory cap the exception is raised
-    with ``exc.window`` set to what is still unread (pages already yielded stay delivered).
+    reading continues from the same cursor. The scan, time or memory cap (``WindowTooLarge``) is raised
+    to the caller, which splits what it has not received: ``window`` resumed after the last page
+    (pages already yielded stay delivered).
     """
     codec = codec or RowObjects()
     limit = page_limit
@@ -160,9 +161,6 @@ def fetch_pages(
             limit = max(MIN_PAGE_LIMIT, limit // 2)
             logger.warning("%s %s: result cap hit, continuing with pages of %d rows", spec.name, current, limit)
             continue
-        except WindowTooLarge as exc:
-            exc.window = current
-            raise
         last = page.last
         page.ends_window = page.count < limit or last is None
         if page.count:

@@ -31,8 +31,8 @@ from pydantic import Discriminator, TypeAdapter, ValidationError, ValidatorFunct
 
 from .errors import CargoConfigurationError
 from .instants import is_date_text
-from .planner import is_uuid
 from .problems import UNION_TAGS, Loc, ProblemNode, describe_errors, kind_of, setting_error
+from .sqltext import is_uuid
 
 __all__ = [
     "CONDITION_KINDS",

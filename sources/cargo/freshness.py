@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from .planner import parse_timestamp
 from .specs import TABLE_SPECS
+from .sqltext import parse_timestamp
 
 FRONTIER_TABLES = frozenset({*TABLE_SPECS, "batch_outputs"})
 """Tables whose ``frontier`` is the time column (or ``finished_at``) value read completely up to."""

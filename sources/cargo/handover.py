@@ -39,9 +39,10 @@ from .arrow import rows_to_table
 from .bounds import DEFAULT_BACKFILL, SyncBounds
 from .errors import CargoConfigurationError
 from .incremental import UNBOUNDED_LOOKBACK_TABLES
-from .planner import QueryWindow, floor_ms, parse_timestamp
+from .planner import QueryWindow
 from .server_clock import remember_server_now
 from .specs import TableSpec
+from .sqltext import floor_ms, parse_timestamp
 
 logger = logging.getLogger(__name__)
 

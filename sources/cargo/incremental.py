@@ -45,8 +45,9 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .planner import QueryWindow, UpdatedAfter, parse_timestamp
+from .planner import QueryWindow, UpdatedAfter
 from .specs import TableSpec
+from .sqltext import parse_timestamp
 
 
 @dataclass(frozen=True)

@@ -46,8 +46,8 @@ from .client import CargoClient
 from .errors import CargoProtocolError, WindowTooLarge
 from .extract import TableStats
 from .metrics import COUNTERS, snake
-from .planner import sql_timestamp
 from .settings import PAGE_LIMIT
+from .sqltext import sql_timestamp
 
 logger = logging.getLogger(__name__)
 

@@ -59,10 +59,11 @@ from .exportformats import (
 )
 from .extract import TableStats
 from .fetch import plan_windows
-from .planner import QueryWindow, is_uuid, parse_timestamp, sql_timestamp, sql_uuid
+from .planner import QueryWindow
 from .server_clock import remember_server_now
 from .settings import PAGE_LIMIT
 from .specs import TABLE_SPECS, TableSpec
+from .sqltext import is_uuid, parse_timestamp, sql_timestamp, sql_uuid
 
 logger = logging.getLogger(__name__)
 
@@ -466,7 +467,7 @@ REFUSED_BATCH_EXPORTS = ("batchNotSupported", "nodeNotFound")
 its rows are counted as skipped. ``batchNotFound`` (the batch is gone) leaves nothing to load."""
 
 
-def batch_outputs_resource(
+def batch_outputs_resource(  # noqa: PLR0915 (the resource and its reader share the frontier's state)
     open_client: Callable[[], CargoClient],
     targets: list[OutputTarget] | None,
     sync_window: Callable[[], SyncBounds],
@@ -481,7 +482,7 @@ def batch_outputs_resource(
     """
     configured = {t.workflow_uuid: t.output_node_slug for t in targets or []}
 
-    def batch_outputs() -> Iterator[pa.Table]:
+    def batch_outputs() -> Iterator[pa.Table]:  # noqa: PLR0915 (one sync of batch_outputs, read top to bottom)
         state = dlt.current.resource_state()
         bounds = sync_window()  # on Cargo's clock: the frontier is compared with the batches' finished_at
         until = bounds.until

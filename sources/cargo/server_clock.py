@@ -29,7 +29,7 @@ from dlt.common.storages.exceptions import CurrentLoadPackageStateNotAvailable
 from .client import CargoClient
 from .errors import CargoError, CargoProtocolError, CargoQueryError
 from .extract import TableStats
-from .planner import floor_ms, parse_timestamp
+from .sqltext import floor_ms, parse_timestamp
 
 logger = logging.getLogger(__name__)
 

@@ -26,8 +26,9 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from .planner import KeysetCursor, QueryWindow, UpdatedAfter, parse_timestamp
+from .planner import KeysetCursor, QueryWindow, UpdatedAfter
 from .settings import DEFAULT_WINDOW_TARGET_ROWS
+from .sqltext import parse_timestamp
 
 DEFAULT_STEP_ROWS = 1_000_000
 """Rows one step of ``cargo-elt sync`` reads at most (``sources.cargo.step_rows``): bounds the load's

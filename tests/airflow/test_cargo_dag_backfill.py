@@ -63,8 +63,8 @@ UNBOUNDED = ("runs", "batches", "records")
 
 pytest.importorskip("airflow", reason="the airflow extra is not installed: pip install -e '.[dev,airflow]'")
 
-from cargo_elt.source.planner import parse_timestamp, sql_timestamp  # noqa: E402
 from cargo_elt.source.settings import DEFAULT_OVERLAP  # noqa: E402
+from cargo_elt.source.sqltext import parse_timestamp, sql_timestamp  # noqa: E402
 from tests.conftest import FIXED_NOW  # noqa: E402
 from tests.e2e.support import UPDATE_COLUMNS  # noqa: E402
 from tests.e2e.test_snowflake_fakesnow import SnowflakeSandbox  # noqa: E402

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from cargo_elt.source import FACT_TABLES
-from cargo_elt.source.planner import parse_timestamp, sql_timestamp
 from cargo_elt.source.settings import DEFAULT_OVERLAP
+from cargo_elt.source.sqltext import parse_timestamp, sql_timestamp
 from tests.conftest import FIXED_NOW
 from tests.e2e.support import UPDATE_COLUMNS, Sandbox
 from tests.e2e.test_cli import cargo_elt, user_env

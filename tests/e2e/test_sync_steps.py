@@ -17,8 +17,9 @@ import pytest
 
 from cargo_elt.pipelines.steps import run_in_steps
 from cargo_elt.source import FACT_TABLES, SyncStats, cargo_source
-from cargo_elt.source.planner import as_utc, range_condition, sql_timestamp
+from cargo_elt.source.planner import range_condition
 from cargo_elt.source.specs import TABLE_SPECS
+from cargo_elt.source.sqltext import as_utc, sql_timestamp
 from cargo_elt.source.steps import ReadProgress
 from tests.conftest import FIXED_NOW
 from tests.e2e.support import Sandbox

@@ -17,18 +17,9 @@ import pytest
 
 from cargo_elt.source.client import CargoClient, RetryPolicy
 from cargo_elt.source.errors import UnsafeLiteralError
-from cargo_elt.source.planner import (
-    KeysetCursor,
-    QueryWindow,
-    cursor_after,
-    key_literal,
-    page_query,
-    sql_int,
-    sql_string,
-    sql_timestamp,
-    sql_uuid,
-)
+from cargo_elt.source.planner import KeysetCursor, QueryWindow, cursor_after, page_query
 from cargo_elt.source.specs import TABLE_SPECS
+from cargo_elt.source.sqltext import key_literal, sql_int, sql_string, sql_timestamp, sql_uuid
 
 HOSTILE = [
     "' OR 1=1 --",

@@ -20,8 +20,9 @@ from typing import Any
 import pytest
 
 from cargo_elt.source.errors import KeysetStalled, ResultCapExceeded, ScanCapExceeded, query_error
-from cargo_elt.source.fetch import fetch_window, plan_windows, refinement_budget
-from cargo_elt.source.planner import QueryWindow, UpdatedAfter
+from cargo_elt.source.fetch import fetch_pages, fetch_window, plan_windows, refinement_budget
+from cargo_elt.source.pages import RawRows
+from cargo_elt.source.planner import QueryWindow, UpdatedAfter, cursor_after
 from cargo_elt.source.specs import RUNS
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
@@ -141,17 +142,18 @@ def _rows(rng: random.Random, count: int, start: datetime, span: timedelta) -> l
 def _read_all(
     engine: MemoryRuns, window: QueryWindow, extra: UpdatedAfter | None = None, refine_budget: int | None = None
 ) -> list[str]:
-    """Plan, fetch every window (splitting those over the caps), return the uuids read."""
+    """Plan, fetch every window (splitting what is left of those over the caps), return the uuids read."""
     seen: list[str] = []
     pending = plan_windows(engine, RUNS, window, extra, refine_budget=refine_budget)
     while pending:
         current = pending.pop()
         try:
-            for page in fetch_window(engine, RUNS, current, extra):
-                seen.extend(row["uuid"] for row in page)
-        except ScanCapExceeded as exc:
-            assert exc.window is not None
-            pending.extend(exc.window.bisect())
+            for page in fetch_pages(engine, RUNS, current, extra, codec=RawRows()):
+                seen.extend(row["uuid"] for row in page.rows or [])
+                if page.last is not None:
+                    current = current.resumed_at(cursor_after(RUNS, page.last))
+        except ScanCapExceeded:
+            pending.extend(current.bisect())
     return seen
 
 
@@ -251,14 +253,15 @@ def test_scan_cap_splits_histograms_and_windows() -> None:
     assert sorted(seen) == sorted(r[1] for r in rows)
 
 
-def test_a_window_over_the_scan_cap_reports_what_is_left() -> None:
+def test_a_window_over_the_scan_cap_is_refused_before_any_page() -> None:
     rng = random.Random(4)
     rows = _rows(rng, 300, T0, timedelta(minutes=10))
     engine = MemoryRuns(rows, scan_cap=100)
     window = QueryWindow(T0, T0 + timedelta(minutes=10))
-    with pytest.raises(ScanCapExceeded) as caught:
-        list(fetch_window(engine, RUNS, window))
-    assert caught.value.window == window
+    received: list[list[Any]] = []
+    with pytest.raises(ScanCapExceeded):
+        received.extend(fetch_window(engine, RUNS, window))
+    assert received == []  # nothing delivered: the whole window is what the caller splits
 
 
 def test_result_cap_shrinks_pages_and_keeps_the_cursor() -> None:

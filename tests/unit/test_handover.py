@@ -10,7 +10,8 @@ import pytest
 from cargo_elt.source.errors import CargoConfigurationError
 from cargo_elt.source.handover import Handover, handover_state
 from cargo_elt.source.incremental import IncrementalSettings, plan_read
-from cargo_elt.source.planner import QueryWindow, parse_timestamp
+from cargo_elt.source.planner import QueryWindow
+from cargo_elt.source.sqltext import parse_timestamp
 
 SINCE = datetime(2026, 1, 1, tzinfo=UTC)
 STARTED = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)  # Cargo's clock when the backfill was planned

@@ -18,7 +18,7 @@ from cargo_elt.source.metrics_daily import (
     probe,
     scope_key,
 )
-from cargo_elt.source.planner import parse_timestamp
+from cargo_elt.source.sqltext import parse_timestamp
 
 SETTLE = timedelta(minutes=2)
 OVERLAP = timedelta(minutes=5)

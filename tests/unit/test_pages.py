@@ -34,9 +34,10 @@ from cargo_elt.source.errors import (
 from cargo_elt.source.extract import CountingExecutor, TableStats, _read_window, read_range
 from cargo_elt.source.fetch import fetch_pages
 from cargo_elt.source.pages import CodecChoice, CsvCell, Page, PageCodec, RowObjects, csv_to_table
-from cargo_elt.source.planner import KeysetCursor, QueryWindow, UpdatedAfter, cursor_after, page_query, sql_string
+from cargo_elt.source.planner import KeysetCursor, QueryWindow, UpdatedAfter, cursor_after, page_query
 from cargo_elt.source.settings import MIN_PAGE_LIMIT, PAGE_LIMIT
 from cargo_elt.source.specs import BATCHES, RECORDS, RUNS, SPANS, TABLE_SPECS, ColumnSpec, TableSpec, ValueKind
+from cargo_elt.source.sqltext import sql_string
 
 Row = dict[str, Any]
 

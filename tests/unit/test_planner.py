@@ -21,17 +21,13 @@ from cargo_elt.source.planner import (
     pack_windows,
     page_query,
     parse_histogram,
-    parse_timestamp,
     plan_step,
     refinement_requests,
     replace_buckets,
-    sql_int,
-    sql_string,
-    sql_timestamp,
-    sql_uuid,
 )
 from cargo_elt.source.settings import HISTOGRAM_BUCKET_FRACTION, HISTOGRAM_MAX_BUCKETS, MAX_RESULT_ROWS
 from cargo_elt.source.specs import RECORDS, RUNS, SPANS
+from cargo_elt.source.sqltext import parse_timestamp, sql_int, sql_string, sql_timestamp, sql_uuid
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 U1 = "0b7a6c1e-8f2d-4c3b-9a1e-5d6f7a8b9c0d"
