@@ -244,7 +244,7 @@ def test_backfill_dag_loads_each_chunk_once_then_the_incremental_dag_reads_only_
 
 def test_the_plan_refuses_bad_conf_naming_what_to_change(airflow_db: None, cargo_env: Any) -> None:
     """The ``plan`` task's checks, before anything is loaded: the dates against Cargo's clock (the emulator's,
-    a fixed instant in 2026), ``until`` after ``since``, a chunk count in range, a ``since`` at all."""
+    an instant in 2026), ``until`` after ``since``, a chunk count in range, a ``since`` at all."""
     from cargo_elt.pipelines.dags.cargo_backfill_dag import BackfillSettings, plan_from_conf
     from cargo_elt.source.errors import CargoConfigurationError
 
