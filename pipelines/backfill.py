@@ -377,16 +377,28 @@ def run_chunk(
     )
     if pipeline.has_pending_data:  # an earlier, interrupted backfill's: this chunk is read again whole
         pipeline.drop_pending_packages()
-    started, cpu_started = time.monotonic(), time.process_time()
-    pipeline.extract(source)
-    pipeline.normalize()
-    extracted, extract_cpu = time.monotonic(), time.process_time() - cpu_started
-    with load_turn() as turn:
-        loaded_at = time.monotonic()
-        info = pipeline.load()
-        info.raise_on_failed_jobs()
-        _drop_staging_dataset(pipeline)
-    finished = time.monotonic()
+    extract_seconds = extract_cpu = wait_seconds = load_seconds = 0.0
+    load_ids: list[str] = []
+    selected = source
+    while True:  # a step at a time when ``step_rows``/``step_seconds`` are set, as the sync reads (pipelines/steps.py)
+        started, cpu_started = time.monotonic(), time.process_time()
+        pipeline.extract(selected)
+        pipeline.normalize()
+        extract_seconds += time.monotonic() - started
+        extract_cpu += time.process_time() - cpu_started
+        with load_turn() as turn:
+            loaded_at = time.monotonic()
+            info = pipeline.load()
+            info.raise_on_failed_jobs()
+            load_ids.extend(info.loads_ids)
+            pending = list(stats.pending_tables())
+            if not pending:
+                _drop_staging_dataset(pipeline)
+            load_seconds += time.monotonic() - loaded_at
+        wait_seconds += turn.waited
+        if not pending:
+            break
+        selected = source.with_resources(*pending)
     return ChunkResult(
         index=chunk.index,
         since=chunk.start.isoformat(),
@@ -394,11 +406,11 @@ def run_chunk(
         rows={t: s.rows for t, s in stats.items() if t in target.tables},
         queries=sum(s.queries for s in stats.values()) + stats.server_clock.queries,
         retries=sum(s.retries for s in stats.values()) + stats.server_clock.retries,
-        extract_seconds=extracted - started,
+        extract_seconds=extract_seconds,
         extract_cpu_seconds=extract_cpu,
-        wait_seconds=turn.waited,
-        load_seconds=finished - loaded_at,
-        load_ids=list(info.loads_ids),
+        wait_seconds=wait_seconds,
+        load_seconds=load_seconds,
+        load_ids=load_ids,
         pipeline_name=name,
     )
 

@@ -47,12 +47,13 @@ class Warehouse(Sandbox):
         self.database = str(root / "warehouse.duckdb")
         self.pipelines_dir = str(root / "dlt" / "pipelines")
 
-    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
+    def run(self, *args: str, **settings: str) -> subprocess.CompletedProcess[str]:
         env = user_env(
             self.root / "dlt",
             SOURCES__CARGO__API_TOKEN=self.token,
             SOURCES__CARGO__START_DATE=START,
             SOURCES__CARGO__SETTLE_SECONDS="0",  # up to Cargo's now: compared with the truth at once
+            **settings,
         )
         command = [*cargo_elt(), *args, "--base-url", self.emulator.base_url, "--duckdb-path", self.database]
         return subprocess.run(command, check=False, env=env, cwd=self.root, capture_output=True, text=True, timeout=300)

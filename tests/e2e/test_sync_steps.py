@@ -177,3 +177,28 @@ def test_a_backfill_killed_at_80_percent_rereads_at_most_a_quarter(small_emulato
     pages = [q for q in served if " LIMIT " in q["sql"]]
     assert len(pages) == sum(s.data_queries for s in stats.values())
     assert len(pages) <= 0.6 * queries_before, f"{len(pages)} data queries after {queries_before} before the kill"
+
+
+def test_backfill_chunks_read_in_steps_and_load_every_row(small_emulator: Any, tmp_path: Path) -> None:
+    """``cargo-elt backfill``'s chunks honour ``step_rows`` as the sync does: each chunk commits a step at
+    a time through its own pipeline until no table is pending, not only its first step."""
+    from cargo_elt.pipelines.backfill import BackfillRequest, run_backfill
+
+    box = Sandbox(tmp_path, small_emulator, name="chunked")
+    report = run_backfill(
+        BackfillRequest(
+            since="2026-01-01",
+            pipeline_name=box.name,
+            workers=1,
+            chunks=2,
+            base_url=small_emulator.base_url,
+            api_token=box.token,
+            duckdb_path=box.database,
+            pipelines_dir=box.pipelines_dir,
+            extra_source_args={"settle_seconds": 0, "step_rows": STEP_ROWS},
+        )
+    )
+    box.assert_equals_truth()
+    assert len(report.chunks) == 2
+    steps = {chunk.index: len(chunk.load_ids) for chunk in report.chunks}
+    assert all(n >= 2 for n in steps.values()), f"each chunk of ~12,000 rows took steps of {STEP_ROWS:,}: {steps}"
