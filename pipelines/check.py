@@ -116,14 +116,17 @@ def _settings(tables: list[str]) -> tuple[ProbeSettings, list[Check]]:
     """The ``[sources.cargo]`` settings the probes use, each parsed alone by the source's model; one
     failing row per malformed one. The sync parses these before anything else, whatever tables are
     selected, so a malformed one stops all."""
-    from cargo_elt.source.config import configured_value, parse_setting
+    from cargo_elt.source.config import SegmentExport, configured_value, parse_setting
     from cargo_elt.source.errors import CargoConfigurationError
 
     settings = ProbeSettings()
     checks: list[Check] = []
     for name in ("run_outputs", "segments", "run_metrics_per_release", "max_skipped_rows"):
         try:
-            setattr(settings, name, parse_setting(name, configured_value(name)))
+            value = parse_setting(name, configured_value(name))
+            if name == "segments":  # the entries as the export reads them, each knowing its place
+                value = [SegmentExport.of(index, entry) for index, entry in enumerate(value or [])]
+            setattr(settings, name, value)
         except CargoConfigurationError as exc:
             checks.append(
                 Check(
