@@ -37,7 +37,7 @@ from cargo_elt.source.exportformats import (
     run_output_keys,
 )
 from cargo_elt.source.extract import TableStats
-from cargo_elt.source.segments import read_export_files
+from cargo_elt.source.segmentfiles import read_export_files
 
 RUN = "3b8f8a52-2c43-4a8e-9a4e-0e5b7f0a3c11"
 ENTRY = {
