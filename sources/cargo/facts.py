@@ -123,27 +123,11 @@ def _incremental(
             predicate = progress.predicate()
         band = BandTracker(spec, state, overlap, max_seen=progress.max_seen)
         outcome = ReadOutcome()
-        with connection.open() as client:
-            try:
-                for table in read_range(
-                    client,
-                    spec,
-                    progress.rest,
-                    predicate,
-                    concurrency=connection.concurrency,
-                    stats=stats,
-                    pool=connection.pool,
-                    backlog=connection.backlog,
-                    budget=budget,
-                    planned=cache.get(progress),
-                    outcome=outcome,
-                ):
-                    admitted = band.admit(table)
-                    if admitted.num_rows:
-                        stats.add(rows=admitted.num_rows)
-                        yield admitted
-            finally:
-                stats.add(retries=int(client.stats_snapshot().get("retries", 0)))
+        for table in _read_progress(spec, connection, stats, progress, predicate, budget, cache, outcome):
+            admitted = band.admit(table)
+            if admitted.num_rows:
+                stats.add(rows=admitted.num_rows)
+                yield admitted
         if outcome.complete:
             state.pop(READ_KEY, None)
             band.commit(state, progress.until, clock=progress.clock)
@@ -180,25 +164,9 @@ def _backfill(
             until=bounds.until, at=bounds.start, clock=bounds.server_now
         )
         outcome = ReadOutcome()
-        with connection.open() as client:
-            try:
-                for table in read_range(
-                    client,
-                    spec,
-                    progress.rest,
-                    None,
-                    concurrency=connection.concurrency,
-                    stats=stats,
-                    pool=connection.pool,
-                    backlog=connection.backlog,
-                    budget=budget,
-                    planned=cache.get(progress),
-                    outcome=outcome,
-                ):
-                    stats.add(rows=table.num_rows)
-                    yield table
-            finally:
-                stats.add(retries=int(client.stats_snapshot().get("retries", 0)))
+        for table in _read_progress(spec, connection, stats, progress, None, budget, cache, outcome):
+            stats.add(rows=table.num_rows)
+            yield table
         stats.pending = not outcome.complete
         if state is None:
             return
@@ -214,3 +182,34 @@ def _backfill(
 
     read.__name__ = spec.name
     return read
+
+
+def _read_progress(
+    spec: TableSpec,
+    connection: Connection,
+    stats: TableStats,
+    progress: ReadProgress,
+    predicate: UpdatedAfter | None,
+    budget: StepBudget,
+    cache: PlanCache,
+    outcome: ReadOutcome,
+) -> Iterator[pa.Table]:
+    """What is left of ``progress`` within this step's budget, on the source's shared pool and backlog,
+    with the windows an earlier step planned; ``outcome`` receives the windows left unread."""
+    with connection.open() as client:
+        try:
+            yield from read_range(
+                client,
+                spec,
+                progress.rest,
+                predicate,
+                concurrency=connection.concurrency,
+                stats=stats,
+                pool=connection.pool,
+                backlog=connection.backlog,
+                budget=budget,
+                planned=cache.get(progress),
+                outcome=outcome,
+            )
+        finally:
+            stats.add(retries=int(client.stats_snapshot().get("retries", 0)))
