@@ -234,26 +234,11 @@ def backfill_settings(request: BackfillRequest) -> tuple[CargoSettings, dict[str
     """The request's settings, parsed by the source's model as ``cargo-elt sync`` parses its own: its options
     over ``[sources.cargo]`` as dlt finds it, the tables all four fact tables unless ``--tables`` names some.
     ``UserInputError`` naming every problem; also the labels of the options (for later messages)."""
-    from cargo_elt.source.config import FACT_TABLES, configured_settings
-    from cargo_elt.source.errors import CargoConfigurationError
+    from cargo_elt.source.config import FACT_TABLES
 
-    from .sync import UserInputError
+    from .sync import options_over_config
 
-    options = {
-        "api_token": request.api_token,
-        "base_url": request.base_url,
-        "tables": request.tables,
-        "since": request.since,
-        "until": request.until,
-        "lock_wait_seconds": request.lock_wait_seconds,
-    }
-    given = {name: value for name, value in options.items() if value is not None}
-    labels = {name: label for name, label in OPTIONS.items() if name in given or name in ("since", "until")}
-    raw = {**request.extra_source_args, "tables": list(FACT_TABLES), **given}
-    try:
-        return configured_settings(raw, labels), labels
-    except CargoConfigurationError as exc:
-        raise UserInputError(str(exc)) from None
+    return options_over_config(request, OPTIONS, {**request.extra_source_args, "tables": list(FACT_TABLES)})
 
 
 def check_workers(workers: object, setting: str = "--workers") -> int:

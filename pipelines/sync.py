@@ -13,7 +13,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -368,22 +368,27 @@ OPTIONS = {
 def sync_settings(request: SyncRequest) -> tuple[CargoSettings, dict[str, str]]:
     """The request's settings: its options over ``[sources.cargo]`` as dlt finds it; ``UserInputError``
     naming every problem. Also the labels of the options that were given (for later messages)."""
+    return options_over_config(request, OPTIONS, request.extra_source_args)
+
+
+OPTION_FIELDS = ("api_token", "base_url", "tables", "since", "until", "lock_wait_seconds")
+"""Fields of a command's request that are source settings given as options (``sync``, ``backfill``)."""
+
+
+def options_over_config(
+    request: Any, options: Mapping[str, str], base: Mapping[str, Any]
+) -> tuple[CargoSettings, dict[str, str]]:
+    """The request's options (``OPTION_FIELDS`` not None) over ``base`` over ``[sources.cargo]`` as dlt
+    finds it, parsed by the source's model; ``UserInputError`` naming every problem. Also the labels
+    of the options given (``options``: field -> option), for later messages."""
     from cargo_elt.source.config import configured_settings
     from cargo_elt.source.errors import CargoConfigurationError
 
-    options = {
-        "api_token": request.api_token,
-        "base_url": request.base_url,
-        "tables": request.tables,
-        "since": request.since,
-        "until": request.until,
-        "lock_wait_seconds": request.lock_wait_seconds,
-    }
-    given = {name: value for name, value in options.items() if value is not None}
+    given = {name: getattr(request, name) for name in OPTION_FIELDS if getattr(request, name) is not None}
     # the options given are named by their option; --since and --until always (a chunk is a command-line thing)
-    labels = {name: label for name, label in OPTIONS.items() if name in given or name in ("since", "until")}
+    labels = {name: label for name, label in options.items() if name in given or name in ("since", "until")}
     try:
-        return configured_settings({**request.extra_source_args, **given}, labels), labels
+        return configured_settings({**base, **given}, labels), labels
     except CargoConfigurationError as exc:
         raise UserInputError(str(exc)) from None
 
