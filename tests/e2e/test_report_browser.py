@@ -39,7 +39,7 @@ pytest.importorskip("playwright", reason="playwright comes with the `dev` extra"
 
 
 def test_report_opens_offline_with_every_chart_drawn(modelled_warehouse: ModelledWarehouse) -> None:
-    from playwright.sync_api import Request, Route, sync_playwright
+    from playwright.sync_api import Request, Route, expect, sync_playwright
 
     box = modelled_warehouse
     path, data = build_report(
@@ -89,7 +89,8 @@ def test_report_opens_offline_with_every_chart_drawn(modelled_warehouse: Modelle
             commands = page.locator("code.command").all_inner_texts()
             assert commands and all(re.fullmatch(r"cargo-elt rerun --batch [0-9a-f-]{36}", c) for c in commands)
             page.locator("button.copy").first.click()
-            assert page.locator("button.copy").first.inner_text() in ("Copied", "Selected: press Ctrl+C")
+            # the clipboard answers asynchronously: wait for the label (Playwright's expect retries, up to 5 s)
+            expect(page.locator("button.copy").first).to_have_text(re.compile(r"^(Copied|Selected: press Ctrl\+C)$"))
 
             width = page.evaluate("document.documentElement.scrollWidth")
             assert width <= 1366, "no horizontal scrolling on a laptop screen"
