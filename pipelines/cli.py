@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 (every subcomman
         "--duckdb-memory-limit",
         default=None,
         help="DuckDB's memory while loading, e.g. 2GB; it spills to disk beyond; none: DuckDB's own (80%% of RAM) "
-        "(default: auto, sized from the step and the machine: 256MB for steps of a million rows)",
+        "(default: auto, sized from the step and the machine: 160MB for steps of a million rows)",
     )
     sync.add_argument("--json", action="store_true", help="the summary as one JSON document (logs: stderr)")
 

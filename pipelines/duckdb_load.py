@@ -52,14 +52,38 @@ UNIQUE_PER_PACKAGE = UNIQUE_PER_PACKAGE_HINT
 """Table hint (set by the source on its fact tables): each primary key is read once per load package,
 so each file can be merged on its own (``KeyedMergeJob``, which still checks the file's keys)."""
 
-_locks: dict[tuple[str, str], threading.Lock] = {}
+MERGE_SLOTS = 2
+"""Merges that may run at once in one DuckDB file, each of a different table, each with
+``merge_threads()`` of DuckDB's threads.
+
+Measured at ``big`` on 2 cores, DuckDB at 190 MB (steps of runs, records and spans files, then steps
+of spans only): three merges at once with two threads each peaked at 560-574 MB in the sync's
+process and loaded in 33 s; one at a time with two threads, 496-500 MB in 41 s (a merge's two
+threads do not scale: much of its work is on one); two slots of one thread, 503-506 MB in 32 s."""
+
+_table_locks: dict[tuple[str, str], threading.Lock] = {}
+_slots: dict[str, threading.BoundedSemaphore] = {}
 _locks_guard = threading.Lock()
 
 
+def merge_threads(cores: int | None = None) -> int:
+    """DuckDB's threads for the sync's loads: the machine's cores shared by ``MERGE_SLOTS`` merges."""
+    if cores is None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, cores // MERGE_SLOTS)
+
+
 def _table_lock(database: str, table: str) -> threading.Lock:
-    """One merge at a time per table (a package's files of one table may be loaded by parallel jobs)."""
+    """One merge at a time per table: a package's files of one table may be loaded by parallel jobs,
+    and a second file's delete must see the first file's insert (a key the two files share)."""
     with _locks_guard:
-        return _locks.setdefault((database, table), threading.Lock())
+        return _table_locks.setdefault((database, table), threading.Lock())
+
+
+def _merge_slot(database: str) -> threading.BoundedSemaphore:
+    """At most ``MERGE_SLOTS`` merges at once in one DuckDB file, whatever their tables."""
+    with _locks_guard:
+        return _slots.setdefault(database, threading.BoundedSemaphore(MERGE_SLOTS))
 
 
 def merges_in_place(table: PreparedTableSchema, schema: Any) -> bool:
@@ -100,7 +124,8 @@ class KeyedMergeJob(RunnableLoadJob, HasFollowupJobs):
         if not _keys_unique(sql, source, keys):
             rows = f"(SELECT * FROM {source} QUALIFY {_newest_first(table, keys, escape)} = 1)"
         insert_filter = f" WHERE {not_deleted}" if not_deleted else ""
-        with _table_lock(str(client.config.credentials.database), name), sql.begin_transaction():
+        database = str(client.config.credentials.database)
+        with _table_lock(database, name), _merge_slot(database), sql.begin_transaction():
             file_keys = f"SELECT {', '.join(keys)} FROM {source}"
             sql.execute_sql(f"DELETE FROM {name} AS d USING ({file_keys}) AS s WHERE {matches}")
             sql.execute_sql(f"INSERT INTO {name} BY NAME SELECT * FROM {rows}{insert_filter}")
@@ -156,13 +181,16 @@ class duckdb_destination(duckdb):
         return duckdb().destination_type
 
 
-MIN_MEMORY_LIMIT = 256 * 1024**2
-"""DuckDB's smallest limit here: reading a parquet file of 10,000-row row groups, and the hash table
-of a million keys that a merge's delete builds, fit it (128 MB ran out of memory reading parquet)."""
+MIN_MEMORY_LIMIT = 160 * 1024**2
+"""DuckDB's smallest limit here: reading a parquet file of 10,000-row row groups fits it (128 MB ran
+out of memory reading parquet); a small step's merge needs no more."""
 
-BYTES_PER_STEP_ROW = 256
-"""What a merge needs per row of a step: its keys in the delete's hash table (two UUIDs and a number
-for spans, with the table's overhead) and the insert's buffers."""
+BYTES_PER_STEP_ROW = 168
+"""What a merge needs per row of a step (160 MB for a million): its keys in the delete's hash table
+(two UUIDs and a number for spans, with the table's overhead) and the insert's buffers. Measured in
+the sync's process at ``big`` (``MERGE_SLOTS`` merges of one thread each): peak RSS 506 MB at 190 MB,
+462 MB at 160 MB, where the delete's hash table of a million-row file starts to spill (loads 32 s
+and 37 s in all); DuckDB alone, every 32 MB of limit was about 30 MB more resident at the peak."""
 
 MACHINE_SHARE = 4
 """DuckDB takes at most a quarter of the machine's memory (or of the container's limit)."""
@@ -190,7 +218,7 @@ def auto_memory_limit(step_rows: int | None, memory: int | None = None) -> str:
 
     DuckDB's own default is 80 % of the machine, and it keeps what it reads in its buffer pool up to
     its limit: in the sync's process, that was 11 GB for a 22 M-span backfill. A step merges at most
-    ``step_rows`` rows per table (``KeyedMergeJob``), so ``BYTES_PER_STEP_ROW`` per row (256 MB for
+    ``step_rows`` rows per table (``KeyedMergeJob``), so ``BYTES_PER_STEP_ROW`` per row (160 MB for
     a million) is what it needs, at least ``MIN_MEMORY_LIMIT``, and never more than a quarter of the
     machine (or container)."""
     need = max(MIN_MEMORY_LIMIT, (step_rows or 0) * BYTES_PER_STEP_ROW)

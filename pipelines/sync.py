@@ -32,7 +32,7 @@ DEFAULT_DESTINATION = "duckdb"
 
 DEFAULT_DUCKDB_MEMORY_LIMIT: str | None = "auto"
 """DuckDB's ``memory_limit`` while it loads: ``auto`` sizes it from the step and the machine
-(``duckdb_load.auto_memory_limit``: 256 MB for steps of a million rows, at most a quarter of the
+(``duckdb_load.auto_memory_limit``: 160 MB for steps of a million rows, at most a quarter of the
 machine); ``none`` leaves DuckDB's own (80 % of the machine's memory); or a size such as ``2GB``.
 
 DuckDB runs inside the sync's process, and its default took 11 GB for a 22 M-span backfill with
@@ -220,14 +220,16 @@ def duckdb_credentials(path: str, memory_limit: str | None, step_rows: int | Non
 
     credentials = DuckDbCredentials(path)
     limit = memory_limit.strip() if memory_limit is not None else "none"
+    settings: dict[str, Any] = {}
     if limit.lower() == "auto":
         from cargo_elt.source.steps import DEFAULT_STEP_ROWS
 
-        from .duckdb_load import auto_memory_limit
+        from .duckdb_load import auto_memory_limit, merge_threads
 
         limit = auto_memory_limit(step_rows if step_rows is not None else DEFAULT_STEP_ROWS)
+        settings["threads"] = merge_threads()
     if limit.lower() != "none":
-        credentials.global_config = {"memory_limit": limit, "preserve_insertion_order": False}
+        credentials.global_config = {"memory_limit": limit, "preserve_insertion_order": False, **settings}
     return credentials
 
 

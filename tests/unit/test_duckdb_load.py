@@ -15,7 +15,7 @@ import duckdb
 import pyarrow as pa
 import pytest
 
-from cargo_elt.pipelines.duckdb_load import auto_memory_limit, duckdb_destination
+from cargo_elt.pipelines.duckdb_load import auto_memory_limit, duckdb_destination, merge_threads
 from cargo_elt.source.specs import UNIQUE_PER_PACKAGE_HINT
 
 
@@ -93,10 +93,10 @@ def test_a_hard_deleted_newest_version_removes_the_row(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("step_rows", "memory", "expected"),
     [
-        (1_000_000, 24 * 1024**3, "256MB"),
-        (4_000_000, 24 * 1024**3, "976MB"),
+        (1_000_000, 24 * 1024**3, "160MB"),
+        (4_000_000, 24 * 1024**3, "640MB"),
         (4_000_000, 2 * 1024**3, "512MB"),
-        (1_000, 24 * 1024**3, "256MB"),
+        (1_000, 24 * 1024**3, "160MB"),
         (None, 512 * 1024**2, "128MB"),
     ],
 )
@@ -104,3 +104,8 @@ def test_duckdb_memory_is_sized_from_the_step_and_the_machine(
     step_rows: int | None, memory: int, expected: str
 ) -> None:
     assert auto_memory_limit(step_rows, memory) == expected
+
+
+@pytest.mark.parametrize(("cores", "threads"), [(1, 1), (2, 1), (3, 1), (8, 4)])
+def test_merges_share_the_cores(cores: int, threads: int) -> None:
+    assert merge_threads(cores) == threads
