@@ -480,9 +480,22 @@ def _report_scale(
     }
 
 
+def _header(**figures: Any) -> dict[str, Any]:
+    """When, where and how a benchmark ran: written with its figures, so what renders them (the
+    README's performance section, ``bench.readme``) never retypes them."""
+    return {
+        "date": f"{datetime.now(UTC):%Y-%m-%d}",
+        "cores": os.cpu_count(),
+        "machine": platform.machine(),
+        "command": "python -m bench.compare " + " ".join(sys.argv[1:]),
+        **figures,
+    }
+
+
 def _compare(scales: list[str], repeat: int, concurrency: int, cap: float, cap_rows: int, out: Path | None) -> None:
+    header = _header(concurrency=concurrency, repeats=repeat, cap_seconds=cap, cap_rows=cap_rows)
     print(
-        f"cargo-elt vs alternatives, {datetime.now(UTC):%Y-%m-%d}, {os.cpu_count()} cores, {platform.machine()}, "
+        f"cargo-elt vs alternatives, {header['date']}, {header['cores']} cores, {header['machine']}, "
         f"concurrency {concurrency}, repeats {repeat}",
         flush=True,
     )
@@ -516,7 +529,7 @@ def _compare(scales: list[str], repeat: int, concurrency: int, cap: float, cap_r
             f"= {ratio:.2f} (target <= {TARGET_RSS_FLAT})"
         )
     if out is not None:
-        out.write_text(json.dumps(reports, indent=2, default=str))
+        out.write_text(json.dumps({"run": header, "scales": reports}, indent=2, default=str))
 
 
 # -- the 20 M-span backfill and the profile -------------------------------------------------------
@@ -567,6 +580,7 @@ def _backfill_large(concurrency: int, scale: str, out: Path | None, duckdb_memor
         out.write_text(
             json.dumps(
                 {
+                    "run": _header(concurrency=concurrency, duckdb_memory_limit_option=duckdb_memory_limit),
                     "scale": scale,
                     "server_count": count,
                     "start_seconds": start_seconds,

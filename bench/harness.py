@@ -76,11 +76,11 @@ def emulator_process(scale: str, seed: int = 1, extra: Sequence[str] = (), via_c
             process.stdout.close()
 
 
-def run_child(module: str, args: dict[str, Any]) -> ChildResult:
-    """Run ``python -m <module>`` with JSON args on stdin; it prints one JSON object on its last line."""
+def run_child(module: str, args: dict[str, Any], options: Sequence[str] = ()) -> ChildResult:
+    """Run ``python -m <module> [options]`` with JSON args on stdin; it prints one JSON object on its last line."""
     started = time.monotonic()
     process = subprocess.Popen(
-        [sys.executable, "-m", module],
+        [sys.executable, "-m", module, *options],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

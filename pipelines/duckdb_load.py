@@ -36,6 +36,8 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from dlt.common.destination.client import HasFollowupJobs, LoadJob, RunnableLoadJob
@@ -53,8 +55,8 @@ UNIQUE_PER_PACKAGE = UNIQUE_PER_PACKAGE_HINT
 so each file can be merged on its own (``KeyedMergeJob``, which still checks the file's keys)."""
 
 MERGE_SLOTS = 2
-"""Merges that may run at once in one DuckDB file, each of a different table, each with
-``merge_threads()`` of DuckDB's threads.
+"""Merges that may run at once in one DuckDB file, each of a different table, sharing the machine's
+cores (``MergeSlots``).
 
 Measured at ``big`` on 2 cores, DuckDB at 190 MB (steps of runs, records and spans files, then steps
 of spans only): three merges at once with two threads each peaked at 560-574 MB in the sync's
@@ -62,15 +64,49 @@ process and loaded in 33 s; one at a time with two threads, 496-500 MB in 41 s (
 threads do not scale: much of its work is on one); two slots of one thread, 503-506 MB in 32 s."""
 
 _table_locks: dict[tuple[str, str], threading.Lock] = {}
-_slots: dict[str, threading.BoundedSemaphore] = {}
+_slots: dict[str, MergeSlots] = {}
 _locks_guard = threading.Lock()
 
 
-def merge_threads(cores: int | None = None) -> int:
-    """DuckDB's threads for the sync's loads: the machine's cores shared by ``MERGE_SLOTS`` merges."""
-    if cores is None:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, cores // MERGE_SLOTS)
+def machine_cores() -> int:
+    """The cores this process may run on (its affinity: a container's or a worker's share)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def merge_threads(cores: int | None = None, merges: int = MERGE_SLOTS) -> int:
+    """DuckDB's threads while ``merges`` merges run at once: the machine's cores shared between them."""
+    return max(1, (machine_cores() if cores is None else cores) // max(1, merges))
+
+
+class MergeSlots:
+    """At most ``MERGE_SLOTS`` merges at once in one DuckDB file, whatever their tables, sharing its cores.
+
+    DuckDB's ``threads`` is one setting for the whole database, not per query, so each merge sets it
+    as it starts and as it ends, to the cores over the merges then running: two merges on 2 cores run
+    with a thread each (two threads each added their working sets past 500 MB at ``big``), and a
+    merge that runs alone, as every merge of a spans-only backfill does, gets both cores.
+    """
+
+    def __init__(self, cores: int) -> None:
+        self.cores = cores
+        self.running = 0
+        self._free = threading.BoundedSemaphore(MERGE_SLOTS)
+        self._guard = threading.Lock()
+
+    @contextmanager
+    def hold(self, sql: Any) -> Iterator[None]:
+        """One slot for the merge run inside, with DuckDB's threads shared over the merges running."""
+        with self._free:
+            with self._guard:
+                self.running += 1
+                sql.execute_sql(f"SET threads = {merge_threads(self.cores, self.running)}")
+            try:
+                yield
+            finally:
+                with self._guard:
+                    self.running -= 1
+                    if self.running:
+                        sql.execute_sql(f"SET threads = {merge_threads(self.cores, self.running)}")
 
 
 def _table_lock(database: str, table: str) -> threading.Lock:
@@ -80,10 +116,10 @@ def _table_lock(database: str, table: str) -> threading.Lock:
         return _table_locks.setdefault((database, table), threading.Lock())
 
 
-def _merge_slot(database: str) -> threading.BoundedSemaphore:
-    """At most ``MERGE_SLOTS`` merges at once in one DuckDB file, whatever their tables."""
+def _merge_slots(database: str) -> MergeSlots:
+    """The merge slots of one DuckDB file, shared by every load job of this process."""
     with _locks_guard:
-        return _slots.setdefault(database, threading.BoundedSemaphore(MERGE_SLOTS))
+        return _slots.setdefault(database, MergeSlots(machine_cores()))
 
 
 def merges_in_place(table: PreparedTableSchema, schema: Any) -> bool:
@@ -125,7 +161,7 @@ class KeyedMergeJob(RunnableLoadJob, HasFollowupJobs):
             rows = f"(SELECT * FROM {source} QUALIFY {_newest_first(table, keys, escape)} = 1)"
         insert_filter = f" WHERE {not_deleted}" if not_deleted else ""
         database = str(client.config.credentials.database)
-        with _table_lock(database, name), _merge_slot(database), sql.begin_transaction():
+        with _table_lock(database, name), _merge_slots(database).hold(sql), sql.begin_transaction():
             file_keys = f"SELECT {', '.join(keys)} FROM {source}"
             sql.execute_sql(f"DELETE FROM {name} AS d USING ({file_keys}) AS s WHERE {matches}")
             sql.execute_sql(f"INSERT INTO {name} BY NAME SELECT * FROM {rows}{insert_filter}")
@@ -188,9 +224,10 @@ out of memory reading parquet); a small step's merge needs no more."""
 BYTES_PER_STEP_ROW = 168
 """What a merge needs per row of a step (160 MB for a million): its keys in the delete's hash table
 (two UUIDs and a number for spans, with the table's overhead) and the insert's buffers. Measured in
-the sync's process at ``big`` (``MERGE_SLOTS`` merges of one thread each): peak RSS 506 MB at 190 MB,
-462 MB at 160 MB, where the delete's hash table of a million-row file starts to spill (loads 32 s
-and 37 s in all); DuckDB alone, every 32 MB of limit was about 30 MB more resident at the peak."""
+the sync's process at ``big`` (``MERGE_SLOTS`` merges of one thread each, as ``MergeSlots`` runs
+them there): peak RSS 486 MB at 190 MB, 462-475 MB at 160 MB, where the delete's hash table of a
+million-row file starts to spill; DuckDB alone, every 32 MB of limit was about 30 MB more resident
+at the peak (docs/PERFORMANCE.md, "The load's settings")."""
 
 MACHINE_SHARE = 4
 """DuckDB takes at most a quarter of the machine's memory (or of the container's limit)."""

@@ -33,6 +33,7 @@ from .catalogue import DIMENSION_NAMES, DIMENSIONS, dimension_resource
 from .config import EXPORT_TABLES, FACT_TABLES, SEGMENT_TABLES, TABLE_NAMES, CargoSettings, parse_settings
 from .connection import Connection
 from .descriptions import describe_resource
+from .disk import delete_loaded_files
 from .errors import CargoConfigurationError
 from .extract import TableStats
 from .facts import fact_resource
@@ -182,6 +183,7 @@ def cargo_source(
             f"got since={since!r}, until={until!r}, tables {', '.join(settings.tables)}"
         )
     bound_extract_files()
+    delete_loaded_files()
     sink: SyncStats = stats if isinstance(stats, SyncStats) else SyncStats()
     connection = Connection(
         settings.token, settings.base_url, settings.workspace_uuid, settings.request_timeout, settings.concurrency

@@ -217,7 +217,8 @@ def test_debug_sync_leaves_no_token_anywhere(secret_emulator: Any, tmp_path: Pat
     secrets = settings / "secrets.toml"
     secrets.write_text(f'[sources.cargo]\napi_token = "{TOKEN}"\n')
     (settings / "config.toml").write_text(f'[sources.cargo]\nbase_url = "{secret_emulator.base_url}"\n')
-    env = user_env(tmp_path / "dlt")
+    # loaded files kept (the sync deletes them by default), so the scan reads the data files too
+    env = user_env(tmp_path / "dlt", LOAD__DELETE_COMPLETED_JOBS="false")
     result = run_debug(tmp_path, env, "cli", "sync", "--tables", "runs,records", "--progress", "log")
     transcript = f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
     assert result.returncode == 0, transcript

@@ -116,3 +116,7 @@ def test_extract_files_rotate_and_the_load_stays_exact(tmp_path: Path, monkeypat
         if job.job_file_info.table_name == "spans" and job.job_file_info.file_format == "parquet"
     ]
     assert len(span_jobs) >= 3, [job.file_path for job in span_jobs]
+    # ... and once loaded, their files are gone from the worker's disk (dlt would keep them for ever)
+    loaded = Path(box.pipeline().working_dir) / "load" / "loaded"
+    kept = [path for path in loaded.rglob("*") if path.is_file() and "completed_jobs" in path.parts]
+    assert loaded.is_dir() and not kept, kept

@@ -15,7 +15,7 @@ import duckdb
 import pyarrow as pa
 import pytest
 
-from cargo_elt.pipelines.duckdb_load import auto_memory_limit, duckdb_destination, merge_threads
+from cargo_elt.pipelines.duckdb_load import MergeSlots, auto_memory_limit, duckdb_destination, merge_threads
 from cargo_elt.source.specs import UNIQUE_PER_PACKAGE_HINT
 
 
@@ -106,6 +106,56 @@ def test_duckdb_memory_is_sized_from_the_step_and_the_machine(
     assert auto_memory_limit(step_rows, memory) == expected
 
 
-@pytest.mark.parametrize(("cores", "threads"), [(1, 1), (2, 1), (3, 1), (8, 4)])
-def test_merges_share_the_cores(cores: int, threads: int) -> None:
-    assert merge_threads(cores) == threads
+@pytest.mark.parametrize(
+    ("cores", "merges", "threads"), [(1, 2, 1), (2, 2, 1), (3, 2, 1), (8, 2, 4), (2, 1, 2), (8, 1, 8), (2, 0, 2)]
+)
+def test_merges_share_the_cores(cores: int, merges: int, threads: int) -> None:
+    assert merge_threads(cores, merges) == threads
+
+
+class _Sql:
+    """The one method of dlt's SQL client that ``MergeSlots`` uses, over a DuckDB cursor."""
+
+    def __init__(self, connection: duckdb.DuckDBPyConnection) -> None:
+        self.cursor = connection.cursor()
+
+    def execute_sql(self, sql: str) -> Any:
+        return self.cursor.execute(sql).fetchall()
+
+    def threads(self) -> int:
+        return int(self.cursor.execute("SELECT current_setting('threads')").fetchone()[0])  # type: ignore[index]
+
+
+def test_a_merge_alone_gets_every_core_and_two_share_them(tmp_path: Path) -> None:
+    """DuckDB's threads are one setting per database: set as merges start and end (real DuckDB, two
+    threads ordered by events, no sleeps)."""
+    import threading
+
+    connection = duckdb.connect(str(tmp_path / "slots.duckdb"), config={"threads": 1})
+    slots = MergeSlots(cores=2)
+    first, second = _Sql(connection), _Sql(connection)
+    seen: dict[str, int] = {}
+    second_in, first_out = threading.Event(), threading.Event()
+
+    def other_merge() -> None:
+        with slots.hold(second):
+            seen["second, both running"] = second.threads()
+            second_in.set()
+            assert first_out.wait(30)
+            seen["second, alone again"] = second.threads()
+
+    with slots.hold(first):
+        seen["first, alone"] = first.threads()
+        worker = threading.Thread(target=other_merge)
+        worker.start()
+        assert second_in.wait(30)
+        seen["first, both running"] = first.threads()
+    first_out.set()
+    worker.join(30)
+    assert seen == {
+        "first, alone": 2,
+        "second, both running": 1,
+        "first, both running": 1,
+        "second, alone again": 2,
+    }
+    assert slots.running == 0
