@@ -65,6 +65,10 @@ def _table(header: Sequence[str], rows: Iterable[Sequence[str]], right_from: int
     return lines
 
 
+def _verdict(ok: bool) -> str:
+    return "PASS" if ok else "**MISS**"
+
+
 def _run_line(run: dict[str, Any]) -> str:
     return f"{run['date']}, {run['cores']} cores, {run['machine']}: `{run['command']}`"
 
@@ -129,8 +133,7 @@ def render_checks(scales: list[dict[str, Any]], names: list[str]) -> list[str]:
     targets: dict[str, dict[str, str]] = {}
     for s in scales:
         for check in s["checks"]:
-            verdict = "PASS" if check["ok"] else "**MISS**"
-            targets.setdefault(check["target"], {})[s["scale"]] = f"{check['value']} {verdict}"
+            targets.setdefault(check["target"], {})[s["scale"]] = f"{check['value']} {_verdict(check['ok'])}"
     return _table(
         ["target", *names],
         ([target, *(by_scale.get(n, "") for n in names)] for target, by_scale in targets.items()),
@@ -176,10 +179,6 @@ def render_cpu(scales: list[dict[str, Any]]) -> list[str]:
         for label, c in s["cpu"].items():
             rows.append([s["scale"], label, f"{c['client']:.1f}", f"{c['server']:.1f}", f"{c['busy']:.2f}"])
     return _table(["scale", "CPU seconds while fetching", "client", "server", "cores busy"], rows, right_from=2)
-
-
-def _verdict(ok: bool) -> str:
-    return "PASS" if ok else "**MISS**"
 
 
 def render_large(data: dict[str, Any]) -> list[str]:
