@@ -96,6 +96,8 @@ def _loaded_counts(database: Path) -> dict[str, int]:
 
 def backfill(base_url: str, workers: int, chunks: int | None) -> Run:
     """One ``cargo-elt backfill --since START_DATE --workers N`` into a fresh DuckDB file, checked."""
+    from cargo_elt.source.planner import is_histogram_query
+
     work = scratch_dir("cargo-backfill-bench-")
     database = work / "warehouse.duckdb"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SOURCES__", "DESTINATION__", "DLT_"))}
@@ -137,7 +139,7 @@ def backfill(base_url: str, workers: int, chunks: int | None) -> Run:
         client_cpu=cpu_after - cpu_before,
         server_cpu=float(log["cpu_seconds"]) - server_before,
         requests=sum(int(n) for path, n in log["requests"].items() if path.startswith("/v1/")),
-        data_queries=sum(1 for q in served if "toStartOfInterval" not in q["sql"] and "LIMIT" in q["sql"]),
+        data_queries=sum(1 for q in served if not is_histogram_query(q["sql"]) and "LIMIT" in q["sql"]),
         wait_seconds=sum(float(c["wait_seconds"]) for c in report["chunks"]),
         extract_cpu=sum(float(c["extract_cpu_seconds"]) for c in report["chunks"]),
         load_seconds=sum(float(c["load_seconds"]) for c in report["chunks"]),

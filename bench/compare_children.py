@@ -166,7 +166,7 @@ def run_cargo(args: dict[str, Any]) -> dict[str, Any]:
         stats=stats,
     )
     result: dict[str, Any] = {"duckdb_memory_limit": (credentials.global_config or {}).get("memory_limit", "none")}
-    started = time.monotonic()
+    started, cpu_started = time.monotonic(), time.process_time()
     steps: Any = None
     with _DiskSampler(args["database"], os.path.join(args["pipelines_dir"], "bench_cargo")) as disk:
         try:
@@ -179,6 +179,8 @@ def run_cargo(args: dict[str, Any]) -> dict[str, Any]:
             "extract_seconds": pipeline.extract_seconds,
             "extract_cpu_seconds": pipeline.extract_cpu_seconds,
             "total_seconds": time.monotonic() - started,
+            "cpu_seconds": time.process_time() - cpu_started,
+            "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1,
             "steps": steps.steps if steps is not None else stats.steps_committed,
             "temp_disk_peak_bytes": disk.peak,
             "duckdb_file_bytes": os.path.getsize(args["database"]) if os.path.exists(args["database"]) else 0,

@@ -36,7 +36,19 @@ from .errors import (
 from .fetch import fetch_pages, plan_windows
 from .memory import release_free_memory
 from .pages import PACKED_KEYS, CodecChoice, CsvCell, Page, RowObjects
-from .planner import Predicate, QueryWindow, UpdatedAfter, cursor_after, range_condition
+from .planner import (
+    HISTOGRAM_CELL,
+    Bucket,
+    Predicate,
+    QueryWindow,
+    UpdatedAfter,
+    clip_buckets,
+    cursor_after,
+    packed_histogram_query,
+    parse_packed_histogram,
+    plan_step,
+    range_condition,
+)
 from .settings import DEFAULT_WINDOW_TARGET_ROWS, MAX_COLUMNS_TO_READ, PAGE_LIMIT
 from .specs import IDENTIFIER, SERVER_NAMES, ColumnSpec, TableSpec, ValueKind, kind_of_type
 from .sqltext import sql_string
@@ -191,6 +203,8 @@ class _WindowResult:
     """``first_page_only`` and the server refused even one page of the whole range."""
     paused: QueryWindow | None = None
     """The rest of the window, when the reader stopped after a page because dlt was behind (``Backlog``)."""
+    counted: list[Bucket] | None = None
+    """The histogram of the whole window, when it came with the first page (``_FirstPagePlanned``)."""
 
 
 def _read_window(  # noqa: PLR0912 (one window's page loop with its three exits and two fallbacks)
@@ -239,30 +253,50 @@ def _read_window(  # noqa: PLR0912 (one window's page loop with its three exits 
             codecs.fall_back()
 
 
-class _SchemaOnFirstPage:
-    """The packed codec with the schema check folded into its query: one query for both.
+class _FirstPagePlanned:
+    """The packed codec with the schema check and the range's histogram folded into its query.
 
-    The packed page is one row (``page``, ``n``, ``last``) and so is ``schema_query``'s answer, so
-    ``SELECT * FROM (<page>) AS p CROSS JOIN (<schema check>) AS s`` returns both in one row. The
-    schema row is kept in ``schema_row`` for ``adapt_to_schema``; the page decodes as usual.
+    The packed page is one row (``page``, ``n``, ``last``), and so are ``schema_query``'s answer and
+    ``packed_histogram_query``'s, so ``SELECT * FROM (<page>) AS p CROSS JOIN (<schema check>) AS s
+    CROSS JOIN (<histogram>) AS h`` returns all three in one row: a range larger than a page is then
+    planned without a query of its own. The schema row is kept in ``schema_row`` for
+    ``adapt_to_schema``, the histogram's buckets in ``counted``; the page decodes as usual. The
+    histogram reads every row of the range, so a range past the scan cap is refused here where the
+    page alone might have passed: ``_first_page_checked`` then checks alone and plans with
+    ``run_histogram``, which splits (one refused query more, on a range of millions of rows).
     """
 
-    name = "csv with schema"
+    name = "csv with schema and plan"
 
-    def __init__(self, packed: CsvCell, schema_sql: str) -> None:
+    def __init__(
+        self, packed: CsvCell, schema_sql: str, window: QueryWindow, histogram: tuple[str, int] | None
+    ) -> None:
         self.packed = packed
         self.schema_sql = schema_sql
+        self.window = window
+        self.histogram = histogram
         self.schema_row: dict[str, Any] | None = None
+        self.counted: list[Bucket] | None = None
 
     def sql(self, spec: TableSpec, window: QueryWindow, predicate: Predicate | None, limit: int) -> str:
         page = self.packed.sql(spec, window, predicate, limit)
-        return f"SELECT * FROM ({page}) AS p CROSS JOIN ({self.schema_sql}) AS s"
+        folded = f"SELECT * FROM ({page}) AS p CROSS JOIN ({self.schema_sql}) AS s"
+        if self.histogram is not None:
+            folded += f" CROSS JOIN ({self.histogram[0]}) AS h"
+        return folded
 
     def decode(self, spec: TableSpec, rows: list[Row]) -> Page:
         if len(rows) != 1:
             raise CargoProtocolError(f"{spec.name}: a first page with its schema must be one row; got {len(rows)}")
         row = rows[0]
-        self.schema_row = {k: v for k, v in row.items() if k not in PACKED_KEYS}
+        if self.histogram is not None:
+            if HISTOGRAM_CELL not in row:
+                raise CargoProtocolError(f"{spec.name}: the first page came back without its histogram")
+            try:
+                self.counted = parse_packed_histogram(row[HISTOGRAM_CELL], self.window, self.histogram[1])
+            except ValueError as exc:
+                raise CargoProtocolError(f"{spec.name}: unreadable histogram with the first page: {exc}") from exc
+        self.schema_row = {k: v for k, v in row.items() if k not in PACKED_KEYS and k != HISTOGRAM_CELL}
         return self.packed.decode(spec, [{k: row[k] for k in PACKED_KEYS if k in row}])
 
 
@@ -293,7 +327,8 @@ def _first_page_checked(
     predicate: Predicate | None,
     codecs: CodecChoice,
 ) -> tuple[TableSpec, _WindowResult] | None:
-    """The first page of ``window`` and the schema check, in one query; None if not possible here.
+    """The first page of ``window``, the schema check and the histogram of ``window``, in one query;
+    None if not possible here.
 
     A server that refuses the combined query (or a column the query names that it no longer has) is
     answered by the two queries as before (the refused one counts as planning). When the check
@@ -304,7 +339,11 @@ def _first_page_checked(
     if not isinstance(packed, CsvCell):
         return None
     expiring = predicate.expiring if isinstance(predicate, UpdatedAfter) else None
-    folded = _SchemaOnFirstPage(packed, schema_query(original, expiring))
+    histogram = None
+    if window.cursor is None:
+        step_ms = plan_step(window)
+        histogram = (packed_histogram_query(original, window, step_ms, predicate), step_ms)
+    folded = _FirstPagePlanned(packed, schema_query(original, expiring), window, histogram)
     executor = _CountAfter(client, stats, "data_queries", "planning_queries")
     pages = fetch_pages(executor, original, window, predicate, codec=folded)
     try:
@@ -323,11 +362,14 @@ def _first_page_checked(
     spec = adapt_to_schema(original, folded.schema_row, expiring)
     if spec is not original:
         fetcher = CountingExecutor(client, stats, "data_queries")
-        return spec, _read_window(fetcher, spec, window, predicate, codecs, first_page_only=True)
+        reread = _read_window(fetcher, spec, window, predicate, codecs, first_page_only=True)
+        reread.counted = folded.counted
+        return spec, reread
     if page is None or page.ends_window or page.last is None:
         return spec, _WindowResult([page.table] if page is not None and page.table is not None else [])
     assert page.table is not None
-    return spec, _WindowResult([page.table], continuation=window.resumed_at(cursor_after(spec, page.last)))
+    rest = window.resumed_at(cursor_after(spec, page.last))
+    return spec, _WindowResult([page.table], continuation=rest, counted=folded.counted)
 
 
 def _first_page_then_plan(
@@ -355,9 +397,9 @@ def _first_page_then_plan(
     if rest is None:
         return probe.tables, []
     assert rest.cursor is not None  # a page that does not end its window has a last row
-    planned = plan_windows(
-        planner, spec, QueryWindow(rest.effective_start, rest.end), predicate, target_rows=target_rows
-    )
+    remaining = QueryWindow(rest.effective_start, rest.end)
+    counted = clip_buckets(probe.counted, remaining) if probe.counted is not None else None
+    planned = plan_windows(planner, spec, remaining, predicate, target_rows=target_rows, counted=counted)
     return probe.tables, [planned[0].resumed_at(rest.cursor), *planned[1:]]
 
 

@@ -84,14 +84,20 @@ def plan_windows(
     max_scan_rows: int = DEFAULT_WINDOW_SCAN_ROWS,
     max_buckets: int = HISTOGRAM_MAX_BUCKETS,
     refine_budget: int | None = None,
+    counted: list[Bucket] | None = None,
 ) -> list[QueryWindow]:
     """Windows covering ``window`` exactly, each expected to fit one page.
 
-    One histogram at the finest step that stays under ``max_buckets``, then at most
-    ``HISTOGRAM_MAX_REFINE_DEPTH`` rounds of finer histograms over stretches too dense to pack well,
-    within ``refine_budget`` queries (by default ``refinement_budget`` of the rows counted).
+    One histogram at the finest step that stays under ``max_buckets`` (or ``counted``, that histogram
+    already answered with the first page), then at most ``HISTOGRAM_MAX_REFINE_DEPTH`` rounds of finer
+    histograms over stretches too dense to pack well, within ``refine_budget`` queries (by default
+    ``refinement_budget`` of the rows counted).
     """
-    buckets = run_histogram(executor, spec, HistogramRequest(window, plan_step(window, max_buckets)), extra_predicate)
+    if counted is None:
+        request = HistogramRequest(window, plan_step(window, max_buckets))
+        buckets = run_histogram(executor, spec, request, extra_predicate)
+    else:
+        buckets = sorted(counted, key=lambda b: b.start)
     budget = refinement_budget(sum(b.rows for b in buckets)) if refine_budget is None else refine_budget
     min_step_ms = 1
     for _ in range(HISTOGRAM_MAX_REFINE_DEPTH):

@@ -4,8 +4,9 @@ Nothing here does I/O; ``fetch.py`` runs the queries these functions write. The 
 time range of a table under the API's caps (10,000 result rows, 10 M scanned rows, 30 s):
 
 1. a histogram query counts rows per time bucket (``histogram_query``; the bucket size comes from
-   ``plan_step`` so the histogram itself stays far below 10,000 rows; ``refinement_requests`` asks
-   for finer buckets where coarse ones are too dense to pack well);
+   ``plan_step`` so the histogram itself stays far below 10,000 rows; ``packed_histogram_query``
+   is the same as one cell, to ride on the read's first page; ``refinement_requests`` asks for finer
+   buckets where coarse ones are too dense to pack well);
 2. ``pack_windows`` joins adjacent buckets into windows of at most ``target_rows`` rows;
 3. each window is read in ``(time, primary key)`` order with ``page_query``; a full page continues
    after its last row with a keyset predicate that keeps the primary index usable;
@@ -19,6 +20,8 @@ them when it is built.
 
 from __future__ import annotations
 
+import csv
+import io
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -182,6 +185,54 @@ def histogram_query(
     )
 
 
+def is_histogram_query(sql: str) -> bool:
+    """Whether ``sql`` is a planning histogram on its own (``histogram_query``): what the logs and
+    benchmarks count as planning. A first page that carries one (``packed_histogram_query``) is a page."""
+    return sql.lstrip().startswith("SELECT toStartOfInterval(")
+
+
+HISTOGRAM_CELL = "__cargo_histogram"
+"""The column of ``packed_histogram_query``'s one row: the whole histogram as CSV text."""
+
+
+def packed_histogram_query(
+    spec: TableSpec, window: QueryWindow, step_ms: int, extra_predicate: Predicate | None = None
+) -> str:
+    """``histogram_query`` as one row holding one CSV text (``bucket, n[, scanned]`` per line).
+
+    One row can ride along another one-row query (the first page, ``extract._FirstPagePlanned``) in a
+    ``CROSS JOIN``: the plan then costs no query of its own. Text, like the packed page, because it
+    is the one cell shape whose wire format the API's JSON answer cannot change.
+    """
+    counts = "n" if extra_predicate is None else "n, scanned"
+    inner = histogram_query(spec, window, step_ms, extra_predicate)
+    return (
+        f"SELECT arrayStringConcat(groupArray(formatRow('CSV', bucket, {counts})), '') AS {HISTOGRAM_CELL} "
+        f"FROM ({inner})"
+    )
+
+
+def parse_packed_histogram(text: object, window: QueryWindow, step_ms: int) -> list[Bucket]:
+    """The buckets of a ``packed_histogram_query`` answer, clipped to ``window`` like ``parse_histogram``.
+
+    Raises ``ValueError`` for text that is not that query's CSV (the caller names the table).
+    """
+    if not isinstance(text, str):
+        raise ValueError(f"the packed histogram is not text: {type(text).__name__}")
+    rows: list[dict[str, Any]] = []
+    for fields in csv.reader(io.StringIO(text)):
+        if len(fields) not in (2, 3):
+            raise ValueError(f"a packed histogram line has {len(fields)} fields: {fields!r}")
+        row: dict[str, Any] = {"bucket": fields[0], "n": fields[1]}
+        if len(fields) == 3:
+            row["scanned"] = fields[2]
+        rows.append(row)
+    try:
+        return parse_histogram(rows, window, step_ms)
+    except UnsafeLiteralError as exc:
+        raise ValueError(str(exc)) from exc
+
+
 def page_query(
     spec: TableSpec, window: QueryWindow, extra_predicate: Predicate | None = None, limit: int = PAGE_LIMIT
 ) -> str:
@@ -274,6 +325,17 @@ def parse_histogram(rows: Iterable[Mapping[str, Any]], window: QueryWindow, step
             buckets.append(Bucket(start, end, matching, scanned))
     buckets.sort(key=lambda b: b.start)
     return buckets
+
+
+def clip_buckets(buckets: Iterable[Bucket], window: QueryWindow) -> list[Bucket]:
+    """The buckets that overlap ``window``, cut to it (their counts kept: a cut bucket may overstate)."""
+    clipped = [
+        Bucket(max(b.start, window.start), min(b.end, window.end), b.rows, b.scanned)
+        for b in buckets
+        if b.end > window.start and b.start < window.end
+    ]
+    clipped.sort(key=lambda b: b.start)
+    return clipped
 
 
 def pack_windows(

@@ -63,6 +63,7 @@ UNBOUNDED = ("runs", "batches", "records")
 
 pytest.importorskip("airflow", reason="the airflow extra is not installed: pip install -e '.[dev,airflow]'")
 
+from cargo_elt.source.planner import is_histogram_query  # noqa: E402
 from cargo_elt.source.settings import DEFAULT_OVERLAP  # noqa: E402
 from cargo_elt.source.sqltext import parse_timestamp, sql_timestamp  # noqa: E402
 from tests.conftest import FIXED_NOW  # noqa: E402
@@ -125,7 +126,7 @@ class Warehouse(SnowflakeSandbox):
 
     def data_reads(self) -> list[str]:
         """The data queries (pages) served since the last call: not histograms, counts or the clock."""
-        return [q for q in self.served() if "toStartOfInterval" not in q and "LIMIT" in q]
+        return [q for q in self.served() if not is_histogram_query(q) and "LIMIT" in q]
 
     def rows_read(self, reads: list[str]) -> dict[str, int]:
         """Rows Cargo returned per fact table to the pages ``reads``, each page asked again: the emulator's

@@ -27,6 +27,7 @@ import httpx
 import pytest
 
 from cargo_elt.source import SEGMENT_TABLES, TABLE_NAMES
+from cargo_elt.source.planner import is_histogram_query
 from tests.conftest import FIXED_NOW
 from tests.e2e.support import serve_handler
 
@@ -686,7 +687,7 @@ class _Mangler(http.server.BaseHTTPRequestHandler):
         headers = {k: v for k, v in self.headers.items() if k.lower() in ("authorization", "content-type")}
         answer = httpx.post(f"{self.upstream}/{rest}", content=body, headers=headers, timeout=120)
         rows = answer.json().get("rows") if answer.status_code == 200 else None
-        page = " LIMIT " in sql and "toStartOfInterval" not in sql
+        page = " LIMIT " in sql and not is_histogram_query(sql)
         if not page or not rows:
             return self._send(answer.status_code, answer.content)
         table = sql.split(" FROM ", 1)[1].split(maxsplit=1)[0]

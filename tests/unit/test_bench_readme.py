@@ -39,3 +39,17 @@ def test_results_without_their_run_are_refused_by_name(tmp_path: Path) -> None:
 def test_a_readme_without_the_markers_is_refused() -> None:
     with pytest.raises(readme.ResultsError, match="no generated block"):
         readme.replace_block("# no markers here\n", readme.render())
+
+
+def test_the_overlap_bound_is_the_extract_over_the_cpu_work_per_core() -> None:
+    from bench.compare import Measured, overlapped_at_best
+
+    def run(client_cpu: float, server_cpu: float, cores: int = 2) -> Measured:
+        payload = {"cpu_seconds": client_cpu, "cores": cores}
+        return Measured(rows=1, wall=130.0, requests=1, rss=1.0, extract=100.0, payload=payload, server_cpu=server_cpu)
+
+    assert overlapped_at_best(run(client_cpu=90.0, server_cpu=90.0)) == 1.0  # CPU to spare: the extract bounds
+    assert overlapped_at_best(run(client_cpu=150.0, server_cpu=90.0)) == pytest.approx(100 / 120)
+    assert overlapped_at_best(run(client_cpu=150.0, server_cpu=90.0, cores=4)) == 1.0
+    unmeasured = Measured(rows=1, wall=130.0, requests=1, rss=1.0, extract=100.0, payload={})
+    assert readme._ratio(overlapped_at_best(unmeasured)) == "n/a"

@@ -34,7 +34,18 @@ from cargo_elt.source.errors import (
 from cargo_elt.source.extract import CountingExecutor, TableStats, _read_window, read_range
 from cargo_elt.source.fetch import fetch_pages
 from cargo_elt.source.pages import CodecChoice, CsvCell, Page, PageCodec, RowObjects, csv_to_table
-from cargo_elt.source.planner import KeysetCursor, QueryWindow, UpdatedAfter, cursor_after, page_query
+from cargo_elt.source.planner import (
+    HISTOGRAM_CELL,
+    KeysetCursor,
+    QueryWindow,
+    UpdatedAfter,
+    cursor_after,
+    histogram_query,
+    packed_histogram_query,
+    page_query,
+    parse_histogram,
+    parse_packed_histogram,
+)
 from cargo_elt.source.settings import MIN_PAGE_LIMIT, PAGE_LIMIT
 from cargo_elt.source.specs import BATCHES, RECORDS, RUNS, SPANS, TABLE_SPECS, ColumnSpec, TableSpec, ValueKind
 from cargo_elt.source.sqltext import sql_string
@@ -788,3 +799,102 @@ def test_a_page_ending_between_two_versions_of_a_row_keeps_the_newest(
     assert set(newest_seen) == {row["uuid"] for row in newest}, "every key read"
     stale = [uuid for uuid, updated in newest_seen.items() if updated != _T0 + timedelta(days=2)]
     assert not stale, f"{len(stale)} keys kept an older version"
+
+
+# -- the first page carries the plan ------------------------------------------------------------
+
+
+class Answering:
+    """Answers like ``engine`` and keeps every statement; ``change(sql)`` may refuse a statement or
+    return the rows to answer with instead (None: the engine's own answer)."""
+
+    def __init__(self, engine: ChdbTables, change: Callable[[str, ChdbTables], list[Row] | None]) -> None:
+        self.engine = engine
+        self.change = change
+        self.queries: list[str] = []
+        self._lock = threading.Lock()
+
+    def query(self, sql: str) -> list[Row]:
+        with self._lock:
+            self.queries.append(sql)
+        changed = self.change(sql, self.engine)
+        return self.engine.query(sql) if changed is None else changed
+
+
+def _histograms(queries: Sequence[str]) -> list[int]:
+    """Indexes of the statements that count rows per bucket."""
+    return [i for i, sql in enumerate(queries) if "toStartOfInterval" in sql]
+
+
+@pytest.mark.parametrize("predicate", [None, UpdatedAfter(_T0 + timedelta(hours=3))], ids=["all", "changed"])
+@pytest.mark.parametrize("spec", [RUNS, SPANS], ids=lambda s: s.name)
+def test_the_packed_histogram_counts_what_the_plain_one_counts(
+    tables: ChdbTables, spec: TableSpec, predicate: UpdatedAfter | None
+) -> None:
+    step = 600_000
+    plain_rows = tables.query(histogram_query(spec, EVERYTHING, step, predicate))
+    plain = parse_histogram(plain_rows, EVERYTHING, step)
+    [answer] = tables.query(packed_histogram_query(spec, EVERYTHING, step, predicate))
+    assert parse_packed_histogram(answer[HISTOGRAM_CELL], EVERYTHING, step) == plain
+    assert len(plain) > 3
+    if predicate is None:
+        assert sum(b.rows for b in plain) == _ROWS_PER_TABLE
+    else:
+        assert sum(b.rows for b in plain) < sum(b.scanned for b in plain) == _ROWS_PER_TABLE
+
+
+@pytest.mark.parametrize("text", [3, "2026-11-01 12:00:00\n", '"not a time",4\n', '"2026-11-01 12:00:00",many\n'])
+def test_an_unreadable_packed_histogram_is_an_error(text: object) -> None:
+    with pytest.raises(ValueError):
+        parse_packed_histogram(text, EVERYTHING, 1000)
+
+
+@pytest.fixture()
+def small_windows(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pages of 7 rows and windows of 10, so a 60-row table needs a plan of several windows."""
+    monkeypatch.setattr(extract, "fetch_pages", functools.partial(fetch_pages, page_limit=7))
+    monkeypatch.setattr(extract, "DEFAULT_WINDOW_TARGET_ROWS", 10)
+
+
+def _read_counted(engine: Any, spec: TableSpec) -> tuple[pa.Table, TableStats]:
+    stats = TableStats(spec.name)
+    tables = list(read_range(engine, spec, EVERYTHING, None, concurrency=2, stats=stats, codecs=CodecChoice()))
+    return _concat(spec, tables), stats
+
+
+@pytest.mark.usefixtures("small_windows")
+@pytest.mark.parametrize("spec", TABLE_SPECS.values(), ids=lambda s: s.name)
+def test_a_range_past_one_page_is_planned_from_its_first_page(tables: ChdbTables, spec: TableSpec) -> None:
+    engine = Answering(tables, lambda sql, _: None)
+    table, stats = _read_counted(engine, spec)
+    _assert_same(spec, table, _sorted(spec, rows_to_table(spec, tables.rows[spec.name])))
+    assert _histograms(engine.queries) == [0]  # the histogram rode with the first page, and only there
+    assert HISTOGRAM_CELL in engine.queries[0] and "toTypeName" in engine.queries[0]
+    assert stats.planning_queries == 0 and stats.data_queries == len(engine.queries)
+    assert stats.windows > 3  # the plan really packed the folded histogram's buckets
+
+
+def _refuse_folded(sql: str, _: ChdbTables) -> list[Row] | None:
+    if HISTOGRAM_CELL in sql:
+        raise _scan_cap(sql)
+    return None
+
+
+def _garble_folded(sql: str, engine: ChdbTables) -> list[Row] | None:
+    if HISTOGRAM_CELL not in sql:
+        return None
+    return [{**row, HISTOGRAM_CELL: '"yesterday",12\n'} for row in engine.query(sql)]
+
+
+@pytest.mark.usefixtures("small_windows")
+@pytest.mark.parametrize("change", [_refuse_folded, _garble_folded], ids=["scan cap", "unreadable"])
+def test_a_first_page_without_its_plan_is_planned_apart_and_read_exactly(
+    tables: ChdbTables, change: Callable[[str, ChdbTables], list[Row] | None]
+) -> None:
+    engine = Answering(tables, change)
+    table, stats = _read_counted(engine, SPANS)
+    _assert_same(SPANS, table, _sorted(SPANS, rows_to_table(SPANS, tables.rows[SPANS.name])))
+    later = engine.queries[1:]
+    assert not any(HISTOGRAM_CELL in sql for sql in later)  # asked once, then planned apart
+    assert len(_histograms(later)) == 1 and any("toTypeName" in sql for sql in later)
+    assert stats.planning_queries >= 2 and stats.windows > 3
