@@ -122,20 +122,34 @@ class WindowTooNarrow(CargoError):
     """A cap (scan, time, memory) refused a window that cannot be split any further (one millisecond).
 
     Raised instead of retrying: the same query would fail the same way, and looping on it would
-    never end. The message names the table and the window ``[start, end)``.
+    never end. The message names the table and the window ``[start, end)``, and for a window
+    refused after some of its pages (a millisecond holding more rows than a page), the last row
+    received (``after``: its time and primary key), where a rerun would stop again.
     """
 
-    def __init__(self, table: str, start: datetime, end: datetime, cause: CargoQueryError) -> None:
+    def __init__(
+        self,
+        table: str,
+        start: datetime,
+        end: datetime,
+        cause: CargoQueryError,
+        after: tuple[datetime, tuple[object, ...]] | None = None,
+    ) -> None:
         self.table = table
         self.start = start
         self.end = end
         self.cause = cause
+        self.after = after
         cap = {TOO_MANY_ROWS: "scan", TIMEOUT_EXCEEDED: "time", MEMORY_LIMIT_EXCEEDED: "memory"}.get(
             cause.code or 0, "a"
         )
+        resumed = ""
+        if after is not None:
+            key = ", ".join(str(part) for part in after[1])
+            resumed = f", after the row at {after[0].isoformat()} with key ({key}) (the pages before it were read)"
         super().__init__(
             f"{table}: the server's {cap} cap (ClickHouse code {cause.code}) refuses even the smallest window "
-            f"[{start.isoformat()}, {end.isoformat()}) of {table}; it cannot be split further, "
+            f"[{start.isoformat()}, {end.isoformat()}) of {table}{resumed}; it cannot be split further, "
             "so the sync stops instead of retrying it. "
             f"Server said: {cause.server_message or 'no message'}"
         )

@@ -244,7 +244,8 @@ def _read_window(  # noqa: PLR0912 (one window's page loop with its three exits 
             if first_page_only and not tables:
                 return _WindowResult(tables, refused=True)
             if not current.can_split():  # ``current``: the window resumed after the last page received
-                raise WindowTooNarrow(spec.name, current.start, current.end, exc) from exc
+                after = None if current.cursor is None else (current.cursor.time, current.cursor.key)
+                raise WindowTooNarrow(spec.name, current.start, current.end, exc, after) from exc
             return _WindowResult(tables, current.bisect())
         except (CargoQueryError, CargoProtocolError) as exc:
             if isinstance(exc, ResultCapExceeded) or isinstance(codec, RowObjects):

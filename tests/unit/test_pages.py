@@ -14,6 +14,7 @@ import math
 import os
 import random
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -29,6 +30,7 @@ from cargo_elt.source.errors import (
     CargoProtocolError,
     CargoQueryError,
     ResultCapExceeded,
+    WindowTooNarrow,
     query_error,
 )
 from cargo_elt.source.extract import CountingExecutor, TableStats, _read_window, read_range
@@ -898,3 +900,21 @@ def test_a_first_page_without_its_plan_is_planned_apart_and_read_exactly(
     assert not any(HISTOGRAM_CELL in sql for sql in later)  # asked once, then planned apart
     assert len(_histograms(later)) == 1 and any("toTypeName" in sql for sql in later)
     assert stats.planning_queries >= 2 and stats.windows > 3
+
+
+def test_a_refusal_inside_one_millisecond_names_the_last_row_read(
+    tables: ChdbTables, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(extract, "fetch_pages", functools.partial(fetch_pages, page_limit=2))
+    instants = Counter(row[RUNS.time_column] for row in tables.rows[RUNS.name])
+    text, count = instants.most_common(1)[0]
+    assert count >= 3  # a full page, then a refused one, inside the same millisecond
+    moment = datetime.strptime(text, "%Y-%m-%d %H:%M:%S.%f").replace(tzinfo=UTC)
+    window = QueryWindow(moment, moment + timedelta(milliseconds=1))
+    engine = Refusing(tables, _scan_cap, allow=1)
+    executor = CountingExecutor(engine, TableStats(RUNS.name), "data_queries")
+    with pytest.raises(WindowTooNarrow) as refused:
+        _read_window(executor, RUNS, window, None, CodecChoice())
+    last_read = tables.query(page_query(RUNS, window, None, 2))[-1]["uuid"]  # in ClickHouse's UUID order
+    assert refused.value.after == (moment, (last_read,))
+    assert f"after the row at {moment.isoformat()} with key ({last_read})" in str(refused.value)
