@@ -24,8 +24,10 @@ The promise is checked, not trusted: both ways it could fail are inferred facts 
 time value is taken to be fixed for life). A file whose keys are not unique is inserted one row per
 key, the newest by the ``dedup_sort`` column (dlt's rule); and the delete matches keys over the whole
 table, never pruned by time, so a row whose time value moved is replaced, not duplicated. That
-costs a hash of the file's keys and a scan of the table's key columns per file (about 0.4 s and
-1 s for a million-row file against 22 M rows), against dlt's numbering of whole rows.
+costs a hash of the file's keys and a scan of the table's key columns per file, against dlt's
+numbering of whole rows; and the delete runs only when a hash of a file's key is in the table
+(``_may_share_keys``): a backfill's files hold new keys, and the delete's join of a million keys
+spilled both its sides to disk (300 MB per step at ``big``, growing with the table).
 
 Tables without the hint (exports, segments, the catalogue, ``_dlt_*``), and every other destination,
 keep dlt's merge unchanged. ``duckdb_destination`` reports dlt's own destination type, so the
@@ -149,7 +151,8 @@ class KeyedMergeJob(RunnableLoadJob, HasFollowupJobs):
         table = self._load_table
         name = sql.make_qualified_table_name(table["name"])
         escape = sql.escape_column_name
-        keys = [escape(c) for c in get_columns_names_with_prop(table, "primary_key")]  # type: ignore[arg-type]
+        key_names = get_columns_names_with_prop(table, "primary_key")  # type: ignore[arg-type]
+        keys = [escape(c) for c in key_names]
         path = self._file_path.replace("'", "''")
         source = f"read_parquet('{path}', union_by_name=true)"
         matches = " AND ".join(f"d.{k} = s.{k}" for k in keys)
@@ -162,9 +165,31 @@ class KeyedMergeJob(RunnableLoadJob, HasFollowupJobs):
         insert_filter = f" WHERE {not_deleted}" if not_deleted else ""
         database = str(client.config.credentials.database)
         with _table_lock(database, name), _merge_slots(database).hold(sql), sql.begin_transaction():
-            file_keys = f"SELECT {', '.join(keys)} FROM {source}"
-            sql.execute_sql(f"DELETE FROM {name} AS d USING ({file_keys}) AS s WHERE {matches}")
+            if _may_share_keys(sql, name, source, key_names, escape):
+                file_keys = f"SELECT {', '.join(keys)} FROM {source}"
+                sql.execute_sql(f"DELETE FROM {name} AS d USING ({file_keys}) AS s WHERE {matches}")
             sql.execute_sql(f"INSERT INTO {name} BY NAME SELECT * FROM {rows}{insert_filter}")
+
+
+def _may_share_keys(sql: Any, table: str, source: str, key_names: list[str], escape: Any) -> bool:
+    """Whether a row of ``table`` may have a key of the file: one of them has the same hash of its key.
+
+    The delete joins the file's keys (two UUID strings and a number for spans) against every row of
+    the table; with a million keys that hash table is past DuckDB's memory limit, and the join then
+    partitions both sides to disk, the table's keys included: 300 MB of spill per step at ``big``,
+    growing with the table. In a backfill no row of the table has a key of the file, which this
+    proves with a hash of each key instead (eight bytes a key: it fits, nothing spills) so the delete
+    is skipped; any match, a real one or a collision, runs the exact delete. The file's keys are cast
+    to the table's column types first, so equal keys hash alike whatever type parquet gave them.
+    """
+    types = dict(sql.execute_sql(f"SELECT column_name, column_type FROM (DESCRIBE {table})"))
+    table_keys = ", ".join(f"d.{escape(k)}" for k in key_names)
+    file_keys = ", ".join(f"CAST(s.{escape(k)} AS {types[k]})" for k in key_names)
+    found = sql.execute_sql(
+        f"SELECT EXISTS (SELECT 1 FROM {table} AS d WHERE hash({table_keys}) IN "
+        f"(SELECT hash({file_keys}) FROM {source} AS s))"
+    )[0][0]
+    return bool(found)
 
 
 def _keys_unique(sql: Any, source: str, keys: list[str]) -> bool:

@@ -15,6 +15,7 @@ import duckdb
 import pyarrow as pa
 import pytest
 
+from cargo_elt.pipelines import duckdb_load
 from cargo_elt.pipelines.duckdb_load import MergeSlots, auto_memory_limit, duckdb_destination, merge_threads
 from cargo_elt.source.specs import UNIQUE_PER_PACKAGE_HINT
 
@@ -88,6 +89,46 @@ def test_a_row_whose_time_moved_is_replaced_not_duplicated(tmp_path: Path) -> No
 def test_a_hard_deleted_newest_version_removes_the_row(tmp_path: Path) -> None:
     _load(tmp_path, [_rows((1, 10, 10, "a", False)), _rows((1, 10, 20, "a", False), (1, 10, 30, "a", True))])
     assert _table(tmp_path) == []
+
+
+@pytest.fixture()
+def share_checks(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """What each merge's key check answered (the real check, recorded)."""
+    answers: list[bool] = []
+    real = duckdb_load._may_share_keys
+
+    def recorded(*args: Any) -> bool:
+        answers.append(real(*args))
+        return answers[-1]
+
+    monkeypatch.setattr(duckdb_load, "_may_share_keys", recorded)
+    return answers
+
+
+def test_a_file_of_new_keys_skips_the_delete_and_one_sharing_a_key_runs_it(
+    tmp_path: Path, share_checks: list[bool]
+) -> None:
+    first, new_keys = _rows((1, 10, 10, "a", False), (2, 20, 20, "b", False)), _rows((3, 30, 30, "c", False))
+    moved = _rows((4, 40, 40, "d", False), (1, 500, 600, "moved", False))
+    _load(tmp_path, [first, new_keys, moved])
+    assert share_checks == [False, False, True]
+    assert _table(tmp_path) == [(1, 500, "moved"), (2, 20, "b"), (3, 30, "c"), (4, 40, "d")]
+
+
+@pytest.mark.parametrize(("file_key", "found"), [("2", True), ("20", False)])
+def test_the_key_check_hashes_the_files_keys_as_the_tables_type(tmp_path: Path, file_key: str, found: bool) -> None:
+    """A key parquet typed otherwise (a number here, text in the table) hashes as the table's type:
+    without the cast, hash(2) and hash('2') differ and the delete would be skipped wrongly."""
+    connection = duckdb.connect(str(tmp_path / "check.duckdb"))
+    connection.execute("CREATE TABLE facts (k VARCHAR, n BIGINT)")
+    connection.execute("INSERT INTO facts VALUES ('1', 1), ('2', 2)")
+    path = tmp_path / "file.parquet"
+    connection.execute(f"COPY (SELECT {int(file_key)}::INTEGER AS k, 7::INTEGER AS n) TO '{path}' (FORMAT parquet)")
+    source = f"read_parquet('{path}')"
+    check = duckdb_load._may_share_keys(_Sql(connection), "facts", source, ["k", "n"], lambda name: f'"{name}"')
+    assert check is False  # (k, n) = (2, 7) is in no row: the whole key is checked, not a part of it
+    check = duckdb_load._may_share_keys(_Sql(connection), "facts", source, ["k"], lambda name: f'"{name}"')
+    assert check is found
 
 
 @pytest.mark.parametrize(
