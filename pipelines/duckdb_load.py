@@ -160,15 +160,22 @@ class KeyedMergeJob(RunnableLoadJob, HasFollowupJobs):
             table, escape, sql.capabilities.escape_literal, invert=True
         )
         rows = source
-        if not _keys_unique(sql, source, keys):
+        total, distinct = _key_counts(sql, source, keys)
+        if total != distinct:
             rows = f"(SELECT * FROM {source} QUALIFY {_newest_first(table, keys, escape)} = 1)"
         insert_filter = f" WHERE {not_deleted}" if not_deleted else ""
         database = str(client.config.credentials.database)
         with _table_lock(database, name), _merge_slots(database).hold(sql), sql.begin_transaction():
-            if _may_share_keys(sql, name, source, key_names, escape):
+            if total < KEY_CHECK_MIN_ROWS or _may_share_keys(sql, name, source, key_names, escape):
                 file_keys = f"SELECT {', '.join(keys)} FROM {source}"
                 sql.execute_sql(f"DELETE FROM {name} AS d USING ({file_keys}) AS s WHERE {matches}")
             sql.execute_sql(f"INSERT INTO {name} BY NAME SELECT * FROM {rows}{insert_filter}")
+
+
+KEY_CHECK_MIN_ROWS = 100_000
+"""Files of fewer rows run the delete without ``_may_share_keys``: their keys' hash table fits in
+DuckDB's memory (about 13 MB for 100,000 spans keys), so the check's scan of the table would only be
+a second scan (an incremental sync's files are small and usually share keys with the table)."""
 
 
 def _may_share_keys(sql: Any, table: str, source: str, key_names: list[str], escape: Any) -> bool:
@@ -192,12 +199,13 @@ def _may_share_keys(sql: Any, table: str, source: str, key_names: list[str], esc
     return bool(found)
 
 
-def _keys_unique(sql: Any, source: str, keys: list[str]) -> bool:
-    """Whether each key is in one row of the file (the source's promise, checked: a hash of the keys
-    only, about a third of a second per million rows, where numbering whole rows would spill)."""
+def _key_counts(sql: Any, source: str, keys: list[str]) -> tuple[int, int]:
+    """Rows and distinct keys of the file: equal when each key is in one row (the source's promise,
+    checked: a hash of the keys only, about a third of a second per million rows, where numbering
+    whole rows would spill)."""
     columns = ", ".join(keys)
     total, distinct = sql.execute_sql(f"SELECT count(*), count(DISTINCT ({columns})) FROM {source}")[0]
-    return bool(total == distinct)
+    return int(total), int(distinct)
 
 
 def _newest_first(table: PreparedTableSchema, keys: list[str], escape: Any) -> str:

@@ -105,13 +105,17 @@ def share_checks(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
     return answers
 
 
+@pytest.mark.parametrize(("min_rows", "checks"), [(1, [False, False, True]), (2, [False, True]), (10**5, [])])
 def test_a_file_of_new_keys_skips_the_delete_and_one_sharing_a_key_runs_it(
-    tmp_path: Path, share_checks: list[bool]
+    tmp_path: Path, share_checks: list[bool], monkeypatch: pytest.MonkeyPatch, min_rows: int, checks: list[bool]
 ) -> None:
+    """Files of at least ``KEY_CHECK_MIN_ROWS`` rows are checked (here 2, 1 and 2 rows); smaller ones
+    run the delete without the check. Exact either way."""
+    monkeypatch.setattr(duckdb_load, "KEY_CHECK_MIN_ROWS", min_rows)
     first, new_keys = _rows((1, 10, 10, "a", False), (2, 20, 20, "b", False)), _rows((3, 30, 30, "c", False))
     moved = _rows((4, 40, 40, "d", False), (1, 500, 600, "moved", False))
     _load(tmp_path, [first, new_keys, moved])
-    assert share_checks == [False, False, True]
+    assert share_checks == checks
     assert _table(tmp_path) == [(1, 500, "moved"), (2, 20, "b"), (3, 30, "c"), (4, 40, "d")]
 
 
