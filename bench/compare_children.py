@@ -142,7 +142,7 @@ class _DiskSampler:
 def run_cargo(args: dict[str, Any]) -> dict[str, Any]:
     """cargo-elt as ``cargo-elt sync`` runs it with no flag: a backfill from ``start_date`` in steps, or
     (same pipeline dir again) an incremental sync; into DuckDB with each fact file merged in place."""
-    from cargo_elt.pipelines.duckdb_load import duckdb_destination
+    from cargo_elt.pipelines.duckdb_load import duckdb_destination, machine_cores
     from cargo_elt.pipelines.steps import run_in_steps
     from cargo_elt.pipelines.sync import duckdb_credentials
     from cargo_elt.source import FACT_TABLES, SyncStats, cargo_source
@@ -180,7 +180,7 @@ def run_cargo(args: dict[str, Any]) -> dict[str, Any]:
             "extract_cpu_seconds": pipeline.extract_cpu_seconds,
             "total_seconds": time.monotonic() - started,
             "cpu_seconds": time.process_time() - cpu_started,
-            "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1,
+            "cores": machine_cores(),
             "steps": steps.steps if steps is not None else stats.steps_committed,
             "temp_disk_peak_bytes": disk.peak,
             "duckdb_file_bytes": os.path.getsize(args["database"]) if os.path.exists(args["database"]) else 0,

@@ -320,11 +320,9 @@ def parse_histogram(rows: Iterable[Mapping[str, Any]], window: QueryWindow, step
         begin = parse_timestamp(row["bucket"])
         matching = int(row["n"])
         scanned = int(row.get("scanned", matching))
-        start, end = max(begin, window.start), min(begin + step, window.end)
-        if start < end and scanned > 0:
-            buckets.append(Bucket(start, end, matching, scanned))
-    buckets.sort(key=lambda b: b.start)
-    return buckets
+        if scanned > 0:
+            buckets.append(Bucket(begin, begin + step, matching, scanned))
+    return clip_buckets(buckets, window)
 
 
 def clip_buckets(buckets: Iterable[Bucket], window: QueryWindow) -> list[Bucket]:
