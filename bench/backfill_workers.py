@@ -277,7 +277,19 @@ def main() -> None:
         print(f"the model for this machine, idle (s = {here:.2f} s, {cores} cores shared): {predicted}")
     print_model(client_s, [0.1, 0.25, 0.5], [4, 8, 16], [1, 2, 4, 8])
     if options.json is not None:
-        options.json.write_text(json.dumps({"scale": options.scale, "figures": figures}, indent=2, default=str))
+        header = {
+            "date": f"{datetime.now(UTC):%Y-%m-%d}",
+            "cores": os.cpu_count(),
+            "machine": platform.machine(),
+            "command": "python -m bench.backfill_workers " + " ".join(sys.argv[1:]),
+            "scale": options.scale,
+            "latency": options.latency,
+            "repeats": options.repeat,
+            "concurrency": DEFAULT_CONCURRENCY,
+        }
+        per_page = {"client_cpu_seconds": client_s, "server_cpu_seconds": server_s}
+        document = {"run": header, "scale": options.scale, "per_page": per_page, "figures": figures}
+        options.json.write_text(json.dumps(document, indent=2, default=str))
 
 
 if __name__ == "__main__":

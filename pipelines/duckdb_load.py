@@ -200,11 +200,13 @@ def _may_share_keys(sql: Any, table: str, source: str, key_names: list[str], esc
 
 
 def _key_counts(sql: Any, source: str, keys: list[str]) -> tuple[int, int]:
-    """Rows and distinct keys of the file: equal when each key is in one row (the source's promise,
-    checked: a hash of the keys only, about a third of a second per million rows, where numbering
-    whole rows would spill)."""
+    """Rows of the file and distinct hashes of their keys: equal when each key is in one row (the
+    source's promise, checked). Distinct hashes prove distinct keys; fewer hashes than rows (a real
+    duplicate, or two keys of the same hash) take the exact path, which numbers rows by their keys.
+    Hashes, not the keys: eight bytes a key in the count's hash table, where two UUID strings and a
+    number took 3.2 x the time on one thread (0.23 s against 0.07 s for 925,788 spans keys)."""
     columns = ", ".join(keys)
-    total, distinct = sql.execute_sql(f"SELECT count(*), count(DISTINCT ({columns})) FROM {source}")[0]
+    total, distinct = sql.execute_sql(f"SELECT count(*), count(DISTINCT hash({columns})) FROM {source}")[0]
     return int(total), int(distinct)
 
 

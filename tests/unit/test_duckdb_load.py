@@ -91,6 +91,39 @@ def test_a_hard_deleted_newest_version_removes_the_row(tmp_path: Path) -> None:
     assert _table(tmp_path) == []
 
 
+def test_two_keys_of_one_hash_take_the_exact_path_and_keep_both_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fewer distinct key hashes than rows is a duplicate or a collision: the file is then numbered by
+    its real keys, so two different keys that share a hash both load (a collision is forced here: a
+    64-bit hash collision cannot be found on demand)."""
+    counted: list[tuple[int, int]] = []
+
+    def colliding(sql: Any, source: str, keys: list[str]) -> tuple[int, int]:
+        total, distinct = real(sql, source, keys)
+        counted.append((total, distinct))
+        return total, distinct - 1
+
+    real = duckdb_load._key_counts
+    monkeypatch.setattr(duckdb_load, "_key_counts", colliding)
+    _load(tmp_path, [_rows((1, 10, 10, "a", False), (2, 20, 20, "b", False), (3, 30, 30, "c", False))])
+    assert counted == [(3, 3)]
+    assert _table(tmp_path) == [(1, 10, "a"), (2, 20, "b"), (3, 30, "c")]
+
+
+def test_the_key_count_counts_distinct_hashes_of_the_whole_key(tmp_path: Path) -> None:
+    """Rows and distinct key hashes of a file (real DuckDB): a repeated key counts once, and a key is
+    all its columns (the same first column with another second one is another key)."""
+    connection = duckdb.connect(str(tmp_path / "count.duckdb"))
+    path = tmp_path / "file.parquet"
+    connection.execute(
+        f"COPY (SELECT * FROM (VALUES ('a', 1), ('a', 2), ('b', 1), ('a', 1)) AS v(k, n)) TO '{path}' (FORMAT parquet)"
+    )
+    source = f"read_parquet('{path}')"
+    assert duckdb_load._key_counts(_Sql(connection), source, ["k", "n"]) == (4, 3)
+    assert duckdb_load._key_counts(_Sql(connection), source, ["k"]) == (4, 2)
+
+
 @pytest.fixture()
 def share_checks(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
     """What each merge's key check answered (the real check, recorded)."""
