@@ -69,6 +69,7 @@ class Run:
     load_before: float
     load_after: float
     peak_rss_mb: float
+    """The largest process's peak (one worker's need), from ``bench.peak_of``."""
 
     @property
     def rate(self) -> float:
@@ -79,9 +80,9 @@ class Run:
         return (self.client_cpu + self.server_cpu) / self.wall
 
 
-def _children_cpu() -> tuple[float, float]:
+def _children_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
+    return usage.ru_utime + usage.ru_stime
 
 
 def _truth_counts(base_url: str) -> dict[str, int]:
@@ -109,22 +110,25 @@ def backfill(base_url: str, workers: int, chunks: int | None) -> Run:
         RUNTIME__LOG_LEVEL="ERROR",
         RUNTIME__DLTHUB_TELEMETRY="false",
     )
-    command = [sys.executable, "-m", "cargo_elt.pipelines.cli", "backfill", "--since", START_DATE]
+    peak_file = work / "peak.json"  # bench.peak_of: this command's processes alone (its docstring)
+    command = [sys.executable, str(Path(__file__).with_name("peak_of.py")), str(peak_file), "--"]
+    command += [sys.executable, "-m", "cargo_elt.pipelines.cli", "backfill", "--since", START_DATE]
     command += ["--workers", str(workers), "--base-url", base_url, "--duckdb-path", str(database), "--json"]
     command += ["--chunks", str(chunks)] if chunks is not None else []
     try:
         server_before = float(httpx.delete(f"{base_url}/_emulator/queries", timeout=60).json()["cpu_seconds"])
         load_before = os.getloadavg()[0]
-        cpu_before, _ = _children_cpu()
+        cpu_before = _children_cpu()
         started = time.monotonic()
         done = subprocess.run(command, env=env, cwd=work, capture_output=True, text=True, check=False)
         wall = time.monotonic() - started
-        cpu_after, peak = _children_cpu()
+        cpu_after = _children_cpu()
         load_after = os.getloadavg()[0]
         log = httpx.get(f"{base_url}/_emulator/queries", timeout=120).json()
         if done.returncode != 0:
             raise RuntimeError(f"cargo-elt backfill --workers {workers} failed:\n{done.stderr[-3000:]}")
         report = json.loads(done.stdout)
+        peak = float(json.loads(peak_file.read_text())["peak_rss_mb"])
         loaded, truth = _loaded_counts(database), _truth_counts(base_url)
         if loaded != truth:
             raise RuntimeError(f"--workers {workers}: loaded {loaded}, the emulator holds {truth}")

@@ -2,7 +2,9 @@
 
 ``python -m bench.compare --json bench/results/compare_<date>.json`` and ``python -m bench.compare
 --backfill-large --json bench/results/backfill_large_<date>.json`` write what they measured with when,
-where and how they ran. This renders the newest of each into the README between its two markers:
+where and how they ran, as does ``python -m bench.backfill_workers --json
+bench/results/backfill_workers_<date>.json`` (one file per ``--latency``). This renders the newest of
+each (the fan-out's files of the newest date) into the README between its two markers:
 ``python -m bench.readme --write`` (``--check`` fails when the README differs; a unit test runs it).
 """
 
@@ -237,15 +239,79 @@ def render_large(data: dict[str, Any]) -> list[str]:
     ]
 
 
-def render(compare: Path | None = None, large: Path | None = None) -> str:
+def newest_fan_out(folder: Path = RESULTS) -> list[Path]:
+    """The ``bench.backfill_workers`` results of the newest date (one file per added latency)."""
+    found = sorted(folder.glob("backfill_workers_*.json"))
+    if not found:
+        return []
+    dated = [(str(load(path, "figures")["run"]["date"]), path) for path in found]
+    last = max(date for date, _ in dated)
+    return [path for date, path in dated if date == last]
+
+
+def render_fan_out(paths: Sequence[Path]) -> list[str]:
+    """``cargo-elt backfill --workers N`` with 1, 2, 4 workers, per added latency, as measured."""
+    runs = sorted((load(path, "figures", "per_page") for path in paths), key=lambda d: float(d["run"]["latency"]))
+    lines = [
+        "**Fan-out over workers** (`cargo-elt backfill --workers N`, one DuckDB file, the emulator on the same cores):"
+    ]
+    for data in runs:
+        run, per_page = data["run"], data["per_page"]
+        lines.append(
+            f"- added latency {float(run['latency']):g} s: {_run_line(run)} (concurrency {run['concurrency']} per "
+            f"worker, medians of {run['repeats']} repeats; per page query at 1 worker: client "
+            f"{float(per_page['client_cpu_seconds']):.3f} CPU-s, "
+            f"server {float(per_page['server_cpu_seconds']):.3f} CPU-s)"
+        )
+    rows = [
+        [
+            f"{float(data['run']['latency']):g}",
+            str(f["workers"]),
+            str(f["chunks"]),
+            _n(f["rows"]),
+            f"{f['wall']:.1f}",
+            _n(f["rate"]),
+            f"{f['speedup']:.2f}x",
+            f"{f['client_cpu']:.1f}",
+            f"{f['server_cpu']:.1f}",
+            f"{f['busy']:.2f}",
+            f"{f['loads']:.1f}",
+            f"{f['wait']:.1f}",
+            _n(f["peak"]),
+        ]
+        for data in runs
+        for f in data["figures"]
+    ]
+    header = [
+        "added latency s",
+        "workers",
+        "chunks",
+        "rows",
+        "wall s",
+        "rows/s",
+        "speed-up",
+        "client CPU s",
+        "server CPU s",
+        "cores busy",
+        "loads s",
+        "turn wait s",
+        "peak RSS MB (largest process)",
+    ]
+    return [*lines, "", *_table(header, rows, right_from=0)]
+
+
+def render(compare: Path | None = None, large: Path | None = None, fan_out: Sequence[Path] | None = None) -> str:
     """The README's generated block, markers included."""
     compare = compare or newest("compare_*.json")
     large = large or newest("backfill_large_*.json")
+    fan_out = newest_fan_out() if fan_out is None else fan_out
     lines = [START]
     if compare is not None:
         lines += ["", *render_compare(load(compare, "scales"))]
     if large is not None:
         lines += ["", *render_large(load(large, "memory_and_load", "rows", "wall"))]
+    if fan_out:
+        lines += ["", *render_fan_out(fan_out)]
     lines += ["", END]
     return "\n".join(lines)
 

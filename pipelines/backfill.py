@@ -85,6 +85,7 @@ class BackfillRequest:
     pipelines_dir: str | None = None
     duckdb_path: str | None = None
     duckdb_memory_limit: str | None = None
+    """``--duckdb-memory-limit``; ``None``: the pipeline's setting (``auto`` unless configured), as for sync."""
     api_token: str | None = None
     lock_wait_seconds: float | str | None = None
     """``--lock-wait``; ``None``: ``sources.cargo.lock_wait_seconds``."""
@@ -236,9 +237,12 @@ def backfill_settings(request: BackfillRequest) -> tuple[CargoSettings, dict[str
     ``UserInputError`` naming every problem; also the labels of the options (for later messages)."""
     from cargo_elt.source.config import FACT_TABLES
 
-    from .sync import options_over_config
+    from .sync import options_over_config, with_step_defaults
 
-    return options_over_config(request, OPTIONS, {**request.extra_source_args, "tables": list(FACT_TABLES)})
+    settings, labels = options_over_config(request, OPTIONS, {**request.extra_source_args, "tables": list(FACT_TABLES)})
+    # each chunk reads and commits in steps, as cargo-elt sync reads a first sync: its load's memory is
+    # bounded by the step, not by the chunk (sources.cargo.step_rows / step_seconds)
+    return with_step_defaults(settings), labels
 
 
 def check_workers(workers: object, setting: str = "--workers") -> int:
@@ -552,15 +556,17 @@ class ChunkJob:
     source_args: dict[str, Any]
 
 
-def _destination(name: str, duckdb_path: str | None, memory_limit: str | None) -> Any:
-    import dlt
+def _destination(name: str, duckdb_path: str | None, memory_limit: str | None, step_rows: int | None) -> Any:
+    """The chunks' destination; DuckDB as ``cargo-elt sync`` loads it: each fact file merged in place, the
+    memory sized from the step (``auto``) unless ``--duckdb-memory-limit`` says otherwise."""
     from dlt.common.destination.reference import Destination
 
+    from .duckdb_load import duckdb_destination
     from .sync import duckdb_credentials
 
     if name == "duckdb":
         assert duckdb_path is not None
-        return dlt.destinations.duckdb(duckdb_credentials(os.path.abspath(duckdb_path), memory_limit))
+        return duckdb_destination(duckdb_credentials(os.path.abspath(duckdb_path), memory_limit, step_rows))
     return Destination.from_reference(name)
 
 
@@ -569,7 +575,9 @@ def _target(job: ChunkJob) -> LoadTarget:
         token=job.token,
         base_url=job.base_url,
         tables=job.tables,
-        destination=_destination(job.destination, job.duckdb_path, job.duckdb_memory_limit),
+        destination=_destination(
+            job.destination, job.duckdb_path, job.duckdb_memory_limit, job.source_args.get("step_rows")
+        ),
         dataset=job.dataset,
         pipeline_name=job.pipeline_name,
         chunk_pipelines_dir=job.chunk_pipelines_dir,
@@ -617,7 +625,9 @@ def run_backfill(
     started = time.monotonic()
     # Every setting first, parsed and checked by the source's model (cargo_elt.source.config), as for
     # cargo-elt sync: a problem is named by its option (--since) or its setting's path.
-    pipeline = sync.pipeline_settings(request.pipeline_name, request.dataset, request.duckdb_path)
+    pipeline = sync.pipeline_settings(
+        request.pipeline_name, request.dataset, request.duckdb_path, request.duckdb_memory_limit
+    )  # refuses a malformed --duckdb-memory-limit now
     try:
         check_workers(request.workers)
         chunks = check_chunks(request.chunks if request.chunks is not None else default_chunks(request.workers))
@@ -626,7 +636,6 @@ def run_backfill(
     duckdb_path = os.path.abspath(pipeline.duckdb_file)
     if request.destination == "duckdb":
         sync.check_duckdb_writable(duckdb_path)
-        sync.duckdb_credentials(duckdb_path, request.duckdb_memory_limit)  # refuses a malformed size now
     settings, labels = backfill_settings(request)
     others = [t for t in settings.tables if t not in FACT_TABLES]
     if others:
@@ -645,7 +654,8 @@ def run_backfill(
     except CargoConfigurationError as exc:
         raise sync.UserInputError(str(exc)) from None
 
-    destination = _destination(request.destination, duckdb_path, request.duckdb_memory_limit)
+    memory_limit = pipeline.duckdb_memory_limit  # "auto" unless set: sized from the step, as for sync
+    destination = _destination(request.destination, duckdb_path, memory_limit, settings.step_rows)
     scratch = Path(pipelines_dir) / f".{request.pipeline_name}_backfill"
     target = LoadTarget.of(
         settings,
@@ -663,7 +673,7 @@ def run_backfill(
         shutil.rmtree(scratch, ignore_errors=True)  # an earlier, interrupted backfill's chunks: read again
         with turn():
             load_ids = run_handover(plan, target, hand_over=False)
-        results = _load_chunks(plan, target, request, duckdb_path, on_chunk)
+        results = _load_chunks(plan, target, request, duckdb_path, memory_limit, on_chunk)
         check_chunks_loaded(plan, results)
         with turn():
             load_ids += run_handover(plan, target, hand_over=True)
@@ -699,6 +709,7 @@ def _load_chunks(
     target: LoadTarget,
     request: BackfillRequest,
     duckdb_path: str,
+    memory_limit: str,
     on_chunk: Callable[[ChunkResult, int], None] | None,
 ) -> list[ChunkResult]:
     """The chunks in ``request.workers`` processes (started fresh: no state inherited), biggest first."""
@@ -713,7 +724,7 @@ def _load_chunks(
             pipeline_name=target.pipeline_name,
             chunk_pipelines_dir=str(target.chunk_pipelines_dir),
             duckdb_path=duckdb_path if request.destination == "duckdb" else None,
-            duckdb_memory_limit=request.duckdb_memory_limit,
+            duckdb_memory_limit=memory_limit,
             source_args=target.source_args,
         )
         for chunk in sorted(plan.chunks, key=lambda c: -sum(c.rows.values()))

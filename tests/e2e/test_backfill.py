@@ -86,11 +86,11 @@ def test_backfill_over_workers_equals_the_truth_then_syncs_read_only_what_is_new
     assert sorted(c["index"] for c in report["chunks"]) == [0, 1, 2]
     box.assert_equals_truth()
 
-    with box.db() as con:  # every chunk loaded once, through a pipeline and a staging dataset of its own
+    with box.db() as con:  # every chunk loaded once, through a pipeline of its own
         loads = dict(con.execute("SELECT pipeline_name, count(*) FROM cargo._dlt_pipeline_state GROUP BY 1").fetchall())
         schemas = {r[0] for r in con.execute("SELECT DISTINCT table_schema FROM information_schema.tables").fetchall()}
     assert {name: n for name, n in loads.items() if name != "cargo"} == {f"cargo_backfill_00{i}": 1 for i in range(3)}
-    assert schemas == {"cargo", "cargo_staging"}, "each chunk's staging dataset is dropped after its load"
+    assert schemas == {"cargo"}, "fact files merge in place, as cargo-elt sync loads them: no staging dataset left"
     state = box.pipeline().state["sources"]["cargo"]["resources"]
     for table in FACT_TABLES:
         assert parse_timestamp(state[table]["frontier"]) == FIXED_NOW, table

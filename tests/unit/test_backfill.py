@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import dlt
 import pytest
@@ -122,3 +123,26 @@ def test_every_chunk_and_the_handover_get_the_checked_settings() -> None:
     assert target.source_args["settle_seconds"] == 0
     assert target.source_args["start_date"] == "2025-06-01T00:00:00+00:00"
     assert "secret-token" not in repr(target)
+
+
+def test_a_chunk_reads_in_steps_and_loads_into_duckdb_as_sync_does(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A chunk is a first sync of its range: steps bound its load's memory (a whole chunk at once took
+    1 GB for a million rows at ``medium``), and DuckDB merges each fact file in place within ``auto``."""
+    from cargo_elt.pipelines.backfill import BackfillRequest, _destination, backfill_settings
+    from cargo_elt.pipelines.duckdb_load import auto_memory_limit, duckdb_destination
+    from cargo_elt.source.steps import DEFAULT_STEP_ROWS, DEFAULT_STEP_SECONDS
+
+    monkeypatch.setenv("SOURCES__CARGO__API_TOKEN", "unit-token")
+    request = BackfillRequest(since="2026-01-01", base_url="http://cargo.test")
+    settings, _ = backfill_settings(request)
+    assert (settings.step_rows, settings.step_seconds) == (DEFAULT_STEP_ROWS, DEFAULT_STEP_SECONDS)
+    monkeypatch.setenv("SOURCES__CARGO__STEP_ROWS", "50000")
+    assert backfill_settings(request)[0].step_rows == 50_000, "the user's step is kept"
+
+    destination = _destination("duckdb", str(tmp_path / "w.duckdb"), "auto", 2_000_000)
+    assert isinstance(destination, duckdb_destination)
+    assert destination.config_params["credentials"].global_config["memory_limit"] == auto_memory_limit(2_000_000)
+    unbounded = _destination("duckdb", str(tmp_path / "w.duckdb"), "none", 2_000_000)
+    assert not getattr(unbounded.config_params["credentials"], "global_config", None), "none: DuckDB's own"
