@@ -131,9 +131,11 @@ class BackfillSettings:
 
     def target(self, folder: str) -> LoadTarget:
         """The sync's pipeline and destination, pipelines in ``folder`` (state comes from the destination)."""
+        from cargo_elt.pipelines.sync import with_step_defaults
+
         shared = sync_dag()
         return LoadTarget.of(
-            self.cargo(),
+            with_step_defaults(self.cargo()),  # each chunk reads and commits in steps, as cargo-elt backfill's
             destination=self.destination,
             dataset=shared.DATASET_NAME,
             pipeline_name=shared.PIPELINE_NAME,

@@ -282,7 +282,7 @@ def _credentials() -> tuple[str | None, str | None]:
     return token, base_url
 
 
-DAG_SETTINGS = {"duckdb_path": "CARGO_DUCKDB_PATH"}
+DAG_SETTINGS = {"duckdb_path": "CARGO_DUCKDB_PATH", "duckdb_memory_limit": "CARGO_DUCKDB_MEMORY_LIMIT"}
 """How the DAG's messages name the pipeline settings a deployment sets (the others are constants here)."""
 
 
@@ -292,19 +292,29 @@ def pipeline_settings() -> PipelineSettings:
     home = os.environ.get("AIRFLOW_HOME", str(Path.home() / "airflow"))
     path = os.environ.get("CARGO_DUCKDB_PATH") or str(Path(home) / default_duckdb_path(PIPELINE_NAME))
     raw = {"pipeline_name": PIPELINE_NAME, "dataset_name": DATASET_NAME, "duckdb_path": path}
+    if os.environ.get("CARGO_DUCKDB_MEMORY_LIMIT"):
+        raw["duckdb_memory_limit"] = os.environ["CARGO_DUCKDB_MEMORY_LIMIT"]
     return parse_settings(raw, DAG_SETTINGS, model=PipelineSettings)
 
 
 def default_destination() -> Destination[Any, Any]:
     """DuckDB at ``pipeline_settings().duckdb_file`` (absolute: the helper's working folders are temporary),
-    or the dlt destination ``CARGO_DESTINATION`` names."""
+    loaded as ``cargo-elt sync`` loads it (each fact file merged in place, DuckDB's memory ``auto`` unless
+    ``CARGO_DUCKDB_MEMORY_LIMIT`` says otherwise: a worker shares its machine), or the dlt destination
+    ``CARGO_DESTINATION`` names."""
     name = os.environ.get("CARGO_DESTINATION", "duckdb")
     if name != "duckdb":
         chosen = Destination.from_reference(name)
         if chosen is None:
             raise CargoConfigurationError(f"CARGO_DESTINATION = {name!r} is not a dlt destination")
         return chosen
-    return dlt.destinations.duckdb(str(Path(pipeline_settings().duckdb_file).absolute()))
+    from cargo_elt.pipelines.duckdb_load import duckdb_destination
+    from cargo_elt.pipelines.sync import duckdb_credentials
+
+    settings = pipeline_settings()
+    return duckdb_destination(
+        duckdb_credentials(str(Path(settings.duckdb_file).absolute()), settings.duckdb_memory_limit)
+    )
 
 
 def make_dag(

@@ -329,6 +329,29 @@ def test_the_default_duckdb_file_follows_the_clis_rule(tmp_path: Path, monkeypat
         pipeline_settings()
 
 
+def test_the_default_duckdb_destination_loads_as_the_sync_does(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker shares its machine: DuckDB's memory is sized as ``cargo-elt sync`` sizes it (``auto``), not DuckDB's
+    80 % of RAM, and the fact files merge in place; ``CARGO_DUCKDB_MEMORY_LIMIT`` sets it, checked by name."""
+    from cargo_elt.pipelines.dags.cargo_dag import default_destination
+    from cargo_elt.pipelines.duckdb_load import auto_memory_limit, duckdb_destination
+    from cargo_elt.source.errors import CargoConfigurationError
+    from cargo_elt.source.steps import DEFAULT_STEP_ROWS
+
+    monkeypatch.setenv("AIRFLOW_HOME", str(tmp_path))
+    monkeypatch.delenv("CARGO_DUCKDB_PATH", raising=False)
+    monkeypatch.delenv("CARGO_DESTINATION", raising=False)
+    monkeypatch.delenv("CARGO_DUCKDB_MEMORY_LIMIT", raising=False)
+    destination = default_destination()
+    assert isinstance(destination, duckdb_destination)
+    credentials = destination.config_params["credentials"]
+    assert credentials.global_config["memory_limit"] == auto_memory_limit(DEFAULT_STEP_ROWS)
+    monkeypatch.setenv("CARGO_DUCKDB_MEMORY_LIMIT", "512MB")
+    assert default_destination().config_params["credentials"].global_config["memory_limit"] == "512MB"
+    monkeypatch.setenv("CARGO_DUCKDB_MEMORY_LIMIT", "lots")
+    with pytest.raises(CargoConfigurationError, match="CARGO_DUCKDB_MEMORY_LIMIT"):
+        default_destination()
+
+
 def test_the_default_destination_merges_and_a_date_conf_runs(
     airflow_db: None, cargo_env: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:

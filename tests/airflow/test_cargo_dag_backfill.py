@@ -266,3 +266,16 @@ def test_the_plan_refuses_bad_conf_naming_what_to_change(airflow_db: None, cargo
     # up to Cargo's now as the plan read it (settle 0 here): the module's emulator starts at FIXED_NOW,
     # and the tests before this one may have advanced it
     assert planned.until == planned.started_at >= FIXED_NOW and len(planned.chunks) == CHUNKS
+
+
+def test_each_chunk_task_reads_in_steps_as_the_cli_does(airflow_db: None, cargo_env: Any, tmp_path: Path) -> None:
+    """A chunk task's memory is bounded by the step, not by its chunk: the target it runs with carries the
+    sync's step defaults unless ``[sources.cargo]`` sets its own."""
+    from cargo_elt.pipelines.dags.cargo_backfill_dag import BackfillSettings
+    from cargo_elt.source.steps import DEFAULT_STEP_ROWS, DEFAULT_STEP_SECONDS
+
+    target = BackfillSettings(None, FACTS).target(str(tmp_path))
+    assert (target.source_args["step_rows"], target.source_args["step_seconds"]) == (
+        DEFAULT_STEP_ROWS,
+        DEFAULT_STEP_SECONDS,
+    )
