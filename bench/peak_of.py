@@ -1,10 +1,10 @@
 """Run a command and record the peak resident memory of its largest process.
 
 ``python bench/peak_of.py OUT.json -- COMMAND...`` runs COMMAND with this process's standard streams
-and writes ``{"peak_rss_mb": ...}`` to OUT.json (the standard library only: it runs from any directory,
-as a file). Why a process of its own: ``RUSAGE_CHILDREN`` of a long-lived
-benchmark is the largest of every child it ever waited for (the emulator's data generator included), so only
-a fresh parent sees one command's processes alone. The figure is one process's peak, not the sum of
+and writes ``{"peak_rss_mb": ...}`` to OUT.json (the standard library only: it runs from any
+directory, as a file). Why a process of its own: ``RUSAGE_CHILDREN`` of a long-lived benchmark is the
+largest of every child it ever waited for (the emulator's data generator included), so only a fresh
+parent sees one command's processes alone. The figure is one process's peak, not the sum of the
 processes that ran at once: for ``--workers N`` it is what one worker needs.
 """
 

@@ -98,16 +98,23 @@ def test_two_keys_of_one_hash_take_the_exact_path_and_keep_both_rows(
     its real keys, so two different keys that share a hash both load (a collision is forced here: a
     64-bit hash collision cannot be found on demand)."""
     counted: list[tuple[int, int]] = []
+    numbered: list[list[str]] = []
 
     def colliding(sql: Any, source: str, keys: list[str]) -> tuple[int, int]:
-        total, distinct = real(sql, source, keys)
+        total, distinct = real_counts(sql, source, keys)
         counted.append((total, distinct))
         return total, distinct - 1
 
-    real = duckdb_load._key_counts
+    def numbering(table: Any, keys: list[str], escape: Any) -> str:
+        numbered.append(keys)
+        return real_numbering(table, keys, escape)
+
+    real_counts, real_numbering = duckdb_load._key_counts, duckdb_load._newest_first
     monkeypatch.setattr(duckdb_load, "_key_counts", colliding)
+    monkeypatch.setattr(duckdb_load, "_newest_first", numbering)
     _load(tmp_path, [_rows((1, 10, 10, "a", False), (2, 20, 20, "b", False), (3, 30, 30, "c", False))])
     assert counted == [(3, 3)]
+    assert len(numbered) == 1, "the file was numbered by its keys (the exact path)"
     assert _table(tmp_path) == [(1, 10, "a"), (2, 20, "b"), (3, 30, "c")]
 
 
