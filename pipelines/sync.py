@@ -236,10 +236,9 @@ def duckdb_credentials(path: str, memory_limit: str | None, step_rows: int | Non
 def with_step_defaults(settings: CargoSettings) -> CargoSettings:
     """``settings`` with ``cargo-elt sync``'s steps where none are set: ``steps.DEFAULT_STEP_ROWS`` rows
     or ``DEFAULT_STEP_SECONDS`` seconds, whichever comes first (the source alone reads without limit)."""
-    from cargo_elt.source.steps import DEFAULT_STEP_ROWS, DEFAULT_STEP_SECONDS
+    from cargo_elt.source.steps import STEP_DEFAULTS
 
-    defaults = {"step_rows": DEFAULT_STEP_ROWS, "step_seconds": DEFAULT_STEP_SECONDS}
-    return settings.model_copy(update={k: v for k, v in defaults.items() if getattr(settings, k) is None})
+    return settings.model_copy(update={k: v for k, v in STEP_DEFAULTS.items() if getattr(settings, k) is None})
 
 
 def _unwritable(path: str) -> str | None:

@@ -38,6 +38,10 @@ logical date (``dag.test()``'s default, ``airflow dags trigger``) get a zero-len
 ``DLT_INTERVAL_START/END`` and Airflow's interval are not picked up implicitly: the source keeps its own
 state instead of a ``dlt.sources.incremental``.
 
+Steps. A task reads as ``cargo-elt sync`` does (``STEP_DEFAULTS``, or ``sources.cargo.step_rows`` /
+``step_seconds``): the first run of a large workspace commits a step at a time, each one run of dlt's task
+body on the same source, so a worker lost in it costs one step, not the run.
+
 One writer. ``max_active_runs=1`` keeps one scheduled or manual run active at a time, on any worker, its
 tasks in sequence. Backfill runs (their own ``max_active_runs``), other DAGs and ``cargo-elt sync`` on the
 same pipeline are kept apart by the pipeline's lock (``pipelines/lock.py``), which every task takes in
@@ -49,6 +53,8 @@ Airflow pool of one slot for the tasks that write the pipeline does what it does
 from __future__ import annotations
 
 import contextlib
+import itertools
+import logging
 import os
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -64,8 +70,9 @@ from dlt.pipeline.pipeline import Pipeline
 
 from cargo_elt.pipelines.alerts import send_failure_alert
 from cargo_elt.pipelines.lock import duckdb_lock_conflict, pipeline_lock
+from cargo_elt.pipelines.progress import describe_step
 from cargo_elt.pipelines.sync import failed_table, failure_chain, known_secrets
-from cargo_elt.source import DIMENSION_NAMES, EXPORT_TABLES, FACT_TABLES, SEGMENT_TABLES, cargo_source
+from cargo_elt.source import DIMENSION_NAMES, EXPORT_TABLES, FACT_TABLES, SEGMENT_TABLES, SyncStats, cargo_source
 from cargo_elt.source.config import (
     PipelineSettings,
     configured_value,
@@ -76,6 +83,7 @@ from cargo_elt.source.config import (
 )
 from cargo_elt.source.errors import CargoConfigurationError
 from cargo_elt.source.log import route_to_dlt_logger
+from cargo_elt.source.steps import STEP_DEFAULTS
 
 DAG_ID = "cargo_sync"
 PIPELINE_NAME = "cargo"
@@ -91,6 +99,9 @@ the pipelines directory ``cargo-elt sync`` uses on this machine (``$DLT_DATA_DIR
 ``DLT_DATA_DIR`` at a temporary folder of its own."""
 
 WindowMode = Literal["auto", "incremental", "interval"]
+
+STEPS_LOG = logging.getLogger("cargo_elt.pipelines.steps")
+"""A line per committed step when a task took more than one (the task log, in dlt's format)."""
 
 
 TASK_TABLES: dict[str, tuple[str, ...]] = {
@@ -118,10 +129,15 @@ class TableRun:
         self.tables = list(TASK_TABLES.get(table, (table,)))
         self.__name__ = f"cargo_{table}"
 
-    def __call__(self) -> Any:
+    def __call__(self, stats: SyncStats | None = None) -> Any:
+        """The task's source, reading in ``cargo-elt sync``'s steps (``STEP_DEFAULTS``) unless
+        ``sources.cargo.step_rows`` / ``step_seconds`` are configured: a first run (a backfill in all but name)
+        commits every million rows or five minutes, and a worker killed in it resumes from the last step.
+        ``stats`` (a ``SyncStats``) says after each run which tables are left."""
         context = get_current_context()
         token, base_url = _credentials()
-        args: dict[str, Any] = {"tables": self.tables}
+        args: dict[str, Any] = {"tables": self.tables, "stats": stats}
+        args.update({name: value for name, value in STEP_DEFAULTS.items() if configured_value(name) is None})
         if token is not None:
             args["api_token"] = token
         if base_url is not None:
@@ -189,31 +205,53 @@ class CargoTasksGroup(PipelineTasksGroup):
         # another DAG of the same pipeline on this machine, then fails with who holds it
         route_to_dlt_logger("cargo_elt.pipelines")  # the lock's messages in dlt's log format too
         wait = parse_setting("lock_wait_seconds", configured_value("lock_wait_seconds"))
+        # explicit parameters, no **kwargs: PythonOperator would pass the Airflow context into **kwargs
+        options: dict[str, Any] = {
+            "table_name": table_name,
+            "write_disposition": write_disposition,
+            "loader_file_format": loader_file_format,
+            "schema_contract": schema_contract,
+            "pipeline_name": pipeline_name,
+            "on_before_run": on_before_run,
+            "truncate_staging_destination": truncate_staging_destination,
+        }
+        task = self._task_name(pipeline, data)
         with pipeline_lock(LOCK_DIR, pipeline.pipeline_name, wait):
-            fresh = dlt.pipeline(
-                pipeline_name=pipeline.pipeline_name,
-                pipelines_dir=pipeline.pipelines_dir,
-                destination=pipeline.destination,
-                dataset_name=pipeline.dataset_name,
-            )
-            try:
-                # explicit parameters, no **kwargs: PythonOperator would pass the Airflow context into **kwargs
-                super()._run(
-                    fresh,
-                    data,
-                    table_name=table_name,  # type: ignore[arg-type]
-                    write_disposition=write_disposition,
-                    loader_file_format=loader_file_format,
-                    schema_contract=schema_contract,
-                    pipeline_name=pipeline_name,  # type: ignore[arg-type]
-                    on_before_run=on_before_run,  # type: ignore[arg-type]
-                    truncate_staging_destination=truncate_staging_destination,
-                )
-            except Exception as exc:
-                busy = duckdb_lock_conflict(" ".join(str(e) for e in failure_chain(exc)))
-                if busy is None:
-                    raise
-                raise DestinationBusy(f"{self._task_name(pipeline, data)}: {busy}") from exc
+            if not isinstance(data, TableRun):
+                self._run_step(pipeline, data, task, options)
+                return
+            # In steps, as `cargo-elt sync` (pipelines/steps.py): each step one run of dlt's task body, loaded and
+            # committed with its state, the next on the same source (its windows planned once) with the tables
+            # still pending. The task body wipes its folder after each run: the next restores the state the
+            # step committed, from the destination.
+            stats = SyncStats()
+            source = data(stats)
+            selected = source
+            for step in itertools.count(1):
+                self._run_step(pipeline, selected, task, options)
+                stats.steps_committed = step
+                pending = stats.pending_tables()
+                if step > 1 or pending:
+                    STEPS_LOG.info("%s: %s", task, describe_step(step, pending, stats))
+                if not pending:
+                    return
+                selected = source.with_resources(*pending)
+
+    def _run_step(self, pipeline: Pipeline, data: Any, task: str, options: dict[str, Any]) -> None:
+        """dlt's task body once, on a fresh instance of ``pipeline``; DuckDB's file lock named as such."""
+        fresh = dlt.pipeline(
+            pipeline_name=pipeline.pipeline_name,
+            pipelines_dir=pipeline.pipelines_dir,
+            destination=pipeline.destination,
+            dataset_name=pipeline.dataset_name,
+        )
+        try:
+            super()._run(fresh, data, **options)
+        except Exception as exc:
+            busy = duckdb_lock_conflict(" ".join(str(e) for e in failure_chain(exc)))
+            if busy is None:
+                raise
+            raise DestinationBusy(f"{task}: {busy}") from exc
 
 
 def alert_on_failure(context: Any) -> None:

@@ -7,7 +7,7 @@ compares two clocks, and every second between them is a second of rows skipped o
 on purpose). So the source reads Cargo's clock once per sync, through the query endpoint, and
 derives every bound from it (``bounds.py``). The client's own clock is used for timeouts and
 backoff, and here, once per reading, to measure how far off it is (``ClockReading.skew``), which is
-logged: at INFO, and at WARNING past ``SKEW_WARNING``.
+logged: at INFO, and at WARNING past ``SKEW_WARNING`` (once per sync in steps, unless the skew moves).
 
 ``read_server_clock`` is one query and is what ``cargo-elt sync``'s preflight (and a ``check``)
 calls; ``ServerClock`` reads it lazily, once per extraction, for all resources of one source.
@@ -130,10 +130,15 @@ def read_server_clock(client: CargoClient) -> ClockReading:
     return ClockReading(server_now=server_now, client_now=before + (after - before) / 2, round_trip=after - before)
 
 
-def log_reading(reading: ClockReading) -> None:
-    """The skew, once per reading: INFO, or WARNING when it exceeds ``SKEW_WARNING``."""
-    level = logging.WARNING if abs(reading.skew) > SKEW_WARNING else logging.INFO
-    logger.log(level, "%s", reading.describe())
+def log_reading(reading: ClockReading, warned: ClockReading | None = None) -> bool:
+    """The skew, once per reading: INFO, or WARNING when it exceeds ``SKEW_WARNING``, unless ``warned`` (the
+    source's last warned reading: an earlier step of the same sync) had the same skew within ``SKEW_WARNING``:
+    a sync in steps warns once, and again only if the skew moved. Returns whether it warned."""
+    far = abs(reading.skew) > SKEW_WARNING
+    repeated = warned is not None and abs(reading.skew - warned.skew) <= SKEW_WARNING
+    warn = far and not repeated
+    logger.log(logging.WARNING if warn else logging.INFO, "%s", reading.describe())
+    return warn
 
 
 def extraction_id() -> str | None:
@@ -158,6 +163,7 @@ class ServerClock:
         self._lock = threading.Lock()
         self._reading: ClockReading | None = None
         self._read_for: str | None = None
+        self._warned: ClockReading | None = None
 
     def reading(self) -> ClockReading:
         """This extraction's reading (the first call reads and logs it)."""
@@ -177,7 +183,8 @@ class ServerClock:
                                 seconds=time.monotonic() - started,
                             )
                 self._read_for = extraction
-                log_reading(self._reading)
+                if log_reading(self._reading, self._warned):
+                    self._warned = self._reading
             return self._reading
 
     def now(self) -> datetime:

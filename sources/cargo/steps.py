@@ -37,6 +37,10 @@ work per package, and what a crash can cost (docs/PERFORMANCE.md, section D)."""
 DEFAULT_STEP_SECONDS = 300.0
 """Seconds one step of ``cargo-elt sync`` reads at most (``sources.cargo.step_seconds``)."""
 
+STEP_DEFAULTS: dict[str, Any] = {"step_rows": DEFAULT_STEP_ROWS, "step_seconds": DEFAULT_STEP_SECONDS}
+"""The step settings ``cargo-elt sync``, ``cargo-elt backfill`` and the Airflow DAGs use where none is
+configured (the source alone reads without limit)."""
+
 WINDOWS_PER_STEP = 8
 """A step holds at least this many planned windows: windows shrink below the planner's default
 (``DEFAULT_WINDOW_TARGET_ROWS``) when a step is smaller than that many of them, so that a step ends

@@ -8,7 +8,9 @@ imported, so ``AIRFLOW_HOME`` and the sqlite DB are set up below before ``airflo
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
+import sys
 import tempfile
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -43,6 +45,12 @@ _WAREHOUSE.mkdir()
     "    )\n"
     "# the DAG's own destination: DuckDB at its default file in AIRFLOW_HOME\n"
     "dag_default = make_dag('cargo_test_default', retries=0, models=False, tables=('runs',))\n"
+    "# spans only, read in steps (SOURCES__CARGO__STEP_ROWS in the tests): one DuckDB file each\n"
+    "for name in ('steps', 'steps_lost'):\n"
+    "    globals()[f'dag_{name}'] = make_dag(\n"
+    "        f'cargo_test_{name}', retries=0, models=False, tables=('spans',),\n"
+    f"        destination=dlt.destinations.duckdb(f'{_WAREHOUSE}/{{name}}.duckdb'),\n"
+    "    )\n"
 )
 for _key, _value in {
     "AIRFLOW_HOME": str(_AIRFLOW_HOME),
@@ -370,3 +378,96 @@ def test_the_default_destination_merges_and_a_date_conf_runs(
     assert state == "success", tasks
     box.assert_equals_truth(("runs",))
     assert not (home / "cargo.duckdb").exists()
+
+
+# -- a first run in steps, as `cargo-elt sync` reads ----------------------------------------------------
+
+STEP_ROWS = 4_000
+"""Spans of the small scale (about 23,000) in several steps: a first page of 10,000, then steps of 4,000."""
+
+
+@pytest.fixture(scope="module")
+def small_emulator() -> Iterator[Any]:
+    from cargo_elt.emulator.server import EmulatorOptions, running_emulator
+
+    options = EmulatorOptions(port=0, seed=5, scale="small", workspaces=1, admin=True, now=FIXED_NOW)
+    with running_emulator(options) as emulator:
+        yield emulator
+
+
+@pytest.fixture()
+def stepped_env(small_emulator: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    monkeypatch.setenv("SOURCES__CARGO__API_TOKEN", small_emulator.state.workspaces[0].token)
+    monkeypatch.setenv("SOURCES__CARGO__START_DATE", "2026-01-01")
+    monkeypatch.setenv("SOURCES__CARGO__SETTLE_SECONDS", "0")
+    monkeypatch.setenv("SOURCES__CARGO__STEP_ROWS", str(STEP_ROWS))
+    # each row names the load (the step) that wrote it: dlt's own option for arrow data, off by default
+    monkeypatch.setenv("NORMALIZE__PARQUET_NORMALIZER__ADD_DLT_LOAD_ID", "true")
+    monkeypatch.setenv("AIRFLOW_VAR_CARGO_BASE_URL", small_emulator.base_url)
+    monkeypatch.delenv("AIRFLOW_CONN_CARGO_DEFAULT", raising=False)
+    return small_emulator
+
+
+def _rows_per_load(box: Sandbox) -> dict[str, int]:
+    with box.db() as con:
+        return dict(con.execute("SELECT _dlt_load_id, count(*) FROM cargo.spans GROUP BY 1").fetchall())
+
+
+def test_a_first_run_commits_in_steps_and_ends_exact(
+    airflow_db: None, stepped_env: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A first scheduled run is a backfill: its task commits a load per step (the task body run again on the
+    same source, the state restored from the destination between steps), and ends on the truth."""
+    box = Sandbox(_WAREHOUSE, stepped_env, name="steps")
+    total = len(box.truth_rows("spans"))
+    assert total > 10_000 + 2 * STEP_ROWS, "too few spans for steps"
+    state, tasks = _run(_dag("steps"))
+    assert state == "success", tasks
+    box.assert_equals_truth(("spans",))
+    loads = _rows_per_load(box)
+    assert len(loads) >= 3, loads
+    assert sorted(loads.values())[-1] <= 10_000 + STEP_ROWS, f"a step loaded more than its budget: {loads}"
+    assert f"cargo_spans: step {len(loads)} committed: {total:,} rows loaded so far; done" in caplog.text
+    skews = [r for r in caplog.records if r.levelno == logging.WARNING and "skew" in r.getMessage()]
+    assert len(skews) == 1, "the emulator's clock, a month behind, is read each step and warned about once"
+
+    box.admin("POST", "/_emulator/advance", json={"seconds": 3600})
+    state, tasks = _run(_dag("steps"))
+    assert state == "success", tasks
+    box.assert_equals_truth(("spans",))  # the last step left the incremental state where the next run continues
+
+
+def test_a_worker_lost_between_steps_resumes_from_the_last_one(
+    airflow_db: None, stepped_env: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The task fails before its third step (a worker lost: simulated by raising there, since dag.test() runs
+    every task in this process); the steps before it stay committed and the next run reads only the rest."""
+    dag = _dag("steps_lost")
+    # the class the test DAGs file imported (as pipelines.dags.cargo_dag) and the installed package's
+    classes = {module.CargoTasksGroup for name, module in list(sys.modules.items()) if name.endswith("dags.cargo_dag")}
+    original = next(iter(classes))._run_step
+    calls: list[int] = []
+
+    def lost_at_third_step(self: Any, *args: Any, **kwargs: Any) -> None:
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("worker lost")
+        original(self, *args, **kwargs)
+
+    box = Sandbox(_WAREHOUSE, stepped_env, name="steps_lost")
+    total = len(box.truth_rows("spans"))
+    with monkeypatch.context() as patch:
+        for group_class in classes:
+            patch.setattr(group_class, "_run_step", lost_at_third_step)
+        state, tasks = _run(dag)
+    assert state == "failed" and tasks["cargo_spans"] == "failed", tasks
+    committed = _rows_per_load(box)
+    assert len(committed) == 2 and 0 < sum(committed.values()) < total, committed
+
+    state, tasks = _run(_dag("steps_lost"))
+    assert state == "success", tasks
+    box.assert_equals_truth(("spans",))
+    loads = _rows_per_load(box)
+    kept = {load: rows for load, rows in loads.items() if load in committed}
+    assert kept == committed, "rows the first run committed were read again"
+    assert sum(loads.values()) - sum(kept.values()) == total - sum(committed.values())

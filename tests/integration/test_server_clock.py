@@ -136,6 +136,18 @@ def test_the_skew_is_logged_once_at_info_and_past_a_minute_at_warning(
     assert words in message and f"skew {skew.total_seconds():+.3f} s, +/- 0.004 s" in message
 
 
+def test_a_sync_in_steps_warns_once_about_a_skew_and_again_if_it_moves(caplog: pytest.LogCaptureFixture) -> None:
+    """Each step of a sync reads the clock again; the same skew is not a new warning, a moved one is."""
+    caplog.set_level(logging.INFO, logger="cargo_elt.source.server_clock")
+    far = -timedelta(days=30)
+    first = _reading(far)
+    assert log_reading(first) is True
+    assert log_reading(_reading(far + timedelta(seconds=3)), first) is False
+    assert log_reading(_reading(far + SKEW_WARNING + timedelta(seconds=1)), first) is True
+    assert log_reading(_reading(timedelta(seconds=2)), first) is False  # no longer far: INFO
+    assert [r.levelno for r in caplog.records] == [logging.WARNING, logging.INFO, logging.WARNING, logging.INFO]
+
+
 def test_a_clock_that_went_back_is_warned_about(caplog: pytest.LogCaptureFixture) -> None:
     state: dict[str, Any] = {}
     remember_server_now(state, FIXED_NOW, "runs")
