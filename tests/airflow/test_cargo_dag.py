@@ -100,29 +100,37 @@ def airflow_db() -> Iterator[None]:
     os.environ.update(saved)
 
 
-@pytest.fixture(scope="module")
-def live_emulator() -> Iterator[Any]:
-    """A tiny one-workspace emulator on the fixed test clock: the DAG's reads end at its ``now`` (Cargo's
+def _serve(scale: str, seed: int) -> Iterator[Any]:
+    """A one-workspace emulator on the fixed test clock: the DAG's reads end at its ``now`` (Cargo's
     clock), whatever the scheduler's logical dates say."""
     from cargo_elt.emulator.server import EmulatorOptions, running_emulator
 
-    options = EmulatorOptions(port=0, seed=11, scale="tiny", workspaces=1, admin=True, now=FIXED_NOW)
+    options = EmulatorOptions(port=0, seed=seed, scale=scale, workspaces=1, admin=True, now=FIXED_NOW)
     with running_emulator(options) as emulator:
         yield emulator
 
 
+def _use(emulator: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Token from dlt's environment config, base URL from an Airflow Variable (``AIRFLOW_VAR_*``)."""
+    monkeypatch.setenv("SOURCES__CARGO__API_TOKEN", emulator.state.workspaces[0].token)
+    monkeypatch.setenv("SOURCES__CARGO__START_DATE", "2026-01-01")
+    monkeypatch.setenv("SOURCES__CARGO__SETTLE_SECONDS", "0")  # up to Cargo's now: compared with the truth
+    monkeypatch.setenv("AIRFLOW_VAR_CARGO_BASE_URL", emulator.base_url)
+    monkeypatch.delenv("AIRFLOW_CONN_CARGO_DEFAULT", raising=False)
+
+
+@pytest.fixture(scope="module")
+def live_emulator() -> Iterator[Any]:
+    yield from _serve("tiny", seed=11)
+
+
 @pytest.fixture()
 def cargo_env(live_emulator: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
-    """Token from dlt's environment config, base URL from an Airflow Variable (``AIRFLOW_VAR_*``)."""
-    monkeypatch.setenv("SOURCES__CARGO__API_TOKEN", live_emulator.state.workspaces[0].token)
-    monkeypatch.setenv("SOURCES__CARGO__START_DATE", "2026-01-01")
+    _use(live_emulator, monkeypatch)
     monkeypatch.setenv("SOURCES__CARGO__CONCURRENCY", "4")
-    monkeypatch.setenv("SOURCES__CARGO__SETTLE_SECONDS", "0")  # up to Cargo's now: compared with the truth
     # dbt's freshness compares with this machine's clock, and the emulator's runs a month behind it
     monkeypatch.setenv("CARGO_FRESHNESS_WARN_HOURS", "100000")
     monkeypatch.setenv("CARGO_FRESHNESS_ERROR_HOURS", "100000")
-    monkeypatch.setenv("AIRFLOW_VAR_CARGO_BASE_URL", live_emulator.base_url)
-    monkeypatch.delenv("AIRFLOW_CONN_CARGO_DEFAULT", raising=False)
     return live_emulator
 
 
@@ -388,23 +396,15 @@ STEP_ROWS = 4_000
 
 @pytest.fixture(scope="module")
 def small_emulator() -> Iterator[Any]:
-    from cargo_elt.emulator.server import EmulatorOptions, running_emulator
-
-    options = EmulatorOptions(port=0, seed=5, scale="small", workspaces=1, admin=True, now=FIXED_NOW)
-    with running_emulator(options) as emulator:
-        yield emulator
+    yield from _serve("small", seed=5)
 
 
 @pytest.fixture()
 def stepped_env(small_emulator: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
-    monkeypatch.setenv("SOURCES__CARGO__API_TOKEN", small_emulator.state.workspaces[0].token)
-    monkeypatch.setenv("SOURCES__CARGO__START_DATE", "2026-01-01")
-    monkeypatch.setenv("SOURCES__CARGO__SETTLE_SECONDS", "0")
+    _use(small_emulator, monkeypatch)
     monkeypatch.setenv("SOURCES__CARGO__STEP_ROWS", str(STEP_ROWS))
     # each row names the load (the step) that wrote it: dlt's own option for arrow data, off by default
     monkeypatch.setenv("NORMALIZE__PARQUET_NORMALIZER__ADD_DLT_LOAD_ID", "true")
-    monkeypatch.setenv("AIRFLOW_VAR_CARGO_BASE_URL", small_emulator.base_url)
-    monkeypatch.delenv("AIRFLOW_CONN_CARGO_DEFAULT", raising=False)
     return small_emulator
 
 
