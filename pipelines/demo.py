@@ -118,7 +118,10 @@ def run_demo(
         say("\nBackfill:\n" + format_summary(backfill, seconds))
         advanced = httpx.post(f"{emulator.base_url}/_emulator/advance", json={"seconds": 3600}, timeout=120)
         advanced.raise_for_status()
-        say("\nAdvanced the emulator's clock by one hour: new runs arrived, pending ones finished.")
+        say(
+            "\nAdvanced the emulator's clock by one hour: new runs arrived, pending ones finished. The sync"
+            "\nwarns that Cargo's clock is now an hour ahead of this machine's: it takes its bounds from Cargo's."
+        )
         request.full_refresh = False
         incremental, seconds = run_sync(request)
         say("\nIncremental sync:\n" + format_summary(incremental, seconds))

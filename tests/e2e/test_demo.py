@@ -35,6 +35,9 @@ def test_demo_answers_with_play_names(tmp_path: Path) -> None:
     section = result.stdout.split("Top failing plays, by name")[1].split("\n\n")[0]
     assert failing[0][0] in section and failing[0][0] in plays
     assert "28 of 28 models built" in result.stdout and "tests: " in result.stdout
+    # the clock moved an hour for the incremental sync: said on stdout, warned about once on stderr
+    assert "warns that Cargo's clock is now an hour ahead" in result.stdout
+    assert result.stderr.count("ahead of this machine's") == 1, result.stderr[-3000:]
     report = Path(result.stdout.strip().splitlines()[-1])
     assert report == tmp_path / "cargo_demo_report.html" and report.is_file(), "the last line is the report's path"
     assert failing[0][0] in report.read_text()
