@@ -38,7 +38,7 @@ from typing import Any
 import duckdb
 import httpx
 
-from bench.harness import BENCH_TOKEN, emulator_process, median, scratch_dir
+from bench.harness import BENCH_TOKEN, add_latency, emulator_process, median, scratch_dir
 
 START_DATE = "2026-01-01"
 FACTS = ("runs", "batches", "spans", "records")
@@ -218,8 +218,7 @@ def main() -> None:
     with emulator_process(options.scale, via_cli=False) as base_url:
         print(f"emulator up in {time.monotonic() - began:.0f} s", flush=True)
         if options.latency > 0:  # every API request waits first, as for a remote Cargo (module docstring)
-            slow = {"spec": "slow=1", "slowSeconds": options.latency, "seed": 1}
-            httpx.post(f"{base_url}/_emulator/faults", json=slow, timeout=60).raise_for_status()
+            add_latency(base_url, options.latency)
             print(f"every API request answered after {options.latency:g} s more (the emulator's slow fault)")
         for attempt in range(options.repeat):
             for workers in counts:  # one repeat runs every count back to back: ratios within a repeat

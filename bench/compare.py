@@ -20,7 +20,8 @@ DuckDB file the same way (``append`` for b and c, ``merge`` for a), which also f
 
 Ratios are computed per repeat (the approaches run back to back) and their median is printed. Also:
 ``--backfill-large`` (a spans-only cargo-elt backfill of the ``large`` scale: rows, wall, peak RSS,
-errors) and ``--profile SCALE`` (py-spy over one cargo-elt backfill; prints the top functions).
+errors; ``--latency S`` adds S seconds to every API request, as a remote Cargo would) and ``--profile
+SCALE`` (py-spy over one cargo-elt backfill; prints the top functions).
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from typing import Any
 
 import httpx
 
-from bench.harness import BENCH_TOKEN, ChildResult, emulator_process, median, run_child, scratch_dir
+from bench.harness import BENCH_TOKEN, ChildResult, add_latency, emulator_process, median, run_child, scratch_dir
 
 CHILD = "bench.compare_children"
 START_DATE = "2026-01-01"
@@ -559,7 +560,9 @@ def _compare(scales: list[str], repeat: int, concurrency: int, cap: float, cap_r
 # -- the 20 M-span backfill and the profile -------------------------------------------------------
 
 
-def _backfill_large(concurrency: int, scale: str, out: Path | None, duckdb_memory_limit: str) -> None:
+def _backfill_large(
+    concurrency: int, scale: str, out: Path | None, duckdb_memory_limit: str, latency: float = 0.0
+) -> None:
     began = time.monotonic()
     with emulator_process(scale, via_cli=False) as base_url:
         start_seconds = time.monotonic() - began
@@ -570,6 +573,9 @@ def _backfill_large(concurrency: int, scale: str, out: Path | None, duckdb_memor
             timeout=300,
         ).json()["count"]
         print(f"scale {scale}: emulator up in {start_seconds:.0f} s, {count:,} spans; spans-only backfill", flush=True)
+        if latency > 0:  # a remote Cargo's time per request (bench.backfill_workers's --latency)
+            add_latency(base_url, latency)
+            print(f"every API request answered after {latency:g} s more (the emulator's slow fault)", flush=True)
         work = scratch_dir("cargo-backfill-")
         try:
             # as `cargo-elt sync` with no flag (--duckdb-memory-limit auto) unless asked
@@ -579,7 +585,7 @@ def _backfill_large(concurrency: int, scale: str, out: Path | None, duckdb_memor
             shutil.rmtree(work, ignore_errors=True)
     p = measured.payload
     t = p["tables"].get("spans", {})
-    print(f"\nspans backfill, scale {scale}, concurrency {concurrency}")
+    print(f"\nspans backfill, scale {scale}, concurrency {concurrency}, added latency {latency:g} s")
     print(f"  rows             {measured.rows:,} (server count {count:,})")
     print(f"  wall             {measured.wall:.1f} s (extract {measured.extract:.1f} s), {measured.rate:,.0f} rows/s")
     print(
@@ -604,7 +610,9 @@ def _backfill_large(concurrency: int, scale: str, out: Path | None, duckdb_memor
         out.write_text(
             json.dumps(
                 {
-                    "run": _header(concurrency=concurrency, duckdb_memory_limit_option=duckdb_memory_limit),
+                    "run": _header(
+                        concurrency=concurrency, duckdb_memory_limit_option=duckdb_memory_limit, latency=latency
+                    ),
                     "scale": scale,
                     "server_count": count,
                     "start_seconds": start_seconds,
@@ -696,6 +704,12 @@ def main() -> None:
         default="auto",
         help="DuckDB memory_limit of --backfill-large: auto (the sync's default), none or a size",
     )
+    parser.add_argument(
+        "--latency",
+        type=float,
+        default=0.0,
+        help="--backfill-large: seconds the emulator waits before each answer (a remote Cargo's time per request)",
+    )
     parser.add_argument("--profile", metavar="SCALE", help="py-spy one cargo-elt backfill at SCALE")
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--json", type=Path, default=None, help="also write the figures (or the profile) here")
@@ -703,7 +717,9 @@ def main() -> None:
     if options.profile:
         _profile(options.profile, options.concurrency, options.json, options.top)
     elif options.backfill_large:
-        _backfill_large(options.concurrency, options.backfill_scale, options.json, options.duckdb_memory_limit)
+        _backfill_large(
+            options.concurrency, options.backfill_scale, options.json, options.duckdb_memory_limit, options.latency
+        )
     else:
         scales = [s.strip() for s in options.scales.split(",") if s.strip()]
         _compare(scales, options.repeat, options.concurrency, options.cap_seconds, options.cap_rows, options.json)

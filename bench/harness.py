@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 BENCH_TOKEN = "crg_bench_token_workspace_one"
 
 
@@ -113,3 +115,10 @@ def median(values: Sequence[float]) -> float:
     ordered = sorted(values)
     mid = len(ordered) // 2
     return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
+def add_latency(base_url: str, seconds: float) -> None:
+    """Every API request to the emulator at ``base_url`` answered ``seconds`` later (its ``slow`` fault at
+    rate 1, an ``asyncio.sleep``: no CPU), as a remote Cargo's query time and network add to each page."""
+    slow = {"spec": "slow=1", "slowSeconds": seconds, "seed": 1}
+    httpx.post(f"{base_url}/_emulator/faults", json=slow, timeout=60).raise_for_status()
