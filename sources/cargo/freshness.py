@@ -15,12 +15,14 @@ The state's layout belongs to the resources that write it (``incremental.py``, `
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
+from .facts import CHUNKS_KEY, READ_KEY
 from .specs import TABLE_SPECS
 from .sqltext import parse_timestamp
+from .steps import ReadProgress
 
 FRONTIER_TABLES = frozenset({*TABLE_SPECS, "batch_outputs"})
 """Tables whose ``frontier`` is the time column (or ``finished_at``) value read completely up to."""
@@ -40,7 +42,7 @@ def table_freshness(table: str, state: Mapping[str, Any] | None) -> Freshness:
     if not state:
         return Freshness()
     if table in FRONTIER_TABLES:
-        return _instant(state.get("frontier"))
+        return replace(_instant(state.get("frontier")), note=_steps_note(state))
     if table == "batch_failures":
         return _instant(state.get("changed_since"))
     if table == "run_outputs":
@@ -55,6 +57,26 @@ def table_freshness(table: str, state: Mapping[str, Any] | None) -> Freshness:
     if isinstance(last_value, str):
         return Freshness(last_value, None, "newest update_column value exported")
     return Freshness()
+
+
+def _steps_note(state: Mapping[str, Any]) -> str | None:
+    """A read that stopped between steps (``sources.cargo.step_rows`` / ``step_seconds``): where it is,
+    and what the next sync does about it. Said, because a backfill in progress lags by design."""
+    parts = []
+    progress = ReadProgress.from_state(state.get(READ_KEY))
+    if progress is not None:
+        kind = "a first sync" if progress.first_sync else "a sync"
+        parts.append(
+            f"{kind} in steps has read to {_short(progress.at)}; the next sync reads on to {_short(progress.until)}"
+        )
+    chunks = state.get(CHUNKS_KEY)
+    if isinstance(chunks, Mapping) and chunks:
+        parts.append(f"{len(chunks)} --since/--until chunk(s) stopped between steps; the same read again finishes them")
+    return "; ".join(parts) or None
+
+
+def _short(value: datetime) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%SZ")
 
 
 def _instant(text: Any) -> Freshness:
@@ -77,7 +99,7 @@ def _run_outputs(frontiers: Any) -> Freshness:
     held = sorted(t for t in times.values() if t < newest)
     note = (
         f"{len(held)} of {len(times)} (workflow, output node) pairs wait for unfinished runs, "
-        f"the oldest created {held[0].strftime('%Y-%m-%d %H:%M:%SZ')}"
+        f"the oldest created {_short(held[0])}"
         if held
         else None
     )

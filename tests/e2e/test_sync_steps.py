@@ -155,6 +155,27 @@ def test_a_backfill_killed_at_80_percent_rereads_at_most_a_quarter(small_emulato
     assert not pipeline.has_pending_data  # killed while reading: the committed steps are all loaded
     committed = sum(len(box.loaded_rows(table)) for table in FACT_TABLES)
     assert 0 < committed < total
+    # cargo-elt status, from the destination: the unfinished tables say where their backfill stopped
+    from cargo_elt.pipelines.status import StatusRequest, run_status
+
+    report = run_status(
+        StatusRequest(
+            pipeline_name=box.name,
+            duckdb_path=box.database,
+            base_url=small_emulator.base_url,
+            api_token=box.token,
+            tables=list(FACT_TABLES),
+        )
+    )
+    resources = pipeline.state["sources"]["cargo"]["resources"]
+    unfinished = {table for table in FACT_TABLES if "read" in resources.get(table, {})}
+    assert unfinished, "killed at 80 %: some table's read is unfinished"
+    for line in report.tables:
+        if line.table in unfinished:
+            assert line.note is not None and line.note.startswith("a first sync in steps has read to "), line
+        else:
+            assert line.note is None, line
+    assert "the next sync reads on to" in report.text()
 
     box.admin("DELETE", "/_emulator/queries")
     stats = SyncStats()

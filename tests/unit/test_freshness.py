@@ -94,3 +94,28 @@ def test_a_fact_frontier_survives_a_band_of_rows() -> None:
     tracker.commit(state, NOW - timedelta(minutes=2))
     assert state["band"]
     assert table_freshness("spans", state).as_of == NOW - timedelta(minutes=2)
+
+
+def test_a_read_stopped_between_steps_says_where_it_is_and_what_comes_next() -> None:
+    """A backfill in steps lags by design until its last step: ``cargo-elt status`` says so, from the state
+    the fact resource writes (``ReadProgress.to_state`` under ``READ_KEY``, chunks under ``CHUNKS_KEY``)."""
+    from cargo_elt.source.facts import CHUNKS_KEY, READ_KEY
+    from cargo_elt.source.steps import ReadProgress
+
+    at, until = NOW - timedelta(days=40), NOW - timedelta(minutes=5)
+    first = ReadProgress(until=until, at=at, first_sync=True)
+    state: dict[str, Any] = {READ_KEY: first.to_state(), "frontier": at.isoformat()}
+    fresh = table_freshness("spans", state)
+    assert fresh.as_of == at
+    assert fresh.note == (
+        "a first sync in steps has read to 2026-09-22 12:00:00Z; the next sync reads on to 2026-11-01 11:55:00Z"
+    )
+    later = ReadProgress(until=until, at=at, updated_after=at)
+    assert table_freshness("runs", {READ_KEY: later.to_state()}).note == (
+        "a sync in steps has read to 2026-09-22 12:00:00Z; the next sync reads on to 2026-11-01 11:55:00Z"
+    )
+    chunks = {CHUNKS_KEY: {"a": first.to_state(), "b": first.to_state()}}
+    assert table_freshness("records", chunks).note == (
+        "2 --since/--until chunk(s) stopped between steps; the same read again finishes them"
+    )
+    assert table_freshness("batch_outputs", {"frontier": until.isoformat()}).note is None
