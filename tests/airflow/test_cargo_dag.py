@@ -12,7 +12,7 @@ import logging
 import os
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -443,23 +443,27 @@ def test_a_worker_lost_between_steps_resumes_from_the_last_one(
     """The task fails before its third step (a worker lost: simulated by raising there, since dag.test() runs
     every task in this process); the steps before it stay committed and the next run reads only the rest."""
     dag = _dag("steps_lost")
-    # the class the test DAGs file imported (as pipelines.dags.cargo_dag) and the installed package's
+    # the class the test DAGs file imported (as pipelines.dags.cargo_dag) and the installed package's: two
+    # classes, each patched over its own method (a method's zero-argument super() is bound to its class)
     classes = {module.CargoTasksGroup for name, module in list(sys.modules.items()) if name.endswith("dags.cargo_dag")}
-    original = next(iter(classes))._run_step
     calls: list[int] = []
 
-    def lost_at_third_step(self: Any, *args: Any, **kwargs: Any) -> None:
-        calls.append(1)
-        if len(calls) == 3:
-            raise RuntimeError("worker lost")
-        original(self, *args, **kwargs)
+    def lost_at_third_step(original: Callable[..., None]) -> Callable[..., None]:
+        def run_step(self: Any, *args: Any, **kwargs: Any) -> None:
+            calls.append(1)
+            if len(calls) == 3:
+                raise RuntimeError("worker lost")
+            original(self, *args, **kwargs)
+
+        return run_step
 
     box = Sandbox(_WAREHOUSE, stepped_env, name="steps_lost")
     total = len(box.truth_rows("spans"))
     with monkeypatch.context() as patch:
         for group_class in classes:
-            patch.setattr(group_class, "_run_step", lost_at_third_step)
+            patch.setattr(group_class, "_run_step", lost_at_third_step(group_class._run_step))
         state, tasks = _run(dag)
+    assert len(calls) == 3, calls
     assert state == "failed" and tasks["cargo_spans"] == "failed", tasks
     committed = _rows_per_load(box)
     assert len(committed) == 2 and 0 < sum(committed.values()) < total, committed
