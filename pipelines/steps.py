@@ -42,19 +42,40 @@ def run_in_steps(
     still knows the load ids of the steps committed before it.
     """
     run = run if run is not None else StepsRun()
-    selected = source
-    while True:
-        info = pipeline.run(selected, refresh=refresh) if refresh else pipeline.run(selected)
-        refresh = None
+    first = True
+
+    def run_step(selected: Any) -> None:
+        nonlocal first
+        info = pipeline.run(selected, refresh=refresh) if refresh and first else pipeline.run(selected)
+        first = False
         run.steps += 1
         run.load_ids.extend(info.loads_ids)
         _add_phase_seconds(pipeline.last_trace, run.seconds)
+
+    each_step(source, stats, run_step, on_step)
+    return run
+
+
+def each_step(
+    source: Any,
+    stats: Any,
+    run_step: Callable[[Any], None],
+    on_step: Callable[[int, list[str]], None] | None = None,
+) -> int:
+    """The loop itself: ``run_step`` (one committed ``pipeline.run``, however the caller runs it: the CLI
+    on its pipeline, the Airflow DAG through dlt's task body) on ``source``, then on the same source with
+    only the tables ``stats`` says are pending, until none is. Returns the number of steps."""
+    selected = source
+    step = 0
+    while True:
+        run_step(selected)
+        step += 1
         stats.steps_committed += 1
         pending = list(stats.pending_tables())
         if on_step is not None:
-            on_step(run.steps, pending)
+            on_step(step, pending)
         if not pending:
-            return run
+            return step
         selected = source.with_resources(*pending)
 
 

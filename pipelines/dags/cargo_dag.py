@@ -53,7 +53,6 @@ Airflow pool of one slot for the tasks that write the pipeline does what it does
 from __future__ import annotations
 
 import contextlib
-import itertools
 import logging
 import os
 from collections.abc import Callable
@@ -71,6 +70,7 @@ from dlt.pipeline.pipeline import Pipeline
 from cargo_elt.pipelines.alerts import send_failure_alert
 from cargo_elt.pipelines.lock import duckdb_lock_conflict, pipeline_lock
 from cargo_elt.pipelines.progress import describe_step
+from cargo_elt.pipelines.steps import each_step
 from cargo_elt.pipelines.sync import failed_table, failure_chain, known_secrets
 from cargo_elt.source import DIMENSION_NAMES, EXPORT_TABLES, FACT_TABLES, SEGMENT_TABLES, SyncStats, cargo_source
 from cargo_elt.source.config import (
@@ -220,22 +220,17 @@ class CargoTasksGroup(PipelineTasksGroup):
             if not isinstance(data, TableRun):
                 self._run_step(pipeline, data, task, options)
                 return
-            # In steps, as `cargo-elt sync` (pipelines/steps.py): each step one run of dlt's task body, loaded and
-            # committed with its state, the next on the same source (its windows planned once) with the tables
-            # still pending. The task body wipes its folder after each run: the next restores the state the
-            # step committed, from the destination.
+            # In steps, by `cargo-elt sync`'s loop (pipelines/steps.py): each step one run of dlt's task body,
+            # loaded and committed with its state, the next on the same source (its windows planned once) with
+            # the tables still pending. The task body wipes its folder after each run: the next restores the
+            # state the step committed, from the destination.
             stats = SyncStats()
-            source = data(stats)
-            selected = source
-            for step in itertools.count(1):
-                self._run_step(pipeline, selected, task, options)
-                stats.steps_committed = step
-                pending = stats.pending_tables()
+
+            def log_step(step: int, pending: list[str]) -> None:
                 if step > 1 or pending:
                     STEPS_LOG.info("%s: %s", task, describe_step(step, pending, stats))
-                if not pending:
-                    return
-                selected = source.with_resources(*pending)
+
+            each_step(data(stats), stats, lambda selected: self._run_step(pipeline, selected, task, options), log_step)
 
     def _run_step(self, pipeline: Pipeline, data: Any, task: str, options: dict[str, Any]) -> None:
         """dlt's task body once, on a fresh instance of ``pipeline``; DuckDB's file lock named as such."""
